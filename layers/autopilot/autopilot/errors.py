@@ -1,0 +1,63 @@
+"""Typed errors of the domain library, mapped to HTTP status or log lines in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class AutopilotError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem found in a config document.
+
+    ``path`` locates the value inside the document (``("communities", 0, "jobs", 1,
+    "cron")``); the CLI maps it to a file line. ``severity`` is ``error`` or ``warning``.
+    """
+
+    path: tuple[str | int, ...]
+    message: str
+    severity: str = "error"
+
+    def location(self) -> str:
+        """The path as a readable dotted string, e.g. ``communities[0].jobs[1].cron``."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out or "<document>"
+
+    def __str__(self) -> str:
+        return f"{self.location()}: {self.message}"
+
+
+@dataclass
+class ConfigError(AutopilotError):
+    """The config document is invalid; ``issues`` lists every problem found."""
+
+    issues: list[ConfigIssue] = field(default_factory=list)
+    source: str = "<config>"
+
+    def __str__(self) -> str:
+        errors = [i for i in self.issues if i.severity == "error"]
+        lines = [f"{self.source}: {len(errors)} error(s)"]
+        lines += [f"  {issue}" for issue in errors]
+        return "\n".join(lines)
+
+
+class ConfigUnavailable(AutopilotError):
+    """No valid config could be loaded from the store (and none was cached)."""
+
+
+class UnknownCommunity(AutopilotError):
+    """A request named a community the config does not define."""
+
+
+class ChannelError(AutopilotError):
+    """A channel failed to deliver a message."""
+
+    def __init__(self, message: str, *, permanent: bool = False, response: str | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.response = response
