@@ -512,6 +512,9 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
 
 def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     """Parse ``doc`` and return the config (``None`` if any error) with every issue found."""
+    # Importing the posts context registers the template fields validation accepts.
+    import autopilot.posts.context  # noqa: F401
+
     col = _Collector()
     if not isinstance(doc, Mapping):
         col.error((), "the config must be a mapping with 'version' and 'communities'")

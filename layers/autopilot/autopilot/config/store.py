@@ -1,0 +1,139 @@
+"""The published config in S3, cached per container.
+
+``autopilot config push`` validates the YAML and writes the JSON document to a
+versioned S3 bucket. Functions read it through :class:`ConfigStore`: a cached copy
+is served for ``ttl`` seconds, then revalidated with a conditional GET (ETag), so a
+schedule change reaches the functions within a minute and costs one small request
+per minute per container. A document that fails to parse is never used: a warm
+container keeps its last good config, a cold one walks back through the object's
+earlier versions to the newest one that parses, and both say so in the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from autopilot.clock import Clock, get_clock
+from autopilot.config.model import Config, parse_config
+from autopilot.errors import ConfigError, ConfigUnavailable
+
+logger = logging.getLogger(__name__)
+
+# How many earlier object versions a cold container tries before giving up.
+MAX_FALLBACK_VERSIONS = 10
+
+
+@dataclass
+class _Cached:
+    config: Config
+    etag: str
+    version_id: str
+    fetched_at: datetime
+
+
+class ConfigStore:
+    """Reads and caches the published config document."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, *, ttl: timedelta = timedelta(seconds=60),
+                 clock: Clock | None = None):
+        self._s3 = s3
+        self._bucket = bucket
+        self._key = key
+        self._ttl = ttl
+        self._clock = clock
+        self._cached: _Cached | None = None
+        self._lock = threading.Lock()
+
+    def _now(self) -> datetime:
+        return (self._clock or get_clock()).now()
+
+    def get(self) -> Config:
+        """The current config: cached, revalidated after the TTL, never an invalid one."""
+        with self._lock:
+            now = self._now()
+            cached = self._cached
+            if cached is not None and now - cached.fetched_at < self._ttl:
+                return cached.config
+            try:
+                self._cached = self._refresh(cached, now)
+            except ConfigUnavailable:
+                if cached is None:
+                    raise
+                logger.error("config store unreadable; keeping last good config version %s",
+                             cached.version_id)
+                cached.fetched_at = now
+            assert self._cached is not None
+            return self._cached.config
+
+    def invalidate(self) -> None:
+        """Forget the cached copy (the next ``get`` reads the store)."""
+        with self._lock:
+            self._cached = None
+
+    def _refresh(self, cached: _Cached | None, now: datetime) -> _Cached:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
+        if cached is not None:
+            kwargs["IfNoneMatch"] = cached.etag
+        try:
+            response = self._s3.get_object(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if cached is not None and (code == "304" or status == 304):
+                cached.fetched_at = now
+                return cached
+            if code in ("NoSuchKey", "NoSuchBucket", "404"):
+                raise ConfigUnavailable(
+                    f"no config at s3://{self._bucket}/{self._key}: run `autopilot config push`"
+                ) from exc
+            raise ConfigUnavailable(f"cannot read s3://{self._bucket}/{self._key}: {exc}") from exc
+        body = response["Body"].read()
+        version_id = str(response.get("VersionId") or "null")
+        etag = str(response.get("ETag", ""))
+        try:
+            config = self._parse(body, version_id)
+        except ConfigError as exc:
+            logger.error("published config version %s is invalid: %s", version_id, exc)
+            if cached is not None:
+                raise ConfigUnavailable(str(exc)) from exc
+            config, version_id = self._fallback(version_id)
+            logger.warning("using earlier config version %s", version_id)
+        return _Cached(config=config, etag=etag, version_id=version_id, fetched_at=now)
+
+    def _parse(self, body: bytes, version_id: str) -> Config:
+        source = f"s3://{self._bucket}/{self._key}?versionId={version_id}"
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(issues=[], source=f"{source}: not valid UTF-8 JSON ({exc})") from exc
+        config = parse_config(doc, source=source)
+        return Config(communities=config.communities, published_at=config.published_at,
+                      version_tag=version_id, warnings=config.warnings)
+
+    def _fallback(self, bad_version: str) -> tuple[Config, str]:
+        listing = self._s3.list_object_versions(
+            Bucket=self._bucket, Prefix=self._key, MaxKeys=MAX_FALLBACK_VERSIONS + 1
+        )
+        versions = [v for v in listing.get("Versions", []) if v["Key"] == self._key]
+        versions.sort(key=lambda v: v["LastModified"], reverse=True)
+        for version in versions[:MAX_FALLBACK_VERSIONS + 1]:
+            if version["VersionId"] == bad_version:
+                continue
+            body = self._s3.get_object(Bucket=self._bucket, Key=self._key,
+                                       VersionId=version["VersionId"])["Body"].read()
+            try:
+                return self._parse(body, version["VersionId"]), version["VersionId"]
+            except ConfigError as exc:
+                logger.error("earlier config version %s is invalid too: %s",
+                             version["VersionId"], exc)
+        raise ConfigUnavailable(
+            f"s3://{self._bucket}/{self._key} holds no valid config in its last "
+            f"{MAX_FALLBACK_VERSIONS} versions"
+        )

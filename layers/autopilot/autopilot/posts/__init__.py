@@ -1,0 +1,1 @@
+"""Scheduled posts: content rotation, template rendering, the post log."""

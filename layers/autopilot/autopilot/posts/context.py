@@ -1,0 +1,91 @@
+"""Template data for posts: built-in fields plus providers that capabilities register.
+
+A provider is a function of a :class:`PostContext` returning a mapping of template
+fields. The built-in provider supplies date and time fields in the community's
+locale; later capabilities (check-ins, lotteries) register providers for live
+data such as today's check-in count or tonight's draw, and config validation
+accepts exactly the fields some provider declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from autopilot.config import model as config_model
+from autopilot.config.model import Community, ContentItem, Job, Pool
+from autopilot.timeutil import zone
+
+_WEEKDAYS = {
+    "zh-CN": ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December")
+
+
+@dataclass(frozen=True)
+class PostContext:
+    """Everything a provider may use to compute its fields."""
+
+    community: Community
+    job: Job
+    pool: Pool
+    item: ContentItem
+    at_utc: datetime
+
+
+Provider = Callable[[PostContext], Mapping[str, Any]]
+_providers: list[tuple[frozenset[str], Provider]] = []
+
+
+def register_provider(fields: frozenset[str] | set[str], provider: Provider) -> None:
+    """Register ``provider`` as the source of ``fields`` for every post template."""
+    _providers.append((frozenset(fields), provider))
+
+
+def known_fields() -> frozenset[str]:
+    """Every template field some provider declares."""
+    out: frozenset[str] = frozenset()
+    for fields, _ in _providers:
+        out |= fields
+    return out
+
+
+def build_fields(ctx: PostContext) -> dict[str, Any]:
+    """Run every provider and merge their fields."""
+    values: dict[str, Any] = {}
+    for _, provider in _providers:
+        values.update(provider(ctx))
+    return values
+
+
+def _builtin(ctx: PostContext) -> dict[str, Any]:
+    local = ctx.at_utc.astimezone(zone(ctx.community.timezone))
+    weekday = _WEEKDAYS.get(ctx.community.locale, _WEEKDAYS["en"])[local.weekday()]
+    if ctx.community.locale == "zh-CN":
+        date = f"{local.year}年{local.month}月{local.day}日"
+    else:
+        date = f"{_MONTHS_EN[local.month - 1]} {local.day}, {local.year}"
+    return {
+        "community": ctx.community.name,
+        "date": date,
+        "date_iso": local.date().isoformat(),
+        "weekday": weekday,
+        "time": local.strftime("%H:%M"),
+        "day_of_year": local.timetuple().tm_yday,
+        "content": ctx.item.text,
+        "content_id": ctx.item.id,
+        "title": ctx.item.title or "",
+        "pool": ctx.pool.id,
+    }
+
+
+register_provider(
+    {"community", "date", "date_iso", "weekday", "time", "day_of_year", "content", "content_id",
+     "title", "pool"},
+    _builtin,
+)
+config_model.set_template_fields_provider(known_fields)

@@ -1,0 +1,178 @@
+"""Rotation state and the post log in the posts table (PynamoDB).
+
+* ``pk = POOL#<community>#<pool>``, ``sk = ROTATION`` — the pool's rotation state
+  with an optimistic ``version``.
+* ``pk = POSTLOG#<community>``, ``sk = <due UTC>#<job>`` — one item per post
+  occurrence: the content chosen, the rendered text and, per channel, the
+  delivery (platform message id or answer, or the error). Created together with
+  the rotation update in one transaction, keyed by the occurrence, so a rerun of
+  the same occurrence reuses the same content and never consumes the pool twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import (
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from autopilot.posts.rules import RotationState
+from autopilot.timeutil import iso_utc
+
+POST_RETENTION = timedelta(days=400)
+
+
+class RotationItem(Model):
+    """A pool's rotation state."""
+
+    class Meta:
+        table_name = "PostsTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="ROTATION")
+    cycle = NumberAttribute(default=0)
+    served = ListAttribute(of=UnicodeAttribute, default=list)
+    last = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=0)
+
+
+class PostItem(Model):
+    """One post occurrence and its deliveries."""
+
+    class Meta:
+        table_name = "PostsTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    community_id = UnicodeAttribute()
+    job_id = UnicodeAttribute()
+    occurrence_key = UnicodeAttribute()
+    pool_id = UnicodeAttribute()
+    content_id = UnicodeAttribute()
+    text = UnicodeAttribute()
+    title = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    deliveries: MapAttribute[str, Any] = MapAttribute(default=dict)
+    expires_at = TTLAttribute(null=True)
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    """A post as the service sees it."""
+
+    community_id: str
+    job_id: str
+    occurrence_key: str
+    due_utc: str
+    pool_id: str
+    content_id: str
+    text: str
+    title: str | None
+    deliveries: dict[str, dict[str, Any]]
+
+
+class RotationConflict(Exception):
+    """Another writer moved the pool's rotation between our read and our write."""
+
+
+def _record(item: PostItem) -> PostRecord:
+    return PostRecord(item.community_id, item.job_id, item.occurrence_key,
+                      item.sk.split("#", 1)[0], item.pool_id, item.content_id, item.text,
+                      item.title, dict(item.deliveries.as_dict() if item.deliveries else {}))
+
+
+class PostStore:
+    """DynamoDB access for posts."""
+
+    def __init__(self, table_name: str, region: str):
+        RotationItem.Meta.table_name = table_name
+        PostItem.Meta.table_name = table_name
+        self._region = region
+        self._connection: Connection | None = None
+
+    def _conn(self) -> Connection:
+        if self._connection is None:
+            self._connection = Connection(region=self._region)
+        return self._connection
+
+    @staticmethod
+    def post_key(community_id: str, due_utc: datetime, job_id: str) -> tuple[str, str]:
+        """(pk, sk) of a post occurrence."""
+        return f"POSTLOG#{community_id}", f"{iso_utc(due_utc)}#{job_id}"
+
+    def get_post(self, community_id: str, due_utc: datetime, job_id: str) -> PostRecord | None:
+        """The post recorded for an occurrence, if any."""
+        pk, sk = self.post_key(community_id, due_utc, job_id)
+        try:
+            return _record(PostItem.get(pk, sk, consistent_read=True))
+        except PostItem.DoesNotExist:
+            return None
+
+    def read_rotation(self, community_id: str, pool_id: str) -> tuple[RotationState, int | None]:
+        """A pool's rotation state and its version (``None`` if it has none yet)."""
+        try:
+            item = RotationItem.get(f"POOL#{community_id}#{pool_id}", "ROTATION", consistent_read=True)
+        except RotationItem.DoesNotExist:
+            return RotationState(), None
+        return RotationState(int(item.cycle), tuple(item.served or ()), item.last), int(item.version)
+
+    def create_post(self, record: PostRecord, due_utc: datetime, rotation: RotationState,
+                    expected_version: int | None, now: datetime) -> bool:
+        """Write the post and advance the rotation atomically.
+
+        Returns False if the occurrence already has a post (a rerun); raises
+        ``RotationConflict`` if the rotation moved since it was read.
+        """
+        pk, sk = self.post_key(record.community_id, due_utc, record.job_id)
+        post = PostItem(pk, sk, community_id=record.community_id, job_id=record.job_id,
+                        occurrence_key=record.occurrence_key, pool_id=record.pool_id,
+                        content_id=record.content_id, text=record.text, title=record.title,
+                        created_at=iso_utc(now), deliveries={}, expires_at=now + POST_RETENTION)
+        rot_pk = f"POOL#{record.community_id}#{record.pool_id}"
+        version = 0 if expected_version is None else expected_version
+        rotation_item = RotationItem(rot_pk, "ROTATION", cycle=rotation.cycle,
+                                     served=list(rotation.served), last=rotation.last,
+                                     version=version + 1)
+        rotation_condition = (RotationItem.pk.does_not_exist() if expected_version is None
+                              else RotationItem.version == expected_version)
+        try:
+            with TransactWrite(connection=self._conn()) as transaction:
+                transaction.save(post, condition=PostItem.pk.does_not_exist())
+                transaction.save(rotation_item, condition=rotation_condition)
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                return False
+            if len(reasons) > 1 and reasons[1] is not None and reasons[1].code == "ConditionalCheckFailed":
+                raise RotationConflict(rot_pk) from exc
+            raise
+        return True
+
+    def record_delivery(self, community_id: str, due_utc: datetime, job_id: str,
+                        channel_id: str, delivery: dict[str, Any]) -> None:
+        """Store one channel's delivery on the post."""
+        pk, sk = self.post_key(community_id, due_utc, job_id)
+        PostItem(pk, sk).update(actions=[PostItem.deliveries[channel_id].set(delivery)])
+
+    def posts(self, community_id: str, since_utc: datetime | None = None,
+              until_utc: datetime | None = None) -> Iterator[PostRecord]:
+        """The post log of a community in time order."""
+        condition = None
+        if since_utc and until_utc:
+            condition = PostItem.sk.between(iso_utc(since_utc), iso_utc(until_utc) + "~")
+        elif since_utc:
+            condition = PostItem.sk >= iso_utc(since_utc)
+        for item in PostItem.query(f"POSTLOG#{community_id}", condition):
+            yield _record(item)

@@ -1,0 +1,44 @@
+"""Typed environment of a function, parsed once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resource names and knobs the template passes to every function."""
+
+    config_bucket: str
+    config_key: str
+    scheduler_table: str
+    posts_table: str
+    posts_topic_arn: str
+    output_dir: str
+    config_ttl_seconds: int
+    region: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default ``os.environ``); missing names fail loudly."""
+        env = os.environ if env is None else env
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise RuntimeError(f"environment variable {name} is not set (see template.yaml)")
+            return value
+
+        return cls(
+            config_bucket=need("CONFIG_BUCKET"),
+            config_key=env.get("CONFIG_KEY", "communities.json"),
+            scheduler_table=need("SCHEDULER_TABLE"),
+            posts_table=need("POSTS_TABLE"),
+            posts_topic_arn=env.get("POSTS_TOPIC_ARN", ""),
+            # Lambda can only write under /tmp; local runs point this at --out.
+            output_dir=env.get("AUTOPILOT_OUTPUT_DIR", "/tmp/autopilot"),
+            config_ttl_seconds=int(env.get("CONFIG_TTL_SECONDS", "60")),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
