@@ -7,7 +7,6 @@ client is created until first use) and call one method per event.
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
@@ -49,7 +48,7 @@ class App:
         self.channel_env = ChannelEnvironment(region=settings.region,
                                               output_dir=settings.output_dir,
                                               sns_topic_arn=settings.posts_topic_arn,
-                                              stdout=stdout or sys.stdout)
+                                              stdout=stdout)
         self.scheduler_store = SchedulerStore(settings.scheduler_table)
         self.post_store = PostStore(settings.posts_table, settings.region)
         self.posts = PostService(self.post_store, self.channel_env, clock=clock)

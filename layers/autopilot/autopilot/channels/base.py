@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -57,8 +57,11 @@ class ChannelEnvironment:
     region: str
     output_dir: str
     sns_topic_arn: str = ""
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stdout: TextIO | None = None  # None: whatever sys.stdout is at send time
     sns_client: Any = None
+
+    def out(self) -> TextIO:
+        return self.stdout if self.stdout is not None else sys.stdout
 
     def sns(self) -> Any:
         if self.sns_client is None:

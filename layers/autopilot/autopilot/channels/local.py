@@ -24,8 +24,9 @@ class ConsoleChannel(Channel):
         if message.title:
             lines.append(message.title)
         lines.append(message.text)
-        self.env.stdout.write("\n".join(lines) + "\n")
-        self.env.stdout.flush()
+        out = self.env.out()
+        out.write("\n".join(lines) + "\n")
+        out.flush()
         return Delivery(self.id, True, iso_utc(now), message_id=f"console:{message.key}",
                         response="printed")
 

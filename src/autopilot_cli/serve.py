@@ -1,0 +1,160 @@
+"""`autopilot serve`: the dispatcher in real time and the HTTP API on localhost.
+
+Everything runs in this process on moto, built from template.yaml: the dispatcher
+is invoked at every minute like EventBridge Scheduler would, and HTTP requests are
+routed to the functions whose ``HttpApi`` events match, as API Gateway would.
+Editing the config file re-validates and re-publishes it; an invalid edit is
+reported and the last good config stays live.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from autopilot_cli.configfile import published_document, validate_file
+from autopilot_cli.local.runtime import LocalRuntime, http_api_event, scheduled_event
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class Route:
+    """One ``HttpApi`` event of a function: method and path template."""
+
+    def __init__(self, function_id: str, method: str, path: str):
+        self.function_id = function_id
+        self.method = method.upper()
+        self.path = path
+        pieces = re.split(r"\{([A-Za-z0-9_]+)\+?\}", path)
+        pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)"
+                          for i, p in enumerate(pieces))
+        self._regex = re.compile(f"^{pattern}$")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.method not in ("ANY", method.upper()):
+            return None
+        found = self._regex.match(path)
+        return found.groupdict() if found else None
+
+
+def http_routes(runtime: LocalRuntime) -> list[Route]:
+    """Every ``HttpApi`` route declared in the template."""
+    routes = []
+    for function_id in runtime.function_ids():
+        resource = runtime.template["Resources"][function_id]
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") == "HttpApi":
+                props = event.get("Properties", {})
+                routes.append(Route(function_id, props.get("Method", "ANY"), props.get("Path", "/")))
+    return routes
+
+
+def _publish(runtime: LocalRuntime, config_path: str, log: TextIO) -> bool:
+    report = validate_file(config_path)
+    for finding in report.warnings:
+        log.write(f"{finding}\n")
+    if not report.ok:
+        for finding in report.errors:
+            log.write(f"{finding}\n")
+        log.write("config NOT published: keeping the last good config\n")
+        return False
+    from autopilot.aws import client
+
+    env = runtime.function_env("DispatcherFunction")
+    client("s3", runtime.region).put_object(
+        Bucket=runtime.physical_id("ConfigBucket"), Key=env.get("CONFIG_KEY", "communities.json"),
+        Body=published_document(report.loaded, published_at=datetime.now(UTC)))
+    log.write(f"published {config_path}\n")
+    return True
+
+
+def serve(config_path: str, *, port: int, log: TextIO, template_path: str = "template.yaml",
+          max_ticks: int | None = None) -> None:
+    """Run until interrupted (or ``max_ticks`` dispatcher ticks, for tests)."""
+    with LocalRuntime(template_path) as runtime:
+        if not _publish(runtime, config_path, log):
+            raise SystemExit(1)
+        routes = http_routes(runtime)
+        lock = threading.Lock()  # one invocation at a time: moto's backend is not thread-safe
+
+        class Handler(BaseHTTPRequestHandler):
+            def _dispatch(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    self._reply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
+                    return
+                body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
+                for route in routes:
+                    params = route.match(self.command, parts.path)
+                    if params is not None:
+                        event = http_api_event(self.command, parts.path, body=body,
+                                               headers=dict(self.headers.items()),
+                                               query=dict(parse_qsl(parts.query)),
+                                               path_parameters=params or None)
+                        with lock:
+                            result = runtime.invoke(route.function_id, event)
+                        self._reply_lambda(result)
+                        return
+                self._reply(404, {"message": f"no route for {self.command} {parts.path}",
+                                  "routes": [f"{r.method} {r.path}" for r in routes]})
+
+            def _reply_lambda(self, result: Any) -> None:
+                if isinstance(result, dict) and "statusCode" in result:
+                    self.send_response(int(result["statusCode"]))
+                    for key, value in (result.get("headers") or {}).items():
+                        self.send_header(key, str(value))
+                    payload = str(result.get("body") or "").encode("utf-8")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                else:
+                    self._reply(200, result)
+
+            def _reply(self, status: int, document: Any) -> None:
+                payload = json.dumps(document, ensure_ascii=False).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.write(f"http: {format % args}\n")
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        log.write(f"HTTP API on http://127.0.0.1:{server.server_address[1]} "
+                  f"({len(routes)} route(s)); dispatcher ticks every minute. Ctrl-C stops.\n")
+        mtime = Path(config_path).stat().st_mtime
+        ticks = 0
+        try:
+            while max_ticks is None or ticks < max_ticks:
+                now = datetime.now(UTC)
+                next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+                if max_ticks is None:
+                    time.sleep(max(0.0, (next_minute - now).total_seconds()))
+                current = Path(config_path).stat().st_mtime
+                if current != mtime:
+                    mtime = current
+                    with lock:
+                        _publish(runtime, config_path, log)
+                tick_at = datetime.now(UTC)
+                with lock:
+                    result = runtime.invoke("DispatcherFunction", scheduled_event(tick_at))
+                ticks += 1
+                if result.get("occurrences"):
+                    log.write(f"tick {tick_at:%H:%M:%S}Z: {json.dumps(result['counts'])}\n")
+        except KeyboardInterrupt:
+            log.write("stopped\n")
+        finally:
+            server.shutdown()
