@@ -201,6 +201,13 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO = sys.
             out.write(f"  {day}\n")
             for occ in occs:
                 line = f"    {occ['scheduled_local'][11:16]}  {occ['job']:<18} {occ['status']:<8}"
+                if occ["quiet"] == "deferred" and occ["status"] != "missed":
+                    due_local = parse_iso(occ["due_utc"]).astimezone(zone(community.timezone))
+                    line += f" → sent {due_local:%H:%M} (after quiet hours)"
+                if occ["dst"] == "gap":
+                    line += f" [DST: {occ['key'][11:]} does not exist that day]"
+                elif occ["dst"] == "overlap":
+                    line += f" [DST: {occ['key'][11:]} happens twice; ran once]"
                 text = texts.get((cid, occ["job"], occ["key"]))
                 if text:
                     line += f" “{text.splitlines()[0][:60]}”"
