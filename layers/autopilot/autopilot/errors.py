@@ -41,6 +41,8 @@ class ConfigError(AutopilotError):
 
     def __str__(self) -> str:
         errors = [i for i in self.issues if i.severity == "error"]
+        if not errors:
+            return self.source
         lines = [f"{self.source}: {len(errors)} error(s)"]
         lines += [f"  {issue}" for issue in errors]
         return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""The dispatcher *handler* as Lambda runs it: events, idle cost, and IAM it really needs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autopilot_cli.local.cfn import load_template
+from autopilot_cli.local.runtime import scheduled_event
+from autopilot_cli.metering import RequestCounter
+
+from .conftest import make_config
+
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+def invoke(stack, when: datetime) -> dict[str, Any]:
+    stack.clock.set(when)
+    return stack.runtime.invoke("DispatcherFunction", scheduled_event(when))
+
+
+def test_handler_runs_a_tick_from_the_sample_event(stack, repo_root, monkeypatch):
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    stack.push(make_config())
+    event = json.loads((repo_root / "events" / "DispatcherFunction.json").read_text())
+    stack.clock.set(datetime(2026, 11, 26, 23, 30, 4, tzinfo=UTC))
+    result = stack.runtime.invoke("DispatcherFunction", event)
+    assert result["counts"] == {"fired": 1}
+    again = stack.runtime.invoke("DispatcherFunction", event)  # at-least-once delivery
+    assert again["counts"] == {} and len(stack.lines()) == 1
+
+
+def test_idle_ticks_make_no_dynamodb_writes(stack, monkeypatch):
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    stack.push(make_config(published_at="2026-11-26T10:00:00Z"))
+    start = datetime(2026, 11, 26, 10, 0, 30, tzinfo=UTC)
+    with RequestCounter() as cold:
+        invoke(stack, start)  # cold container, nothing due since publication
+    with RequestCounter() as warm:
+        for minute in range(1, 30):
+            invoke(stack, start + timedelta(minutes=minute))
+    assert sum(cold.count("dynamodb", op) for op in DYNAMODB_WRITES) == 0
+    assert cold.count("dynamodb") <= 1  # at most one BatchGetItem of the watermarks
+    assert warm.count("dynamodb") == 0  # warm and idle: not a single DynamoDB request
+
+
+def _granted(function_id: str, repo_root) -> set[str]:
+    template = load_template(repo_root / "template.yaml")
+    actions: set[str] = set()
+    for policy in template["Resources"][function_id]["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            if statement.get("Effect") == "Allow":
+                action = statement["Action"]
+                actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+# botocore operation -> IAM action, where they differ. A transaction is authorised
+# by the per-item actions it contains (PutItem here), not by an action of its own.
+_IAM_NAME = {("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+             ("dynamodb", "TransactWriteItems"): "dynamodb:PutItem"}
+
+
+def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(stack, monkeypatch,
+                                                                             repo_root):
+    """Least privilege, checked against what the code really calls."""
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    jobs = [{"id": "morning-post", "cron": "30 7 * * *", "action": "post",
+             "params": {"pool": "morning", "channels": ["group", "announce"], "template": "{content}"}},
+            {"id": "late", "cron": "0 12 * * *", "action": "post",
+             "params": {"pool": "morning", "channels": ["group"], "template": "{content}"},
+             "misfire": {"policy": "latest", "grace": "1m"}}]
+    stack.push(make_config(jobs=jobs, published_at="2026-11-26T00:00:00Z"))
+    stack.push(b"{broken")  # a cold start must fall back to the previous version
+    with RequestCounter() as counter:
+        invoke(stack, datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC))  # fires; 12:00 missed
+        stack.runtime.reset_containers()  # a second, cold container ...
+        invoke(stack, datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC))  # ... same tick again
+        # Another worker holds a live claim on today's 'late': the tick must read it and
+        # leave it alone; a rerun of the 07:30 post finds its existing post.
+        from autopilot.app import App
+        from autopilot.scheduler.rules import occurrences_between
+        from autopilot.settings import Settings
+        from autopilot.timeutil import zone
+
+        other = App(Settings.from_env(stack.env), clock=stack.clock)
+        community = other.config().communities[0]
+        tick = datetime(2026, 11, 27, 4, 0, 5, tzinfo=UTC)
+        stack.clock.set(tick)
+        (late,) = occurrences_between("sunrise", community.job("late"), zone("Asia/Shanghai"),
+                                      community.quiet_hours, tick - timedelta(minutes=1), tick)
+        other.scheduler_store.claim(late, now=tick, lease=timedelta(minutes=5), worker="other")
+        other.posts._prepare(community, community.job("morning-post"),
+                             datetime(2026, 11, 26, 23, 30, tzinfo=UTC), "2026-11-27T07:30")
+        assert invoke(stack, tick)["counts"] == {}
+    used = set()
+    for (service, operation), _ in counter.by_operation().items():
+        if (service, operation) == ("s3", "GetObject"):
+            used.update({"s3:GetObject", "s3:GetObjectVersion"})
+            continue
+        used.add(_IAM_NAME.get((service, operation), f"{service}:{operation}"))
+    granted = _granted("DispatcherFunction", repo_root)
+    assert used <= granted, f"called but not granted: {sorted(used - granted)}"
+    assert granted <= used, f"granted but never needed: {sorted(granted - used)}"
