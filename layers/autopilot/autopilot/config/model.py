@@ -179,10 +179,14 @@ def set_template_fields_provider(provider: TemplateFieldsProvider) -> None:
 def template_fields(template: str) -> list[str]:
     """The field names a ``str.format``-style template refers to (raises on bad syntax)."""
     names = []
-    for _, name, _, _ in string.Formatter().parse(template):
+    for _, name, spec, conversion in string.Formatter().parse(template):
         if name is not None:
             if not name or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise ValueError(f"invalid placeholder {{{name}}}: use {{name}} with a-z, 0-9, _")
+            if spec or conversion:
+                # Fields are rendered as text; a spec or conversion would fail at post time.
+                raise ValueError(f"placeholder {{{name}}} may not have a format spec or "
+                                 "conversion: write plain {name}")
             names.append(name)
     return names
 
@@ -388,6 +392,10 @@ def _check_post_params(col: _Collector, params: Mapping[str, Any], path: tuple[s
         if not channels:
             col.error((*path, "channels"), "a post needs at least one channel")
         for index, channel_id in enumerate(channels):
+            if not isinstance(channel_id, str):
+                col.error((*path, "channels", index),
+                          f"expected a channel id (string), got {type(channel_id).__name__}")
+                continue
             if channel_id not in channel_ids:
                 known = ", ".join(sorted(channel_ids)) or "none defined"
                 col.error((*path, "channels", index),
@@ -524,6 +532,8 @@ def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     if version is not None and version != SCHEMA_VERSION:
         col.error(("version",), f"unsupported config version {version} (this release reads {SCHEMA_VERSION})")
     published_at = None
+    if "published_at" in doc and not isinstance(doc["published_at"], str):
+        col.error(("published_at",), "published_at must be an ISO-8601 string with offset")
     if isinstance(doc.get("published_at"), str):
         try:
             published_at = parse_iso(doc["published_at"])
