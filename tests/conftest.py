@@ -1,0 +1,71 @@
+"""Fixtures shared by every test level.
+
+* ``repo_root`` - the repository root (where template.yaml lives);
+* ``aws_env`` - dummy credentials and region in ``os.environ`` for one test,
+  so that nothing can reach a real AWS account;
+* ``local_runtime`` - a :class:`~autopilot_cli.local.runtime.LocalRuntime`
+  over ``template.yaml`` (moto resources built from the template), one per
+  test;
+* ``request_counter`` - a running
+  :class:`~autopilot_cli.metering.RequestCounter`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The project is installed in the venv in editable mode (`make setup`); these
+# entries only matter when tests run from a checkout that is not installed.
+for _path in (REPO_ROOT / "src", REPO_ROOT / "layers" / "autopilot"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
+
+# Imported before any boto3/PynamoDB session exists, so that every session
+# created by the tests inherits the request-counting hook.
+from autopilot_cli import metering  # noqa: E402
+from autopilot_cli.local.runtime import LocalRuntime  # noqa: E402
+
+_DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Dummy AWS credentials and region us-east-1 for the test (restored afterwards)."""
+    for name, value in _DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return dict(_DUMMY_AWS_ENV)
+
+
+@pytest.fixture
+def local_runtime(aws_env: dict[str, str], repo_root: Path) -> Iterator[LocalRuntime]:
+    """The stack of template.yaml on moto, with its functions invocable in-process."""
+    with LocalRuntime(repo_root / "template.yaml") as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def request_counter() -> Iterator[metering.RequestCounter]:
+    """Counts the AWS requests the test makes (``.total``, ``.count(service, operation)``)."""
+    with metering.RequestCounter() as counter:
+        yield counter

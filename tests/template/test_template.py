@@ -1,0 +1,305 @@
+"""template.yaml checked against the code, the sample events and our IAM rules.
+
+The template is the single source of truth for resources; these tests keep
+it honest: every function's handler exists and imports with the function's
+own environment, every function has a sample event of the right shape, every
+resource name a function is given points at a declared resource of the right
+type, IAM stays least-privilege, and cfn-lint passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autopilot_cli.local.cfn import find_references, load_template
+from autopilot_cli.local.runtime import LocalRuntime, LocalRuntimeError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+TEMPLATE = load_template(TEMPLATE_PATH)  # Globals applied
+RAW_TEMPLATE = load_template(TEMPLATE_PATH, apply_sam_globals=False)
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = sorted(
+    logical_id
+    for logical_id, resource in RESOURCES.items()
+    if resource["Type"] == "AWS::Serverless::Function"
+)
+LAYER_ID = "AutopilotLayer"
+
+# Environment variable suffix -> resource types it may name.
+ENV_SUFFIX_TYPES = {
+    "_TABLE": {"AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"},
+    "_BUCKET": {"AWS::S3::Bucket"},
+    "_TOPIC_ARN": {"AWS::SNS::Topic"},
+    "_QUEUE_URL": {"AWS::SQS::Queue"},
+    "_QUEUE_ARN": {"AWS::SQS::Queue"},
+}
+
+
+def _properties(logical_id: str) -> dict[str, Any]:
+    return RESOURCES[logical_id].get("Properties") or {}
+
+
+def test_template_declares_functions() -> None:
+    assert FUNCTIONS, "template.yaml declares no AWS::Serverless::Function"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_handler_file_exists_and_imports_with_function_env(
+    function_id: str, local_runtime: LocalRuntime
+) -> None:
+    spec = local_runtime.function(function_id)
+    assert spec.handler_path.is_file(), f"{function_id}: {spec.handler_path} missing"
+    handler = local_runtime.load_handler(function_id)
+    assert callable(handler)
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_runs_python312_on_arm64_with_the_layer(function_id: str) -> None:
+    properties = _properties(function_id)
+    assert properties.get("Runtime") == "python3.12"
+    assert properties.get("Architectures") == ["arm64"]
+    assert {"Ref": LAYER_ID} in (properties.get("Layers") or [])
+
+
+def test_layer_builds_the_domain_library() -> None:
+    layer = RESOURCES[LAYER_ID]
+    content_dir = REPO_ROOT / layer["Properties"]["ContentUri"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (content_dir / "requirements.txt").is_file()
+    assert (content_dir / "autopilot" / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_has_a_sample_event_of_its_trigger_shape(function_id: str) -> None:
+    path = REPO_ROOT / "events" / f"{function_id}.json"
+    assert path.is_file(), f"missing sample event {path.relative_to(REPO_ROOT)}"
+    event = json.loads(path.read_text(encoding="utf-8"))
+    trigger_types = {e["Type"] for e in (_properties(function_id).get("Events") or {}).values()}
+    if "ScheduleV2" in trigger_types:
+        # EventBridge Scheduler's default notification (no Input configured).
+        assert event["source"] == "aws.scheduler"
+        assert event["detail-type"] == "Scheduled Event"
+        assert event["detail"] == "{}"
+        assert event["resources"][0].startswith("arn:aws:scheduler:")
+        assert event["time"].endswith("Z")
+    elif "Schedule" in trigger_types:
+        assert event["source"] == "aws.events"
+        assert event["detail-type"] == "Scheduled Event"
+    elif "SQS" in trigger_types:
+        assert event["Records"] and all(r["eventSource"] == "aws:sqs" for r in event["Records"])
+    elif "HttpApi" in trigger_types:
+        assert event["version"] == "2.0" and "requestContext" in event
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_environment_references_declared_resources_of_the_right_type(function_id: str) -> None:
+    variables = (_properties(function_id).get("Environment") or {}).get("Variables") or {}
+    declared = set(RESOURCES) | set(TEMPLATE.get("Parameters") or {})
+    for name, value in variables.items():
+        referenced = find_references(value)
+        assert referenced <= declared, f"{function_id}.{name} references undeclared {referenced}"
+        for suffix, allowed_types in ENV_SUFFIX_TYPES.items():
+            if name.endswith(suffix):
+                resource_refs = [r for r in referenced if r in RESOURCES]
+                assert resource_refs, f"{function_id}.{name} should reference a resource"
+                types = {RESOURCES[r]["Type"] for r in resource_refs}
+                assert types <= allowed_types, f"{function_id}.{name} names a {types}"
+
+
+def test_function_env_resolves_to_the_created_resources(local_runtime: LocalRuntime) -> None:
+    known: set[str] = set()
+    for logical_id in local_runtime.resource_ids():
+        with contextlib.suppress(LocalRuntimeError):
+            known.add(local_runtime.physical_id(logical_id))
+        with contextlib.suppress(LocalRuntimeError):
+            known.add(local_runtime.arn(logical_id))
+    for function_id in FUNCTIONS:
+        for name, value in local_runtime.function_env(function_id).items():
+            if any(name.endswith(suffix) for suffix in ENV_SUFFIX_TYPES):
+                assert value in known, f"{function_id}.{name}={value!r} is no created resource"
+
+
+# --------------------------------------------------------------------------- #
+# IAM
+# --------------------------------------------------------------------------- #
+
+
+def _statements() -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM statement of the template, with where it comes from."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, resource in RESOURCES.items():
+        properties = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::Serverless::Function":
+            for index, policy in enumerate(properties.get("Policies") or []):
+                assert isinstance(policy, dict) and "Statement" in policy, (
+                    f"{logical_id}.Policies[{index}]: use an inline policy document with "
+                    "explicit statements (managed policies and SAM policy templates hide "
+                    f"wildcards), got {policy!r}"
+                )
+                found += [(f"{logical_id}.Policies[{index}]", s) for s in policy["Statement"]]
+        elif resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [properties.get("PolicyDocument")] + [
+                p.get("PolicyDocument") for p in properties.get("Policies") or []
+            ]
+            for document in filter(None, documents):
+                found += [(logical_id, s) for s in document["Statement"]]
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _is_bucket_object_path(resource: Any) -> bool:
+    """``!Sub "${Bucket.Arn}/*"`` (or ``/prefix/*``) for a bucket of this template."""
+    if not (isinstance(resource, dict) and set(resource) == {"Fn::Sub"}):
+        return False
+    template = resource["Fn::Sub"]
+    if not isinstance(template, str) or not template.startswith("${"):
+        return False
+    root, _, rest = template[2:].partition("}")
+    logical_id, _, attribute = root.partition(".")
+    return (
+        RESOURCES.get(logical_id, {}).get("Type") == "AWS::S3::Bucket"
+        and attribute == "Arn"
+        and rest.startswith("/")
+        and "*" not in rest[:-1]
+    )
+
+
+def test_policies_are_explicit_statements() -> None:
+    statements = _statements()
+    assert statements, "no IAM statements found"
+    for where, statement in statements:
+        assert "NotAction" not in statement, f"{where}: NotAction grants everything else"
+        assert "NotResource" not in statement, f"{where}: NotResource grants everything else"
+        assert statement.get("Effect") in ("Allow", "Deny"), where
+
+
+def test_no_action_contains_a_wildcard() -> None:
+    for where, statement in _statements():
+        for action in _as_list(statement.get("Action")):
+            assert isinstance(action, str) and "*" not in action, f"{where}: Action {action!r}"
+
+
+def test_no_wildcard_resources_except_config_object_paths() -> None:
+    for where, statement in _statements():
+        for resource in _as_list(statement.get("Resource")):
+            if _is_bucket_object_path(resource):
+                continue
+            assert resource != "*", f"{where}: Resource '*'"
+            assert "*" not in json.dumps(resource), f"{where}: wildcard in Resource {resource!r}"
+
+
+def test_dispatcher_policy_is_least_privilege() -> None:
+    """Grants per resource, pinned: a new permission is a deliberate change.
+
+    (test_dispatcher_handler.py checks the same set against the calls the
+    handler really makes.)
+    """
+    granted: dict[str, set[str]] = {}
+    for where, statement in _statements():
+        if not where.startswith("DispatcherFunction."):
+            continue
+        for resource in _as_list(statement["Resource"]):
+            granted.setdefault(json.dumps(resource, sort_keys=True), set()).update(
+                _as_list(statement["Action"])
+            )
+
+    def grants(resource: Any) -> set[str]:
+        return granted.get(json.dumps(resource, sort_keys=True), set())
+
+    assert grants({"Fn::GetAtt": ["SchedulerTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    assert grants({"Fn::GetAtt": ["PostsTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    assert grants({"Fn::Sub": "${ConfigBucket.Arn}/*"}) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
+    assert grants({"Ref": "PostsTopic"}) == {"sns:Publish"}
+    assert len(granted) == 5
+
+
+# --------------------------------------------------------------------------- #
+# Resources
+# --------------------------------------------------------------------------- #
+
+
+def test_tables_are_on_demand_encrypted_recoverable_with_ttl() -> None:
+    tables = [r for r in RESOURCES.values() if r["Type"] == "AWS::DynamoDB::Table"]
+    assert tables
+    for table in tables:
+        properties = table["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["SSESpecification"]["SSEEnabled"] is True
+        assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert properties["TimeToLiveSpecification"] == {
+            "AttributeName": "expires_at",
+            "Enabled": True,
+        }
+
+
+def test_config_bucket_is_private_versioned_and_retained() -> None:
+    bucket = RESOURCES["ConfigBucket"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    properties = bucket["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_function_log_group_has_retention(function_id: str) -> None:
+    log_groups = [
+        r["Properties"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+    ]
+    assert len(log_groups) == 1, f"{function_id} needs one AWS::Logs::LogGroup with retention"
+    assert log_groups[0]["RetentionInDays"] > 0
+
+
+def test_dispatcher_tick_is_never_retried() -> None:
+    """A missed tick is caught up by the next one; retries would only deliver stale ticks."""
+    properties = _properties("DispatcherFunction")
+    (tick,) = properties["Events"].values()
+    assert tick["Type"] == "ScheduleV2"
+    assert tick["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert tick["Properties"]["State"] == {"Ref": "ScheduleState"}
+    assert tick["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_globals_are_declared_once() -> None:
+    function_globals = RAW_TEMPLATE["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Layers"] == [{"Ref": LAYER_ID}]
+    for function_id in FUNCTIONS:
+        own = RAW_TEMPLATE["Resources"][function_id]["Properties"]
+        assert "Runtime" not in own and "Layers" not in own, f"{function_id} overrides Globals"
+
+
+def test_cfn_lint_passes() -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    command = [str(cfn_lint)] if cfn_lint.exists() else [sys.executable, "-m", "cfnlint"]
+    result = subprocess.run(
+        [*command, str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, f"cfn-lint:\n{result.stdout}\n{result.stderr}"
