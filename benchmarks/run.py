@@ -28,27 +28,66 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "layers" / "autopilot")]
 
 from autopilot_cli import metering  # noqa: E402  (before any botocore session exists)
 
-os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                   "POWERTOOLS_LOG_LEVEL": "ERROR"})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+)
 
 from autopilot.clock import ManualClock, set_clock  # noqa: E402
+
 from autopilot_cli.local.runtime import LocalRuntime, scheduled_event  # noqa: E402
 
 
 def _config(channels: list[str]) -> bytes:
-    return json.dumps({"version": 1, "published_at": "2026-11-26T00:00:00Z", "communities": [{
-        "id": "bench", "name": "Bench", "timezone": "Asia/Shanghai", "locale": "zh-CN",
-        "channels": [{"id": "group", "type": "file", "path": "bench.jsonl"},
-                     {"id": "announce", "type": "sns"}],
-        "pools": [{"id": "p", "items": [{"id": f"i{n}", "text": f"内容 {n}"} for n in range(20)]}],
-        "jobs": [{"id": "post", "cron": "30 7 * * *", "action": "post",
-                  "params": {"pool": "p", "channels": channels, "template": "{date} {content}"}}],
-    }]}).encode()
+    return json.dumps(
+        {
+            "version": 1,
+            "published_at": "2026-11-26T00:00:00Z",
+            "communities": [
+                {
+                    "id": "bench",
+                    "name": "Bench",
+                    "timezone": "Asia/Shanghai",
+                    "locale": "zh-CN",
+                    "channels": [
+                        {"id": "group", "type": "file", "path": "bench.jsonl"},
+                        {"id": "announce", "type": "sns"},
+                    ],
+                    "pools": [
+                        {
+                            "id": "p",
+                            "items": [{"id": f"i{n}", "text": f"内容 {n}"} for n in range(20)],
+                        }
+                    ],
+                    "jobs": [
+                        {
+                            "id": "post",
+                            "cron": "30 7 * * *",
+                            "action": "post",
+                            "params": {
+                                "pool": "p",
+                                "channels": channels,
+                                "template": "{date} {content}",
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 def _dynamodb(counter: metering.RequestCounter) -> dict[str, int]:
-    return {op: n for (service, op), n in sorted(counter.by_operation().items()) if service == "dynamodb"}
+    return {
+        op: n
+        for (service, op), n in sorted(counter.by_operation().items())
+        if service == "dynamodb"
+    }
 
 
 def request_counts() -> list[tuple[str, int, int, str]]:
@@ -56,8 +95,10 @@ def request_counts() -> list[tuple[str, int, int, str]]:
     rows = []
     due = datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC)
     idle = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
-    for label, channels in (("due post job, 1 channel (file)", ["group"]),
-                            ("due post job, 2 channels (file + SNS)", ["group", "announce"])):
+    for label, channels in (
+        ("due post job, 1 channel (file)", ["group"]),
+        ("due post job, 2 channels (file + SNS)", ["group", "announce"]),
+    ):
         with tempfile.TemporaryDirectory() as out, LocalRuntime(ROOT / "template.yaml") as runtime:
             os.environ["AUTOPILOT_OUTPUT_DIR"] = out
             clock = ManualClock(idle - timedelta(seconds=1))
@@ -66,10 +107,15 @@ def request_counts() -> list[tuple[str, int, int, str]]:
                 from autopilot.aws import client, reset_clients
 
                 reset_clients()
-                client("s3", "us-east-1").put_object(Bucket=runtime.physical_id("ConfigBucket"),
-                                                     Key="communities.json", Body=_config(channels))
+                client("s3", "us-east-1").put_object(
+                    Bucket=runtime.physical_id("ConfigBucket"),
+                    Key="communities.json",
+                    Body=_config(channels),
+                )
 
-                def tick(when: datetime, counter: metering.RequestCounter) -> None:
+                def tick(
+                    when: datetime, counter: metering.RequestCounter, clock: ManualClock = clock
+                ) -> None:
                     clock.set(when)
                     with counter:
                         runtime.invoke("DispatcherFunction", scheduled_event(when))
@@ -78,45 +124,86 @@ def request_counts() -> list[tuple[str, int, int, str]]:
                     cold, warm = metering.RequestCounter(), metering.RequestCounter()
                     tick(idle, cold)
                     tick(idle + timedelta(minutes=1), warm)
-                    rows.append(("idle tick, cold container", cold.count("dynamodb"), cold.total,
-                                 json.dumps(_dynamodb(cold))))
-                    rows.append(("idle tick, warm container", warm.count("dynamodb"), warm.total,
-                                 json.dumps(_dynamodb(warm))))
+                    rows.append(
+                        (
+                            "idle tick, cold container",
+                            cold.count("dynamodb"),
+                            cold.total,
+                            json.dumps(_dynamodb(cold)),
+                        )
+                    )
+                    rows.append(
+                        (
+                            "idle tick, warm container",
+                            warm.count("dynamodb"),
+                            warm.total,
+                            json.dumps(_dynamodb(warm)),
+                        )
+                    )
                 counter = metering.RequestCounter()
                 tick(due, counter)
-                rows.append((label, counter.count("dynamodb"), counter.total, json.dumps(_dynamodb(counter))))
+                rows.append(
+                    (
+                        label,
+                        counter.count("dynamodb"),
+                        counter.total,
+                        json.dumps(_dynamodb(counter)),
+                    )
+                )
                 if channels == ["group"]:
                     dup = metering.RequestCounter()
                     tick(due, dup)
-                    rows.append(("same tick delivered again (warm)", dup.count("dynamodb"), dup.total,
-                                 json.dumps(_dynamodb(dup))))
+                    rows.append(
+                        (
+                            "same tick delivered again (warm)",
+                            dup.count("dynamodb"),
+                            dup.total,
+                            json.dumps(_dynamodb(dup)),
+                        )
+                    )
                     runtime.reset_containers()
                     dup_cold = metering.RequestCounter()
                     tick(due, dup_cold)
-                    rows.append(("same tick delivered again (cold container)", dup_cold.count("dynamodb"),
-                                 dup_cold.total, json.dumps(_dynamodb(dup_cold))))
+                    rows.append(
+                        (
+                            "same tick delivered again (cold container)",
+                            dup_cold.count("dynamodb"),
+                            dup_cold.total,
+                            json.dumps(_dynamodb(dup_cold)),
+                        )
+                    )
             finally:
                 set_clock(previous)
     return rows
 
 
-_IMPORT_BASELINE = ("import time; t=time.perf_counter(); import boto3; "
-                    "boto3.client('dynamodb', region_name='us-east-1'); print(time.perf_counter()-t)")
+_IMPORT_BASELINE = (
+    "import time; t=time.perf_counter(); import boto3; "
+    "boto3.client('dynamodb', region_name='us-east-1'); print(time.perf_counter()-t)"
+)
 
 
 def _import_handler_code(function_dir: Path) -> str:
-    return ("import sys, time; "
-            f"sys.path[:0]=[{str(function_dir)!r}, {str(ROOT / 'layers' / 'autopilot')!r}]; "
-            "t=time.perf_counter(); import app; print(time.perf_counter()-t)")
+    return (
+        "import sys, time; "
+        f"sys.path[:0]=[{str(function_dir)!r}, {str(ROOT / 'layers' / 'autopilot')!r}]; "
+        "t=time.perf_counter(); import app; print(time.perf_counter()-t)"
+    )
 
 
 def cold_starts(runs: int = 9) -> list[tuple[str, float, float, float]]:
-    """(function, median handler import s, median boto3 import+client s, ratio), alternating runs."""
+    """(function, median import s, median boto3 import+client s, ratio), alternating runs."""
     from autopilot_cli.local.cfn import load_template
 
     template = load_template(ROOT / "template.yaml")
-    env = dict(os.environ, CONFIG_BUCKET="b", SCHEDULER_TABLE="t", POSTS_TABLE="t",
-               POSTS_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:t", PYTHONDONTWRITEBYTECODE="1")
+    env = dict(
+        os.environ,
+        CONFIG_BUCKET="b",
+        SCHEDULER_TABLE="t",
+        POSTS_TABLE="t",
+        POSTS_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:t",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     results = []
     for logical_id, resource in sorted(template["Resources"].items()):
         if resource["Type"] != "AWS::Serverless::Function":
@@ -124,9 +211,18 @@ def cold_starts(runs: int = 9) -> list[tuple[str, float, float, float]]:
         function_dir = ROOT / resource["Properties"]["CodeUri"]
         base, handler = [], []
         for _ in range(runs):  # alternate so machine load affects both alike
-            for code, sink in ((_IMPORT_BASELINE, base), (_import_handler_code(function_dir), handler)):
-                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                     text=True, check=True, cwd=tempfile.gettempdir())
+            for code, sink in (
+                (_IMPORT_BASELINE, base),
+                (_import_handler_code(function_dir), handler),
+            ):
+                out = subprocess.run(
+                    [sys.executable, "-c", code],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=tempfile.gettempdir(),
+                )
                 sink.append(float(out.stdout.strip().splitlines()[-1]))
         h, b = statistics.median(handler), statistics.median(base)
         results.append((logical_id, h, b, h / b))
@@ -139,9 +235,15 @@ def simulation_throughput(days: int = 28) -> tuple[int, float, int]:
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        result = run_simulation(str(ROOT / "config" / "communities.yaml"),
-                                start=datetime(2027, 3, 1, tzinfo=UTC), days=days, members=1000,
-                                seed=1, out_dir=out, template_path=str(ROOT / "template.yaml"))
+        result = run_simulation(
+            str(ROOT / "config" / "communities.yaml"),
+            start=datetime(2027, 3, 1, tzinfo=UTC),
+            days=days,
+            members=1000,
+            seed=1,
+            out_dir=out,
+            template_path=str(ROOT / "template.yaml"),
+        )
         elapsed = time.perf_counter() - started
     return days, days / elapsed, result.ticks
 
@@ -157,9 +259,12 @@ def transaction_cost(table_items: int = 5000, transactions: int = 200) -> tuple[
     for fast in (False, True):
         with mock_aws():
             ddb = boto3.client("dynamodb", region_name="us-east-1")
-            ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+            ddb.create_table(
+                TableName="t",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            )
             for n in range(table_items):
                 ddb.put_item(TableName="t", Item={"pk": {"S": f"item{n}"}, "v": {"N": "0"}})
             if fast:
@@ -167,12 +272,25 @@ def transaction_cost(table_items: int = 5000, transactions: int = 200) -> tuple[
             try:
                 started = time.perf_counter()
                 for n in range(transactions):
-                    ddb.transact_write_items(TransactItems=[
-                        {"Put": {"TableName": "t", "Item": {"pk": {"S": f"new{n}"}},
-                                 "ConditionExpression": "attribute_not_exists(pk)"}},
-                        {"Update": {"TableName": "t", "Key": {"pk": {"S": "item0"}},
+                    ddb.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Put": {
+                                    "TableName": "t",
+                                    "Item": {"pk": {"S": f"new{n}"}},
+                                    "ConditionExpression": "attribute_not_exists(pk)",
+                                }
+                            },
+                            {
+                                "Update": {
+                                    "TableName": "t",
+                                    "Key": {"pk": {"S": "item0"}},
                                     "UpdateExpression": "ADD v :one",
-                                    "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
+                                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                                }
+                            },
+                        ]
+                    )
                 timings.append((time.perf_counter() - started) / transactions)
             finally:
                 if fast:
@@ -186,44 +304,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=9, help="cold-start runs per function")
     args = parser.parse_args(argv)
     measure: list[tuple[str, Callable[[], Any]]] = [
-        ("requests", request_counts), ("cold", lambda: cold_starts(args.runs)),
-        ("sim", simulation_throughput), ("tx", transaction_cost)]
+        ("requests", request_counts),
+        ("cold", lambda: cold_starts(args.runs)),
+        ("sim", simulation_throughput),
+        ("tx", transaction_cost),
+    ]
     results = {}
     for name, fn in measure:
         print(f"measuring {name} ...", file=sys.stderr)
         results[name] = fn()
 
-    lines = ["# Benchmarks", "",
-             "Produced by `make bench` (`benchmarks/run.py`); re-run it after touching a hot path.",
-             f"Last run: {datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}, "
-             f"{platform.machine()}. Request counts are exact and machine-independent; times are "
-             "ratios taken within one run.", "",
-             "## AWS requests per dispatcher operation", "",
-             "Counted with botocore's `before-send` hook while invoking the real handler on the "
-             "moto stack built from `template.yaml`. Config reads (S3) are cached for 60 s per "
-             "container and are included in the all-AWS column.", "",
-             "| operation | DynamoDB requests | all AWS requests | DynamoDB breakdown |",
-             "| --- | ---: | ---: | --- |"]
-    lines += [f"| {label} | {ddb} | {total} | `{detail}` |" for label, ddb, total, detail in results["requests"]]
-    lines += ["", "## Cold start: handler import vs `import boto3` + one client", "",
-              f"Median of {args.runs} fresh interpreters each, alternating with the baseline. The "
-              "handler import includes Powertools, PynamoDB, croniter and the domain library; it "
-              "creates no AWS client until first use.", "",
-              "| function | handler import / (boto3 import + client) |", "| --- | ---: |"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (`benchmarks/run.py`); re-run it after touching a hot path.",
+        f"Last run: {datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}, "
+        f"{platform.machine()}. Request counts are exact and machine-independent; times are "
+        "ratios taken within one run.",
+        "",
+        "## AWS requests per dispatcher operation",
+        "",
+        "Counted with botocore's `before-send` hook while invoking the real handler on the "
+        "moto stack built from `template.yaml`. Config reads (S3) are cached for 60 s per "
+        "container and are included in the all-AWS column.",
+        "",
+        "| operation | DynamoDB requests | all AWS requests | DynamoDB breakdown |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    lines += [
+        f"| {label} | {ddb} | {total} | `{detail}` |"
+        for label, ddb, total, detail in results["requests"]
+    ]
+    lines += [
+        "",
+        "## Cold start: handler import vs `import boto3` + one client",
+        "",
+        f"Median of {args.runs} fresh interpreters each, alternating with the baseline. The "
+        "handler import includes Powertools, PynamoDB, croniter and the domain library; it "
+        "creates no AWS client until first use.",
+        "",
+        "| function | handler import / (boto3 import + client) |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {fid} | {ratio:.2f}× |" for fid, _, _, ratio in results["cold"]]
     days, rate, ticks = results["sim"]
     stock, fast = results["tx"]
-    lines += ["", "## Simulation throughput", "",
-              f"`autopilot simulate` of the example config (2 communities, 7 jobs), {days} days, "
-              f"1,000 members: **{rate:.1f} simulated days per second** ({ticks} dispatcher ticks, "
-              "each a real handler invocation on moto). Member activity arrives with the check-in "
-              "capability; this figure will then include it.", "",
-              "## moto transactions in the local runtime", "",
-              "moto 5.2.5 deep-copies every table a `TransactWriteItems` touches. The local runtime "
-              "installs `autopilot_cli.local.fast_transactions`, which snapshots only the touched "
-              "items (tested to behave like moto's). With a 5,000-item table, a 2-item transaction "
-              f"costs **{stock / fast:.0f}× less** with the fast path "
-              f"(ratio of mean times in one run).", ""]
+    lines += [
+        "",
+        "## Simulation throughput",
+        "",
+        f"`autopilot simulate` of the example config (2 communities, 7 jobs), {days} days, "
+        f"1,000 members: **{rate:.1f} simulated days per second** ({ticks} dispatcher ticks, "
+        "each a real handler invocation on moto). Member activity arrives with the check-in "
+        "capability; this figure will then include it.",
+        "",
+        "## moto transactions in the local runtime",
+        "",
+        "moto 5.2.5 deep-copies every table a `TransactWriteItems` touches. The local runtime "
+        "installs `autopilot_cli.local.fast_transactions`, which snapshots only the touched "
+        "items (tested to behave like moto's). With a 5,000-item table, a 2-item transaction "
+        f"costs **{stock / fast:.0f}× less** with the fast path "
+        f"(ratio of mean times in one run).",
+        "",
+    ]
     text = "\n".join(lines)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

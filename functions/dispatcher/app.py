@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from autopilot.app import App
+from autopilot.settings import Settings
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from autopilot.app import App
-from autopilot.settings import Settings
 
 logger = Logger()
 # The layer logs through the standard library; give it the same JSON format.

@@ -32,7 +32,9 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autopilot", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="autopilot", description=__doc__.split("\n")[0] if __doc__ else None
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     config = sub.add_parser("config", help="validate or publish the community config")
@@ -52,22 +54,34 @@ def build_parser() -> argparse.ArgumentParser:
     preview = schedule_sub.add_parser("preview", help="next occurrences in local time and UTC")
     preview.add_argument("--config", default=DEFAULT_CONFIG)
     preview.add_argument("--days", type=_positive, default=7)
-    preview.add_argument("--from", dest="start", type=_iso, default=None,
-                         help="start instant (default: now)")
+    preview.add_argument(
+        "--from", dest="start", type=_iso, default=None, help="start instant (default: now)"
+    )
     preview.add_argument("--community", default=None)
 
     simulate = sub.add_parser("simulate", help="run the system on a fast simulated clock")
     simulate.add_argument("--config", default=DEFAULT_CONFIG)
-    simulate.add_argument("--start", type=_iso, default=None,
-                          help="ISO-8601 start (default: next Monday 00:00Z)")
+    simulate.add_argument(
+        "--start", type=_iso, default=None, help="ISO-8601 start (default: next Monday 00:00Z)"
+    )
     simulate.add_argument("--days", type=_positive, default=7)
-    simulate.add_argument("--members", type=_positive, default=1000,
-                          help="simulated population (used by member capabilities)")
+    simulate.add_argument(
+        "--members",
+        type=_positive,
+        default=1000,
+        help="simulated population (used by member capabilities)",
+    )
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--out", default="out/simulation")
-    simulate.add_argument("--outage", action="append", default=[],
-                          help="START/DURATION with no ticks, e.g. 2027-03-10T06:00Z/4h")
-    simulate.add_argument("--quiet", action="store_true", help="do not print the day-by-day account")
+    simulate.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        help="START/DURATION with no ticks, e.g. 2027-03-10T06:00Z/4h",
+    )
+    simulate.add_argument(
+        "--quiet", action="store_true", help="do not print the day-by-day account"
+    )
 
     serve = sub.add_parser("serve", help="dispatcher in real time + HTTP API on localhost (moto)")
     serve.add_argument("--config", default=DEFAULT_CONFIG)
@@ -97,10 +111,14 @@ def _push(args: argparse.Namespace) -> int:
             print(f"stack {args.stack} has no ConfigBucketName output", file=sys.stderr)
             return 1
     body = published_document(report.loaded, published_at=datetime.now(UTC))
-    response = session.client("s3").put_object(Bucket=bucket, Key=args.key, Body=body,
-                                               ContentType="application/json")
-    print(f"published {args.file} to s3://{bucket}/{args.key} "
-          f"(version {response.get('VersionId', 'unversioned')}); functions pick it up within a minute")
+    response = session.client("s3").put_object(
+        Bucket=bucket, Key=args.key, Body=body, ContentType="application/json"
+    )
+    print(
+        f"published {args.file} to s3://{bucket}/{args.key} "
+        f"(version {response.get('VersionId', 'unversioned')}); "
+        "functions pick it up within a minute"
+    )
     return 0
 
 
@@ -122,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(finding, file=sys.stderr)
             return 1
         assert report.config is not None
-        rows = preview_rows(report.config, args.start or datetime.now(UTC), args.days, args.community)
+        rows = preview_rows(
+            report.config, args.start or datetime.now(UTC), args.days, args.community
+        )
         print_preview(rows)
         return 0
     if args.command == "simulate":
@@ -136,12 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"autopilot simulate: {exc}", file=sys.stderr)
             return 2
         os.environ.setdefault("AUTOPILOT_TEMPLATE", "template.yaml")
-        result = run_simulation(args.config, start=args.start or default_start(), days=args.days,
-                                members=args.members, seed=args.seed, out_dir=args.out,
-                                outages=outages, template_path=os.environ["AUTOPILOT_TEMPLATE"],
-                                log=None if args.quiet else sys.stdout)
-        print(f"\nwrote {result.out_dir / 'summary.json'} ({result.ticks} ticks); "
-              f"posts as the group sees them: {result.out_dir}/console.log")
+        result = run_simulation(
+            args.config,
+            start=args.start or default_start(),
+            days=args.days,
+            members=args.members,
+            seed=args.seed,
+            out_dir=args.out,
+            outages=outages,
+            template_path=os.environ["AUTOPILOT_TEMPLATE"],
+            log=None if args.quiet else sys.stdout,
+        )
+        print(
+            f"\nwrote {result.out_dir / 'summary.json'} ({result.ticks} ticks); "
+            f"posts as the group sees them: {result.out_dir}/console.log"
+        )
         return 0
     if args.command == "serve":
         import os

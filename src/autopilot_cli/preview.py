@@ -26,11 +26,15 @@ class PreviewRow:
         occ = self.occurrence
         notes = []
         if occ.dst == DST_GAP:
-            notes.append(f"DST gap: {occ.nominal_local:%H:%M} does not exist that day; "
-                         f"runs at {occ.scheduled_utc.astimezone(tz):%H:%M %Z}")
+            notes.append(
+                f"DST gap: {occ.nominal_local:%H:%M} does not exist that day; "
+                f"runs at {occ.scheduled_utc.astimezone(tz):%H:%M %Z}"
+            )
         elif occ.dst == DST_OVERLAP:
-            notes.append(f"DST overlap: {occ.nominal_local:%H:%M} happens twice; runs once, "
-                         f"at the first ({occ.scheduled_utc.astimezone(tz):%Z})")
+            notes.append(
+                f"DST overlap: {occ.nominal_local:%H:%M} happens twice; runs once, "
+                f"at the first ({occ.scheduled_utc.astimezone(tz):%Z})"
+            )
         if occ.quiet == "deferred":
             notes.append(f"quiet hours: deferred to {occ.due_utc.astimezone(tz):%H:%M}")
         elif occ.quiet == "dropped":
@@ -38,8 +42,9 @@ class PreviewRow:
         return notes
 
 
-def preview_rows(config: Config, start_utc: datetime, days: int,
-                 community_id: str | None = None) -> list[PreviewRow]:
+def preview_rows(
+    config: Config, start_utc: datetime, days: int, community_id: str | None = None
+) -> list[PreviewRow]:
     """Every occurrence scheduled in ``(start_utc, start_utc + days]``, in time order."""
     end = start_utc + timedelta(days=days)
     rows = []
@@ -50,8 +55,9 @@ def preview_rows(config: Config, start_utc: datetime, days: int,
         for job in community.jobs:
             if not job.enabled:
                 continue
-            for occ in occurrences_between(community.id, job, tz, community.quiet_hours,
-                                           start_utc, end):
+            for occ in occurrences_between(
+                community.id, job, tz, community.quiet_hours, start_utc, end
+            ):
                 rows.append(PreviewRow(community, job, occ))
     rows.sort(key=lambda r: (r.occurrence.scheduled_utc, r.community.id, r.job.id))
     return rows
@@ -69,9 +75,14 @@ def print_preview(rows: list[PreviewRow], out: TextIO = sys.stdout) -> None:
         day = (row.community.id, local.date())
         if day != current:
             current = day
-            out.write(f"\n{row.community.name} ({row.community.id}, {row.community.timezone}) "
-                      f"— {local:%Y-%m-%d %a}\n")
+            out.write(
+                f"\n{row.community.name} ({row.community.id}, {row.community.timezone}) "
+                f"— {local:%Y-%m-%d %a}\n"
+            )
         notes = row.notes()
-        out.write(f"  {local.strftime("%H:%M %Z"):<10} {iso_utc(row.occurrence.scheduled_utc)}  "
-                  f"{row.job.id:<18} {row.job.action:<8}"
-                  + (f"  ⚠ {'; '.join(notes)}" if notes else "") + "\n")
+        out.write(
+            f"  {local.strftime('%H:%M %Z'):<10} {iso_utc(row.occurrence.scheduled_utc)}  "
+            f"{row.job.id:<18} {row.job.action:<8}"
+            + (f"  ⚠ {'; '.join(notes)}" if notes else "")
+            + "\n"
+        )

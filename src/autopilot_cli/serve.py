@@ -33,8 +33,9 @@ class Route:
         self.method = method.upper()
         self.path = path
         pieces = re.split(r"\{([A-Za-z0-9_]+)\+?\}", path)
-        pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)"
-                          for i, p in enumerate(pieces))
+        pattern = "".join(
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(pieces)
+        )
         self._regex = re.compile(f"^{pattern}$")
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
@@ -52,7 +53,9 @@ def http_routes(runtime: LocalRuntime) -> list[Route]:
         for event in (resource.get("Properties", {}).get("Events") or {}).values():
             if event.get("Type") == "HttpApi":
                 props = event.get("Properties", {})
-                routes.append(Route(function_id, props.get("Method", "ANY"), props.get("Path", "/")))
+                routes.append(
+                    Route(function_id, props.get("Method", "ANY"), props.get("Path", "/"))
+                )
     return routes
 
 
@@ -69,14 +72,22 @@ def _publish(runtime: LocalRuntime, config_path: str, log: TextIO) -> bool:
 
     env = runtime.function_env("DispatcherFunction")
     client("s3", runtime.region).put_object(
-        Bucket=runtime.physical_id("ConfigBucket"), Key=env.get("CONFIG_KEY", "communities.json"),
-        Body=published_document(report.loaded, published_at=datetime.now(UTC)))
+        Bucket=runtime.physical_id("ConfigBucket"),
+        Key=env.get("CONFIG_KEY", "communities.json"),
+        Body=published_document(report.loaded, published_at=datetime.now(UTC)),
+    )
     log.write(f"published {config_path}\n")
     return True
 
 
-def serve(config_path: str, *, port: int, log: TextIO, template_path: str = "template.yaml",
-          max_ticks: int | None = None) -> None:
+def serve(
+    config_path: str,
+    *,
+    port: int,
+    log: TextIO,
+    template_path: str = "template.yaml",
+    max_ticks: int | None = None,
+) -> None:
     """Run until interrupted (or ``max_ticks`` dispatcher ticks, for tests)."""
     with LocalRuntime(template_path) as runtime:
         if not _publish(runtime, config_path, log):
@@ -95,16 +106,25 @@ def serve(config_path: str, *, port: int, log: TextIO, template_path: str = "tem
                 for route in routes:
                     params = route.match(self.command, parts.path)
                     if params is not None:
-                        event = http_api_event(self.command, parts.path, body=body,
-                                               headers=dict(self.headers.items()),
-                                               query=dict(parse_qsl(parts.query)),
-                                               path_parameters=params or None)
+                        event = http_api_event(
+                            self.command,
+                            parts.path,
+                            body=body,
+                            headers=dict(self.headers.items()),
+                            query=dict(parse_qsl(parts.query)),
+                            path_parameters=params or None,
+                        )
                         with lock:
                             result = runtime.invoke(route.function_id, event)
                         self._reply_lambda(result)
                         return
-                self._reply(404, {"message": f"no route for {self.command} {parts.path}",
-                                  "routes": [f"{r.method} {r.path}" for r in routes]})
+                self._reply(
+                    404,
+                    {
+                        "message": f"no route for {self.command} {parts.path}",
+                        "routes": [f"{r.method} {r.path}" for r in routes],
+                    },
+                )
 
             def _reply_lambda(self, result: Any) -> None:
                 if isinstance(result, dict) and "statusCode" in result:
@@ -133,8 +153,10 @@ def serve(config_path: str, *, port: int, log: TextIO, template_path: str = "tem
 
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        log.write(f"HTTP API on http://127.0.0.1:{server.server_address[1]} "
-                  f"({len(routes)} route(s)); dispatcher ticks every minute. Ctrl-C stops.\n")
+        log.write(
+            f"HTTP API on http://127.0.0.1:{server.server_address[1]} "
+            f"({len(routes)} route(s)); dispatcher ticks every minute. Ctrl-C stops.\n"
+        )
         mtime = Path(config_path).stat().st_mtime
         ticks = 0
         try:

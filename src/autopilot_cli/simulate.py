@@ -51,8 +51,10 @@ class Outage:
             start = parse_iso(start_text)
             return cls(start, start + parse_duration(duration))
         except ValueError as exc:
-            raise ValueError(f"invalid outage {text!r}: expected START/DURATION such as "
-                             f"2027-03-10T06:00Z/4h ({exc})") from exc
+            raise ValueError(
+                f"invalid outage {text!r}: expected START/DURATION such as "
+                f"2027-03-10T06:00Z/4h ({exc})"
+            ) from exc
 
 
 @dataclass
@@ -78,9 +80,18 @@ def _next_tick(config: Config, after: datetime) -> datetime | None:
     return min(candidates) if candidates else None
 
 
-def run_simulation(config_path: str, *, start: datetime, days: int, members: int, seed: int,
-                   out_dir: str, outages: list[Outage] | None = None,
-                   template_path: str = "template.yaml", log: TextIO | None = None) -> SimulationResult:
+def run_simulation(
+    config_path: str,
+    *,
+    start: datetime,
+    days: int,
+    members: int,
+    seed: int,
+    out_dir: str,
+    outages: list[Outage] | None = None,
+    template_path: str = "template.yaml",
+    log: TextIO | None = None,
+) -> SimulationResult:
     """Run the system for ``days`` simulated days from ``start``; write ``out_dir``."""
     report = validate_file(config_path)
     if not report.ok:
@@ -108,9 +119,11 @@ def run_simulation(config_path: str, *, start: datetime, days: int, members: int
             from autopilot.aws import client
 
             client("s3", runtime.region).put_object(
-                Bucket=bucket, Key=runtime.function_env(DISPATCHER).get("CONFIG_KEY", "communities.json"),
+                Bucket=bucket,
+                Key=runtime.function_env(DISPATCHER).get("CONFIG_KEY", "communities.json"),
                 Body=published_document(report.loaded, published_at=start),
-                ContentType="application/json")
+                ContentType="application/json",
+            )
             now = start
             while True:
                 due = _next_tick(config, now)
@@ -129,20 +142,30 @@ def run_simulation(config_path: str, *, start: datetime, days: int, members: int
                     runtime.invoke(DISPATCHER, scheduled_event(tick_at))
                 ticks += 1
                 now = tick_at
-            summary = collect_summary(runtime, config, start=start, end=end, members=members,
-                                      seed=seed, ticks=ticks)
+            summary = collect_summary(
+                runtime, config, start=start, end=end, members=members, seed=seed, ticks=ticks
+            )
     finally:
         console_log.close()
         set_clock(previous_clock)
-    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
-                                      encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     if log is not None:
         print_day_by_day(summary, config, log)
     return SimulationResult(summary=summary, ticks=ticks, out_dir=out)
 
 
-def collect_summary(runtime: LocalRuntime, config: Config, *, start: datetime, end: datetime,
-                    members: int, seed: int, ticks: int) -> dict[str, Any]:
+def collect_summary(
+    runtime: LocalRuntime,
+    config: Config,
+    *,
+    start: datetime,
+    end: datetime,
+    members: int,
+    seed: int,
+    ticks: int,
+) -> dict[str, Any]:
     """Read back occurrences and posts from the tables into the summary document."""
     from autopilot.posts.store import PostStore
     from autopilot.scheduler.store import SchedulerStore
@@ -157,27 +180,43 @@ def collect_summary(runtime: LocalRuntime, config: Config, *, start: datetime, e
         for job in community.jobs:
             for item in scheduler.history(community.id, job.id):
                 scheduled = parse_iso(item.scheduled_utc)
-                occurrences.append({
-                    "community": community.id, "job": job.id, "key": item.occurrence_key,
-                    "scheduled_utc": item.scheduled_utc,
-                    "scheduled_local": scheduled.astimezone(tz).isoformat(timespec="minutes"),
-                    "due_utc": item.due_utc, "status": item.status,
-                    "ran_at_utc": item.ran_at_utc, "reason": item.reason,
-                    "dst": item.dst, "quiet": item.quiet,
-                })
+                occurrences.append(
+                    {
+                        "community": community.id,
+                        "job": job.id,
+                        "key": item.occurrence_key,
+                        "scheduled_utc": item.scheduled_utc,
+                        "scheduled_local": scheduled.astimezone(tz).isoformat(timespec="minutes"),
+                        "due_utc": item.due_utc,
+                        "status": item.status,
+                        "ran_at_utc": item.ran_at_utc,
+                        "reason": item.reason,
+                        "dst": item.dst,
+                        "quiet": item.quiet,
+                    }
+                )
         for post in posts_store.posts(community.id):
             for channel_id, delivery in sorted(post.deliveries.items()):
-                posts.append({
-                    "community": community.id, "job": post.job_id, "key": post.occurrence_key,
-                    "channel": channel_id,
-                    "at_utc": delivery.get("at_utc"), "content_id": post.content_id,
-                    "text": post.text, "status": delivery.get("status"),
-                    "message_id": delivery.get("message_id"),
-                })
+                posts.append(
+                    {
+                        "community": community.id,
+                        "job": post.job_id,
+                        "key": post.occurrence_key,
+                        "channel": channel_id,
+                        "at_utc": delivery.get("at_utc"),
+                        "content_id": post.content_id,
+                        "text": post.text,
+                        "status": delivery.get("status"),
+                        "message_id": delivery.get("message_id"),
+                    }
+                )
     occurrences.sort(key=lambda o: (o["scheduled_utc"], o["community"], o["job"]))
     posts.sort(key=lambda p: (p["at_utc"] or "", p["community"], p["job"], p["channel"]))
     return {
-        "start_utc": iso_utc(start), "end_utc": iso_utc(end), "seed": seed, "members": members,
+        "start_utc": iso_utc(start),
+        "end_utc": iso_utc(end),
+        "seed": seed,
+        "members": members,
         "ticks": ticks,
         "counts": dict(Counter(o["status"] for o in occurrences)),
         "occurrences": occurrences,
@@ -191,8 +230,10 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO = sys.
     by_day: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for occ in summary["occurrences"]:
         by_day[(occ["community"], occ["scheduled_local"][:10])].append(occ)
-    out.write(f"Simulated {summary['start_utc']} → {summary['end_utc']} "
-              f"({summary['ticks']} dispatcher ticks)\n")
+    out.write(
+        f"Simulated {summary['start_utc']} → {summary['end_utc']} "
+        f"({summary['ticks']} dispatcher ticks)\n"
+    )
     for community in config.communities:
         out.write(f"\n═══ {community.name} ({community.id}, {community.timezone})\n")
         for (cid, day), occs in sorted(by_day.items()):

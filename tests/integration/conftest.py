@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from autopilot.app import App
 from autopilot.aws import client, reset_clients
 from autopilot.clock import ManualClock, set_clock

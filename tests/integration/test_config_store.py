@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 
 import pytest
-
 from autopilot.errors import ConfigUnavailable
 
 from .conftest import make_config
@@ -35,8 +34,20 @@ def test_a_new_config_reaches_a_warm_container_after_the_ttl(stack, at):
     assert app.config().communities[0].name == "晨读社·新"
 
 
-@pytest.mark.parametrize("bad", [b"{not json", json.dumps({"version": 1, "communities": [
-    {"id": "x", "name": "X", "timezone": "Nowhere/Void", "channels": [], "jobs": []}]}).encode()])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"{not json",
+        json.dumps(
+            {
+                "version": 1,
+                "communities": [
+                    {"id": "x", "name": "X", "timezone": "Nowhere/Void", "channels": [], "jobs": []}
+                ],
+            }
+        ).encode(),
+    ],
+)
 def test_warm_container_keeps_the_last_good_config(stack, at, caplog, bad):
     stack.push(make_config())
     app = stack.app()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
-
 from autopilot.scheduler.store import MAX_ATTEMPTS
 
 from .conftest import make_config
@@ -278,8 +278,9 @@ def test_dst_days_ticking_every_minute(stack, at, tz, cron, start, hours, expect
         }
     ]
     published = datetime(*start, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    stack.push(make_config(jobs=jobs, timezone=tz, quiet_hours=None, locale="en",
-                           published_at=published))
+    stack.push(
+        make_config(jobs=jobs, timezone=tz, quiet_hours=None, locale="en", published_at=published)
+    )
     app = stack.app()
     at(*start)
     for _ in range(hours * 60):
@@ -300,7 +301,7 @@ def test_content_rotates_without_repeats_until_the_pool_is_exhausted(stack, at):
     assert len(content) == 12
     assert sorted(content[:5]) == [f"m{i:02d}" for i in range(5)]
     assert sorted(content[5:10]) == [f"m{i:02d}" for i in range(5)]
-    assert all(a != b for a, b in zip(content, content[1:], strict=False))
+    assert all(a != b for a, b in pairwise(content))
 
 
 def test_a_failed_channel_is_recorded_on_the_occurrence(stack, at):

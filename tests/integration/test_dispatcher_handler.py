@@ -58,19 +58,36 @@ def _granted(function_id: str, repo_root) -> set[str]:
 
 # botocore operation -> IAM action, where they differ. A transaction is authorised
 # by the per-item actions it contains (PutItem here), not by an action of its own.
-_IAM_NAME = {("s3", "ListObjectVersions"): "s3:ListBucketVersions",
-             ("dynamodb", "TransactWriteItems"): "dynamodb:PutItem"}
+_IAM_NAME = {
+    ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("dynamodb", "TransactWriteItems"): "dynamodb:PutItem",
+}
 
 
-def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(stack, monkeypatch,
-                                                                             repo_root):
+def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
+    stack, monkeypatch, repo_root
+):
     """Least privilege, checked against what the code really calls."""
     monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
-    jobs = [{"id": "morning-post", "cron": "30 7 * * *", "action": "post",
-             "params": {"pool": "morning", "channels": ["group", "announce"], "template": "{content}"}},
-            {"id": "late", "cron": "0 12 * * *", "action": "post",
-             "params": {"pool": "morning", "channels": ["group"], "template": "{content}"},
-             "misfire": {"policy": "latest", "grace": "1m"}}]
+    jobs = [
+        {
+            "id": "morning-post",
+            "cron": "30 7 * * *",
+            "action": "post",
+            "params": {
+                "pool": "morning",
+                "channels": ["group", "announce"],
+                "template": "{content}",
+            },
+        },
+        {
+            "id": "late",
+            "cron": "0 12 * * *",
+            "action": "post",
+            "params": {"pool": "morning", "channels": ["group"], "template": "{content}"},
+            "misfire": {"policy": "latest", "grace": "1m"},
+        },
+    ]
     stack.push(make_config(jobs=jobs, published_at="2026-11-26T00:00:00Z"))
     stack.push(b"{broken")  # a cold start must fall back to the previous version
     with RequestCounter() as counter:
@@ -88,11 +105,21 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(sta
         community = other.config().communities[0]
         tick = datetime(2026, 11, 27, 4, 0, 5, tzinfo=UTC)
         stack.clock.set(tick)
-        (late,) = occurrences_between("sunrise", community.job("late"), zone("Asia/Shanghai"),
-                                      community.quiet_hours, tick - timedelta(minutes=1), tick)
+        (late,) = occurrences_between(
+            "sunrise",
+            community.job("late"),
+            zone("Asia/Shanghai"),
+            community.quiet_hours,
+            tick - timedelta(minutes=1),
+            tick,
+        )
         other.scheduler_store.claim(late, now=tick, lease=timedelta(minutes=5), worker="other")
-        other.posts._prepare(community, community.job("morning-post"),
-                             datetime(2026, 11, 26, 23, 30, tzinfo=UTC), "2026-11-27T07:30")
+        other.posts._prepare(
+            community,
+            community.job("morning-post"),
+            datetime(2026, 11, 26, 23, 30, tzinfo=UTC),
+            "2026-11-27T07:30",
+        )
         assert invoke(stack, tick)["counts"] == {}
     used = set()
     for (service, operation), _ in counter.by_operation().items():

@@ -18,15 +18,24 @@ CONFIG = "config/communities.yaml"
 @pytest.fixture
 def week(aws_env, repo_root, tmp_path, monkeypatch):
     monkeypatch.chdir(repo_root)
-    return run_simulation(CONFIG, start=START, days=7, members=50, seed=3,
-                          out_dir=str(tmp_path / "sim"), template_path=str(repo_root / "template.yaml"))
+    return run_simulation(
+        CONFIG,
+        start=START,
+        days=7,
+        members=50,
+        seed=3,
+        out_dir=str(tmp_path / "sim"),
+        template_path=str(repo_root / "template.yaml"),
+    )
 
 
 def test_every_scheduled_occurrence_runs_exactly_once(week, repo_root):
     config = validate_file(str(repo_root / CONFIG)).config
-    expected = {(r.community.id, r.job.id, r.occurrence.key)
-                for r in preview_rows(config, START, 7)
-                if r.occurrence.due_utc <= START + timedelta(days=7)}
+    expected = {
+        (r.community.id, r.job.id, r.occurrence.key)
+        for r in preview_rows(config, START, 7)
+        if r.occurrence.due_utc <= START + timedelta(days=7)
+    }
     ran = [(o["community"], o["job"], o["key"]) for o in week.summary["occurrences"]]
     assert sorted(ran) == sorted(expected)
     assert {o["status"] for o in week.summary["occurrences"]} <= {"fired", "deferred"}
@@ -46,7 +55,9 @@ def test_posts_match_the_schedule_channel_by_channel(week, repo_root):
 def test_summary_json_has_the_documented_shape(week):
     summary = json.loads((week.out_dir / "summary.json").read_text(encoding="utf-8"))
     occ = summary["occurrences"][0]
-    assert {"community", "job", "scheduled_utc", "scheduled_local", "status", "ran_at_utc"} <= set(occ)
+    assert {"community", "job", "scheduled_utc", "scheduled_local", "status", "ran_at_utc"} <= set(
+        occ
+    )
     post = summary["posts"][0]
     assert {"community", "job", "channel", "at_utc", "content_id", "text"} <= set(post)
     assert summary["members"] == 50 and summary["seed"] == 3
@@ -55,7 +66,8 @@ def test_summary_json_has_the_documented_shape(week):
 def test_dst_gap_job_runs_once_after_quiet_hours(week):
     digest = [o for o in week.summary["occurrences"] if o["job"] == "weekly-digest"]
     assert [(o["key"], o["status"], o["dst"]) for o in digest] == [
-        ("2027-03-14T02:30", "deferred", "gap")]
+        ("2027-03-14T02:30", "deferred", "gap")
+    ]
     # 02:30 does not exist on 2027-03-14; quiet hours end at 07:00 EDT = 11:00Z.
     assert digest[0]["due_utc"] == "2027-03-14T11:00:00Z"
 
@@ -71,8 +83,15 @@ def test_group_log_file_holds_each_post_once(week):
 
 
 def test_same_seed_same_week(week, aws_env, repo_root, tmp_path):
-    again = run_simulation(CONFIG, start=START, days=7, members=50, seed=3,
-                           out_dir=str(tmp_path / "again"), template_path=str(repo_root / "template.yaml"))
+    again = run_simulation(
+        CONFIG,
+        start=START,
+        days=7,
+        members=50,
+        seed=3,
+        out_dir=str(tmp_path / "again"),
+        template_path=str(repo_root / "template.yaml"),
+    )
 
     def stable(summary):
         posts = [{k: v for k, v in p.items() if k != "message_id"} for p in summary["posts"]]
@@ -85,12 +104,21 @@ def test_outage_shows_the_misfire_policy(aws_env, repo_root, tmp_path, monkeypat
     monkeypatch.chdir(repo_root)
     # Down from 06:00 to 09:00 Shanghai on 03-10: the 07:30 post is missed (grace 30m),
     # never posted late as a stale "good morning".
-    result = run_simulation(CONFIG, start=START, days=3, members=10, seed=1,
-                            out_dir=str(tmp_path / "outage"),
-                            outages=[Outage.parse("2027-03-09T22:00Z/3h")],
-                            template_path=str(repo_root / "template.yaml"))
-    morning = {o["key"]: o for o in result.summary["occurrences"]
-               if o["community"] == "sunrise-readers" and o["job"] == "morning-post"}
+    result = run_simulation(
+        CONFIG,
+        start=START,
+        days=3,
+        members=10,
+        seed=1,
+        out_dir=str(tmp_path / "outage"),
+        outages=[Outage.parse("2027-03-09T22:00Z/3h")],
+        template_path=str(repo_root / "template.yaml"),
+    )
+    morning = {
+        o["key"]: o
+        for o in result.summary["occurrences"]
+        if o["community"] == "sunrise-readers" and o["job"] == "morning-post"
+    }
     assert morning["2027-03-10T07:30"]["status"] == "missed"
     assert "grace" in morning["2027-03-10T07:30"]["reason"]
     assert not [p for p in result.summary["posts"] if p["key"] == "2027-03-10T07:30"]

@@ -37,18 +37,24 @@ class _LazyS3:
 class App:
     """The services of one container."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 stdout: TextIO | None = None):
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, stdout: TextIO | None = None
+    ):
         self.settings = settings
         self.clock = clock
-        self.config_store = ConfigStore(_LazyS3(settings.region), settings.config_bucket,
-                                        settings.config_key,
-                                        ttl=timedelta(seconds=settings.config_ttl_seconds),
-                                        clock=clock)
-        self.channel_env = ChannelEnvironment(region=settings.region,
-                                              output_dir=settings.output_dir,
-                                              sns_topic_arn=settings.posts_topic_arn,
-                                              stdout=stdout)
+        self.config_store = ConfigStore(
+            _LazyS3(settings.region),
+            settings.config_bucket,
+            settings.config_key,
+            ttl=timedelta(seconds=settings.config_ttl_seconds),
+            clock=clock,
+        )
+        self.channel_env = ChannelEnvironment(
+            region=settings.region,
+            output_dir=settings.output_dir,
+            sns_topic_arn=settings.posts_topic_arn,
+            stdout=stdout,
+        )
         self.scheduler_store = SchedulerStore(settings.scheduler_table)
         self.post_store = PostStore(settings.posts_table, settings.region)
         self.posts = PostService(self.post_store, self.channel_env, clock=clock)

@@ -29,7 +29,9 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from exc
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)"
+        ) from exc
 
 
 def parse_duration(text: str) -> timedelta:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from autopilot.config.model import Job, MisfirePolicy, QuietHours
 from autopilot.scheduler.rules import (
     MAX_CATCHUP,
@@ -17,6 +15,8 @@ from autopilot.scheduler.rules import (
     resolve_local,
 )
 from autopilot.timeutil import zone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NY = zone("America/New_York")
 LONDON = zone("Europe/London")
@@ -24,8 +24,14 @@ SHANGHAI = zone("Asia/Shanghai")
 
 
 def job(cron: str, action: str = "snapshot", quiet: str = "ignore", **misfire) -> Job:
-    return Job(id="j", cron=cron, action=action, params={}, misfire=MisfirePolicy(**misfire),
-               quiet_hours=quiet)
+    return Job(
+        id="j",
+        cron=cron,
+        action=action,
+        params={},
+        misfire=MisfirePolicy(**misfire),
+        quiet_hours=quiet,
+    )
 
 
 def utc(*args: int) -> datetime:
@@ -40,13 +46,15 @@ class TestDst:
     def test_spring_forward_new_york_skipped_time_runs_when_the_gap_ends(self):
         found = occ("30 2 * * *", NY, utc(2027, 3, 14, 0), utc(2027, 3, 15, 0))
         assert [(o.key, o.scheduled_utc, o.dst) for o in found] == [
-            ("2027-03-14T02:30", utc(2027, 3, 14, 7, 0), "gap")]
+            ("2027-03-14T02:30", utc(2027, 3, 14, 7, 0), "gap")
+        ]
         assert found[0].scheduled_utc.astimezone(NY).strftime("%H:%M %Z") == "03:00 EDT"
 
     def test_fall_back_new_york_repeated_time_runs_once_at_the_first(self):
         found = occ("30 1 * * *", NY, utc(2026, 11, 1, 0), utc(2026, 11, 2, 0))
         assert [(o.key, o.scheduled_utc, o.dst) for o in found] == [
-            ("2026-11-01T01:30", utc(2026, 11, 1, 5, 30), "overlap")]
+            ("2026-11-01T01:30", utc(2026, 11, 1, 5, 30), "overlap")
+        ]
         assert found[0].scheduled_utc.astimezone(NY).strftime("%H:%M %Z") == "01:30 EDT"
 
     def test_window_starting_inside_the_repeated_hour_does_not_rerun(self):
@@ -64,14 +72,24 @@ class TestDst:
         found = occ("*/15 * * * *", NY, utc(2027, 3, 14, 6, 0), utc(2027, 3, 14, 7, 30))
         instants = [o.scheduled_utc for o in found]
         # 06:45 UTC is 01:45 EST; 02:00-02:45 do not exist; 07:00 UTC is 03:00 EDT.
-        assert instants == [utc(2027, 3, 14, 6, 15), utc(2027, 3, 14, 6, 30), utc(2027, 3, 14, 6, 45),
-                            utc(2027, 3, 14, 7, 0), utc(2027, 3, 14, 7, 15), utc(2027, 3, 14, 7, 30)]
+        assert instants == [
+            utc(2027, 3, 14, 6, 15),
+            utc(2027, 3, 14, 6, 30),
+            utc(2027, 3, 14, 6, 45),
+            utc(2027, 3, 14, 7, 0),
+            utc(2027, 3, 14, 7, 15),
+            utc(2027, 3, 14, 7, 30),
+        ]
         # 03:00 EDT is a real wall time of the job: the gap times coalesce into it.
         assert found[3].key == "2027-03-14T03:00" and found[4].dst is None
 
     def test_hourly_job_runs_once_per_wall_clock_hour_in_the_overlap(self):
         found = occ("0 * * * *", NY, utc(2026, 11, 1, 4, 30), utc(2026, 11, 1, 8, 30))
-        assert [o.key for o in found] == ["2026-11-01T01:00", "2026-11-01T02:00", "2026-11-01T03:00"]
+        assert [o.key for o in found] == [
+            "2026-11-01T01:00",
+            "2026-11-01T02:00",
+            "2026-11-01T03:00",
+        ]
 
     def test_midnight_that_never_happens(self):
         # America/Santiago springs forward at 24:00 -> 01:00 (2026-09-06).
@@ -80,49 +98,94 @@ class TestDst:
         assert found[0].dst == "gap"
         assert found[0].scheduled_utc.astimezone(zone("America/Santiago")).hour == 1
 
-    @pytest.mark.parametrize("tz_name", ["America/New_York", "Europe/London", "Australia/Lord_Howe",
-                                         "America/Santiago", "Antarctica/Troll", "Asia/Shanghai"])
+    @pytest.mark.parametrize(
+        "tz_name",
+        [
+            "America/New_York",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "Antarctica/Troll",
+            "Asia/Shanghai",
+        ],
+    )
     @pytest.mark.parametrize("hhmm", [(0, 0), (0, 30), (1, 30), (2, 0), (2, 30), (3, 0)])
     def test_a_daily_job_runs_exactly_once_per_local_day_all_year(self, tz_name, hhmm):
         tz = zone(tz_name)
         found = occ(f"{hhmm[1]} {hhmm[0]} * * *", tz, utc(2026, 1, 1), utc(2027, 1, 1))
         nominal_days = [o.nominal_local.date() for o in found]
         assert len(nominal_days) == len(set(nominal_days)) == 365
-        assert all(a.scheduled_utc < b.scheduled_utc for a, b in zip(found, found[1:], strict=False))
+        assert all(a.scheduled_utc < b.scheduled_utc for a, b in pairwise(found))
 
 
 def test_resolve_local_plain_time():
-    assert resolve_local(datetime(2026, 11, 26, 7, 30), SHANGHAI) == (utc(2026, 11, 25, 23, 30), None)
+    assert resolve_local(datetime(2026, 11, 26, 7, 30), SHANGHAI) == (
+        utc(2026, 11, 25, 23, 30),
+        None,
+    )
 
 
 class TestQuietHours:
     QUIET = QuietHours(time(0, 0), time(7, 0))
 
     def test_message_inside_quiet_hours_is_deferred_to_their_end(self):
-        found = occ("30 6 * * *", SHANGHAI, utc(2026, 11, 25, 12), utc(2026, 11, 26, 12),
-                    self.QUIET, action="post", quiet="defer")
+        found = occ(
+            "30 6 * * *",
+            SHANGHAI,
+            utc(2026, 11, 25, 12),
+            utc(2026, 11, 26, 12),
+            self.QUIET,
+            action="post",
+            quiet="defer",
+        )
         assert [(o.quiet, o.scheduled_utc, o.due_utc) for o in found] == [
-            ("deferred", utc(2026, 11, 25, 22, 30), utc(2026, 11, 25, 23, 0))]
+            ("deferred", utc(2026, 11, 25, 22, 30), utc(2026, 11, 25, 23, 0))
+        ]
 
     def test_drop_policy_marks_the_occurrence_dropped(self):
-        found = occ("30 6 * * *", SHANGHAI, utc(2026, 11, 25, 12), utc(2026, 11, 26, 12),
-                    self.QUIET, action="post", quiet="drop")
+        found = occ(
+            "30 6 * * *",
+            SHANGHAI,
+            utc(2026, 11, 25, 12),
+            utc(2026, 11, 26, 12),
+            self.QUIET,
+            action="post",
+            quiet="drop",
+        )
         assert [o.quiet for o in found] == ["dropped"]
         assert plan_tick(found, found[0].due_utc, MisfirePolicy())[0].verdict == "skipped"
 
     def test_non_message_jobs_ignore_quiet_hours(self):
-        found = occ("30 6 * * *", SHANGHAI, utc(2026, 11, 25, 12), utc(2026, 11, 26, 12),
-                    self.QUIET, action="snapshot", quiet="defer")
+        found = occ(
+            "30 6 * * *",
+            SHANGHAI,
+            utc(2026, 11, 25, 12),
+            utc(2026, 11, 26, 12),
+            self.QUIET,
+            action="snapshot",
+            quiet="defer",
+        )
         assert [o.quiet for o in found] == [None]
 
     def test_window_wrapping_midnight(self):
         quiet = QuietHours(time(22, 0), time(7, 0))
-        assert quiet.contains(time(23, 59)) and quiet.contains(time(0, 0)) and quiet.contains(time(6, 59))
+        assert (
+            quiet.contains(time(23, 59))
+            and quiet.contains(time(0, 0))
+            and quiet.contains(time(6, 59))
+        )
         assert not quiet.contains(time(7, 0)) and not quiet.contains(time(21, 59))
 
     def test_deferred_occurrences_become_due_after_the_window(self):
-        found = occ("0 * * * *", SHANGHAI, utc(2026, 11, 25, 15), utc(2026, 11, 26, 0),
-                    self.QUIET, action="post", quiet="defer")
+        found = occ(
+            "0 * * * *",
+            SHANGHAI,
+            utc(2026, 11, 25, 15),
+            utc(2026, 11, 26, 0),
+            self.QUIET,
+            action="post",
+            quiet="defer",
+        )
         deferred = [o for o in found if o.quiet == "deferred"]
         assert len(deferred) == 7 and {o.due_utc for o in deferred} == {utc(2026, 11, 25, 23)}
         decisions = plan_tick(found[:-1], utc(2026, 11, 25, 23, 0, 5), MisfirePolicy())
@@ -132,8 +195,12 @@ class TestQuietHours:
 
 class TestPlanTick:
     def _due(self, n: int, minutes: int = 60):
-        return occ(f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *", SHANGHAI,
-                   utc(2026, 11, 26, 0), utc(2026, 11, 26, 0) + timedelta(hours=n))
+        return occ(
+            f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *",
+            SHANGHAI,
+            utc(2026, 11, 26, 0),
+            utc(2026, 11, 26, 0) + timedelta(hours=n),
+        )
 
     def test_latest_runs_only_the_newest_within_grace(self):
         due = self._due(5)
@@ -142,8 +209,11 @@ class TestPlanTick:
 
     def test_latest_beyond_grace_runs_nothing(self):
         due = self._due(3)
-        decisions = plan_tick(due, due[-1].due_utc + timedelta(minutes=11),
-                              MisfirePolicy("latest", timedelta(minutes=10)))
+        decisions = plan_tick(
+            due,
+            due[-1].due_utc + timedelta(minutes=11),
+            MisfirePolicy("latest", timedelta(minutes=10)),
+        )
         assert {d.verdict for d in decisions} == {"missed"}
         assert "beyond the grace window" in decisions[-1].reason
 
@@ -167,22 +237,49 @@ def test_next_due_finds_a_yearly_job():
 
 # -- property: any partition of time into ticks sees every occurrence exactly once --
 
-ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "America/Santiago",
-         "Asia/Shanghai", "Antarctica/Troll", "Africa/Casablanca", "Asia/Kathmandu", "UTC"]
+ZONES = [
+    "America/New_York",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Asia/Shanghai",
+    "Antarctica/Troll",
+    "Africa/Casablanca",
+    "Asia/Kathmandu",
+    "UTC",
+]
 MINUTES = st.sampled_from(["0", "30", "*/15", "*/20", "5,35", "59", "*/7"])
 HOURS = st.sampled_from(["*", "0", "1", "2", "0-3", "*/2", "1,2,3", "23"])
-CRONS = st.builds(lambda m, h, dow: f"{m} {h} * * {dow}", MINUTES, HOURS,
-                  st.sampled_from(["*", "0", "1-5", "6,0"]))
+CRONS = st.builds(
+    lambda m, h, dow: f"{m} {h} * * {dow}",
+    MINUTES,
+    HOURS,
+    st.sampled_from(["*", "0", "1-5", "6,0"]),
+)
 # Windows near DST transitions of many zones (March, April, September, October, November).
-STARTS = st.sampled_from([utc(2026, 3, 7), utc(2026, 3, 27), utc(2026, 4, 4), utc(2026, 9, 5),
-                          utc(2026, 10, 24), utc(2026, 10, 31), utc(2027, 3, 13), utc(2026, 6, 1)])
+STARTS = st.sampled_from(
+    [
+        utc(2026, 3, 7),
+        utc(2026, 3, 27),
+        utc(2026, 4, 4),
+        utc(2026, 9, 5),
+        utc(2026, 10, 24),
+        utc(2026, 10, 31),
+        utc(2027, 3, 13),
+        utc(2026, 6, 1),
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(cron=CRONS, tz_name=st.sampled_from(ZONES), start=STARTS,
-       cuts=st.lists(st.integers(min_value=1, max_value=3 * 24 * 60 - 1), max_size=12),
-       quiet=st.sampled_from([None, (0, 7), (22, 6), (1, 3)]),
-       policy=st.sampled_from(["defer", "drop", "ignore"]))
+@given(
+    cron=CRONS,
+    tz_name=st.sampled_from(ZONES),
+    start=STARTS,
+    cuts=st.lists(st.integers(min_value=1, max_value=3 * 24 * 60 - 1), max_size=12),
+    quiet=st.sampled_from([None, (0, 7), (22, 6), (1, 3)]),
+    policy=st.sampled_from(["defer", "drop", "ignore"]),
+)
 def test_partition_into_ticks_equals_one_pass(cron, tz_name, start, cuts, quiet, policy):
     tz = zone(tz_name)
     quiet_hours = QuietHours(time(quiet[0]), time(quiet[1])) if quiet else None
@@ -191,7 +288,7 @@ def test_partition_into_ticks_equals_one_pass(cron, tz_name, start, cuts, quiet,
     one_pass = occurrences_between("c", the_job, tz, quiet_hours, start, end)
     bounds = [start, *sorted({start + timedelta(minutes=c) for c in cuts}), end]
     pieces = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in pairwise(bounds):
         pieces += occurrences_between("c", the_job, tz, quiet_hours, a, b)
     assert pieces == one_pass
     keys = [o.key for o in one_pass]

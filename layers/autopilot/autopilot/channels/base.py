@@ -42,9 +42,13 @@ class Delivery:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"status": "published" if self.ok else "failed", "at_utc": self.at_utc,
-               "message_id": self.message_id, "response": self.response[:1000],
-               "attempts": self.attempts}
+        out = {
+            "status": "published" if self.ok else "failed",
+            "at_utc": self.at_utc,
+            "message_id": self.message_id,
+            "response": self.response[:1000],
+            "attempts": self.attempts,
+        }
         if self.error:
             out["error"] = self.error[:1000]
         return out
@@ -91,5 +95,9 @@ class Channel(ABC):
 
     def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
         """Send ``message`` to one member at ``address`` (a platform user or chat id)."""
-        return Delivery(self.id, False, iso_utc(now),
-                        error=f"channel type {self.type!r} cannot send direct messages")
+        return Delivery(
+            self.id,
+            False,
+            iso_utc(now),
+            error=f"channel type {self.type!r} cannot send direct messages",
+        )

@@ -27,8 +27,9 @@ class ConsoleChannel(Channel):
         out = self.env.out()
         out.write("\n".join(lines) + "\n")
         out.flush()
-        return Delivery(self.id, True, iso_utc(now), message_id=f"console:{message.key}",
-                        response="printed")
+        return Delivery(
+            self.id, True, iso_utc(now), message_id=f"console:{message.key}", response="printed"
+        )
 
     def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
         return self._print(f"{message.community_id} #{self.id}", message, now)
@@ -49,15 +50,38 @@ class FileChannel(Channel):
         line = json.dumps(record, ensure_ascii=False, sort_keys=True)
         with _file_lock, open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
-        return Delivery(self.id, True, iso_utc(now), message_id=f"file:{record['key']}",
-                        response=f"appended to {self.spec.options['path']}")
+        return Delivery(
+            self.id,
+            True,
+            iso_utc(now),
+            message_id=f"file:{record['key']}",
+            response=f"appended to {self.spec.options['path']}",
+        )
 
     def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
-        return self._append({"at_utc": iso_utc(now), "community": message.community_id,
-                             "channel": self.id, "job": message.job_id, "key": message.key,
-                             "title": message.title, "text": message.text}, now)
+        return self._append(
+            {
+                "at_utc": iso_utc(now),
+                "community": message.community_id,
+                "channel": self.id,
+                "job": message.job_id,
+                "key": message.key,
+                "title": message.title,
+                "text": message.text,
+            },
+            now,
+        )
 
     def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
-        return self._append({"at_utc": iso_utc(now), "community": message.community_id,
-                             "channel": self.id, "to": address, "key": message.key,
-                             "title": message.title, "text": message.text}, now)
+        return self._append(
+            {
+                "at_utc": iso_utc(now),
+                "community": message.community_id,
+                "channel": self.id,
+                "to": address,
+                "key": message.key,
+                "title": message.title,
+                "text": message.text,
+            },
+            now,
+        )

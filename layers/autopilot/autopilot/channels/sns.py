@@ -19,8 +19,12 @@ class SnsChannel(Channel):
 
     def _publish(self, message: Message, now: datetime, member: str | None) -> Delivery:
         if not self.env.sns_topic_arn:
-            return Delivery(self.id, False, iso_utc(now),
-                            error="POSTS_TOPIC_ARN is not set: no SNS topic to publish to")
+            return Delivery(
+                self.id,
+                False,
+                iso_utc(now),
+                error="POSTS_TOPIC_ARN is not set: no SNS topic to publish to",
+            )
         from botocore.exceptions import BotoCoreError, ClientError
 
         body = message.text.encode("utf-8")
@@ -35,8 +39,11 @@ class SnsChannel(Channel):
             attributes["job"] = {"DataType": "String", "StringValue": message.job_id}
         if member:
             attributes["member"] = {"DataType": "String", "StringValue": member}
-        kwargs = {"TopicArn": self.env.sns_topic_arn, "Message": body.decode("utf-8"),
-                  "MessageAttributes": attributes}
+        kwargs = {
+            "TopicArn": self.env.sns_topic_arn,
+            "Message": body.decode("utf-8"),
+            "MessageAttributes": attributes,
+        }
         subject = message.title or self.spec.options.get("subject")
         if subject:
             # SNS subjects: ASCII-or-not, no line breaks, at most 100 characters.
@@ -45,8 +52,13 @@ class SnsChannel(Channel):
             response = self.env.sns().publish(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             return Delivery(self.id, False, iso_utc(now), error=f"SNS publish failed: {exc}")
-        return Delivery(self.id, True, iso_utc(now), message_id=response["MessageId"],
-                        response="published to SNS")
+        return Delivery(
+            self.id,
+            True,
+            iso_utc(now),
+            message_id=response["MessageId"],
+            response="published to SNS",
+        )
 
     def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
         return self._publish(message, now, None)

@@ -185,8 +185,10 @@ def template_fields(template: str) -> list[str]:
                 raise ValueError(f"invalid placeholder {{{name}}}: use {{name}} with a-z, 0-9, _")
             if spec or conversion:
                 # Fields are rendered as text; a spec or conversion would fail at post time.
-                raise ValueError(f"placeholder {{{name}}} may not have a format spec or "
-                                 "conversion: write plain {name}")
+                raise ValueError(
+                    f"placeholder {{{name}}} may not have a format spec or "
+                    "conversion: write plain {name}"
+                )
             names.append(name)
     return names
 
@@ -222,15 +224,18 @@ def _expect(
     kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool is an int in Python; a YAML `yes` must not pass as a number.
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__.replace("str", "string").replace("dict", "mapping")
-                            .replace("list", "list") for k in kinds)
+        names = " or ".join(
+            k.__name__.replace("str", "string").replace("dict", "mapping").replace("list", "list")
+            for k in kinds
+        )
         col.error((*path, key), f"expected {names}, got {type(value).__name__} {value!r}")
         return default
     return value
 
 
-def _unknown_keys(col: _Collector, mapping: Mapping[str, Any], allowed: set[str],
-                  path: tuple[str | int, ...]) -> None:
+def _unknown_keys(
+    col: _Collector, mapping: Mapping[str, Any], allowed: set[str], path: tuple[str | int, ...]
+) -> None:
     for key in mapping:
         if key not in allowed:
             col.error((*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
@@ -246,8 +251,10 @@ def _check_id(col: _Collector, value: Any, path: tuple[str | int, ...]) -> bool:
 def validate_cron(expression: str) -> str | None:
     """Return a message if ``expression`` is not a valid 5-field cron expression."""
     if not isinstance(expression, str) or len(expression.split()) != 5:
-        return (f"invalid cron expression {expression!r}: expected 5 fields "
-                "(minute hour day-of-month month day-of-week)")
+        return (
+            f"invalid cron expression {expression!r}: expected 5 fields "
+            "(minute hour day-of-month month day-of-week)"
+        )
     if not croniter.is_valid(expression):
         return f"invalid cron expression {expression!r}"
     try:
@@ -265,8 +272,9 @@ def _parse_channel(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> Ch
     ctype = _expect(col, raw, "type", str, path)
     ok = cid is not None and _check_id(col, cid, (*path, "id"))
     if ctype is not None and ctype not in CHANNEL_TYPES:
-        col.error((*path, "type"), f"unknown channel type {ctype!r} "
-                                   f"(known: {', '.join(CHANNEL_TYPES)})")
+        col.error(
+            (*path, "type"), f"unknown channel type {ctype!r} (known: {', '.join(CHANNEL_TYPES)})"
+        )
         ok = False
     options = {k: v for k, v in raw.items() if k not in ("id", "type")}
     allowed = {"id", "type", "description"}
@@ -274,8 +282,11 @@ def _parse_channel(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> Ch
         allowed |= {"path"}
         path_value = _expect(col, raw, "path", str, path)
         if isinstance(path_value, str) and (path_value.startswith("/") or ".." in path_value):
-            col.error((*path, "path"), "file channel path must be relative to the output "
-                                       "directory and must not contain '..'")
+            col.error(
+                (*path, "path"),
+                "file channel path must be relative to the output "
+                "directory and must not contain '..'",
+            )
     elif ctype == "sns":
         allowed |= {"subject"}
         subject = _expect(col, raw, "subject", str, path, required=False)
@@ -322,13 +333,22 @@ def _parse_pool(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> Pool 
     return Pool(id=pid, items=tuple(items))
 
 
-def _parse_job(col: _Collector, raw: Any, path: tuple[str | int, ...],
-               channel_ids: set[str], pools: dict[str, Pool]) -> Job | None:
+def _parse_job(
+    col: _Collector,
+    raw: Any,
+    path: tuple[str | int, ...],
+    channel_ids: set[str],
+    pools: dict[str, Pool],
+) -> Job | None:
     if not isinstance(raw, Mapping):
         col.error(path, "a job must be a mapping")
         return None
-    _unknown_keys(col, raw, {"id", "cron", "action", "params", "misfire", "quiet_hours",
-                             "enabled", "description"}, path)
+    _unknown_keys(
+        col,
+        raw,
+        {"id", "cron", "action", "params", "misfire", "quiet_hours", "enabled", "description"},
+        path,
+    )
     jid = _expect(col, raw, "id", str, path)
     if jid is not None:
         _check_id(col, jid, (*path, "id"))
@@ -339,7 +359,9 @@ def _parse_job(col: _Collector, raw: Any, path: tuple[str | int, ...],
             col.error((*path, "cron"), problem)
     action = _expect(col, raw, "action", str, path)
     if action is not None and action not in ACTIONS:
-        col.error((*path, "action"), f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})")
+        col.error(
+            (*path, "action"), f"unknown action {action!r} (known: {', '.join(sorted(ACTIONS))})"
+        )
     params = _expect(col, raw, "params", Mapping, path, required=False, default={})
     enabled = _expect(col, raw, "enabled", bool, path, required=False, default=True)
     description = _expect(col, raw, "description", str, path, required=False, default="")
@@ -351,8 +373,10 @@ def _parse_job(col: _Collector, raw: Any, path: tuple[str | int, ...],
         _unknown_keys(col, mraw, {"policy", "grace"}, mpath)
         policy = _expect(col, mraw, "policy", str, mpath, required=False, default="latest")
         if policy not in MISFIRE_POLICIES:
-            col.error((*mpath, "policy"), f"unknown misfire policy {policy!r} "
-                                          f"(known: {', '.join(MISFIRE_POLICIES)})")
+            col.error(
+                (*mpath, "policy"),
+                f"unknown misfire policy {policy!r} (known: {', '.join(MISFIRE_POLICIES)})",
+            )
             policy = "latest"
         grace = DEFAULT_GRACE
         graw = _expect(col, mraw, "grace", str, mpath, required=False)
@@ -364,11 +388,14 @@ def _parse_job(col: _Collector, raw: Any, path: tuple[str | int, ...],
         misfire = MisfirePolicy(policy=policy, grace=grace)
 
     sends = action in MESSAGE_ACTIONS
-    quiet = _expect(col, raw, "quiet_hours", str, path, required=False,
-                    default="defer" if sends else "ignore")
+    quiet = _expect(
+        col, raw, "quiet_hours", str, path, required=False, default="defer" if sends else "ignore"
+    )
     if quiet not in QUIET_POLICIES:
-        col.error((*path, "quiet_hours"), f"unknown quiet-hours policy {quiet!r} "
-                                          f"(known: {', '.join(QUIET_POLICIES)})")
+        col.error(
+            (*path, "quiet_hours"),
+            f"unknown quiet-hours policy {quiet!r} (known: {', '.join(QUIET_POLICIES)})",
+        )
         quiet = "defer"
 
     if action == "post" and isinstance(params, Mapping):
@@ -376,12 +403,25 @@ def _parse_job(col: _Collector, raw: Any, path: tuple[str | int, ...],
 
     if jid is None or cron is None or action is None:
         return None
-    return Job(id=jid, cron=cron, action=action, params=dict(params or {}), misfire=misfire,
-               quiet_hours=quiet, enabled=bool(enabled), description=description or "")
+    return Job(
+        id=jid,
+        cron=cron,
+        action=action,
+        params=dict(params or {}),
+        misfire=misfire,
+        quiet_hours=quiet,
+        enabled=bool(enabled),
+        description=description or "",
+    )
 
 
-def _check_post_params(col: _Collector, params: Mapping[str, Any], path: tuple[str | int, ...],
-                       channel_ids: set[str], pools: dict[str, Pool]) -> None:
+def _check_post_params(
+    col: _Collector,
+    params: Mapping[str, Any],
+    path: tuple[str | int, ...],
+    channel_ids: set[str],
+    pools: dict[str, Pool],
+) -> None:
     _unknown_keys(col, params, {"pool", "channels", "template", "title"}, path)
     pool = _expect(col, params, "pool", str, path)
     if isinstance(pool, str) and pool not in pools:
@@ -393,13 +433,17 @@ def _check_post_params(col: _Collector, params: Mapping[str, Any], path: tuple[s
             col.error((*path, "channels"), "a post needs at least one channel")
         for index, channel_id in enumerate(channels):
             if not isinstance(channel_id, str):
-                col.error((*path, "channels", index),
-                          f"expected a channel id (string), got {type(channel_id).__name__}")
+                col.error(
+                    (*path, "channels", index),
+                    f"expected a channel id (string), got {type(channel_id).__name__}",
+                )
                 continue
             if channel_id not in channel_ids:
                 known = ", ".join(sorted(channel_ids)) or "none defined"
-                col.error((*path, "channels", index),
-                          f"unknown channel {channel_id!r} (channels: {known})")
+                col.error(
+                    (*path, "channels", index),
+                    f"unknown channel {channel_id!r} (channels: {known})",
+                )
         if len(set(map(str, channels))) != len(channels):
             col.error((*path, "channels"), "a channel is listed twice")
     for key in ("template", "title"):
@@ -416,8 +460,11 @@ def _check_post_params(col: _Collector, params: Mapping[str, Any], path: tuple[s
                 known_fields = _template_fields()
                 for name in names:
                     if name not in known_fields:
-                        col.error((*path, key), f"unknown template field {{{name}}} "
-                                                f"(known: {', '.join(sorted(known_fields))})")
+                        col.error(
+                            (*path, key),
+                            f"unknown template field {{{name}}} "
+                            f"(known: {', '.join(sorted(known_fields))})",
+                        )
 
 
 def _parse_quiet(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> QuietHours | None:
@@ -446,8 +493,23 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
     if not isinstance(raw, Mapping):
         col.error(path, "a community must be a mapping")
         return None
-    _unknown_keys(col, raw, {"id", "name", "timezone", "locale", "day_boundary", "quiet_hours",
-                             "channels", "pools", "jobs", "description"}, path)
+    _unknown_keys(
+        col,
+        raw,
+        {
+            "id",
+            "name",
+            "timezone",
+            "locale",
+            "day_boundary",
+            "quiet_hours",
+            "channels",
+            "pools",
+            "jobs",
+            "description",
+        },
+        path,
+    )
     cid = _expect(col, raw, "id", str, path)
     if cid is not None:
         _check_id(col, cid, (*path, "id"))
@@ -479,21 +541,27 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
         if channel is None:
             continue
         if channel.id in seen_channels:
-            col.error((*path, "channels", index, "id"),
-                      f"duplicate channel id {channel.id!r} (also channels[{seen_channels[channel.id]}])")
+            col.error(
+                (*path, "channels", index, "id"),
+                f"duplicate channel id {channel.id!r} (also channels[{seen_channels[channel.id]}])",
+            )
             continue
         seen_channels[channel.id] = index
         channels.append(channel)
 
     pools: dict[str, Pool] = {}
     pool_index: dict[str, int] = {}
-    for index, praw in enumerate(_expect(col, raw, "pools", list, path, required=False, default=[])):
+    for index, praw in enumerate(
+        _expect(col, raw, "pools", list, path, required=False, default=[])
+    ):
         pool = _parse_pool(col, praw, (*path, "pools", index))
         if pool is None:
             continue
         if pool.id in pools:
-            col.error((*path, "pools", index, "id"),
-                      f"duplicate pool id {pool.id!r} (also pools[{pool_index[pool.id]}])")
+            col.error(
+                (*path, "pools", index, "id"),
+                f"duplicate pool id {pool.id!r} (also pools[{pool_index[pool.id]}])",
+            )
             continue
         pools[pool.id] = pool
         pool_index[pool.id] = index
@@ -505,17 +573,27 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
         if job is None:
             continue
         if job.id in job_index:
-            col.error((*path, "jobs", index, "id"),
-                      f"duplicate job id {job.id!r} (also jobs[{job_index[job.id]}])")
+            col.error(
+                (*path, "jobs", index, "id"),
+                f"duplicate job id {job.id!r} (also jobs[{job_index[job.id]}])",
+            )
             continue
         job_index[job.id] = index
         jobs.append(job)
 
     if cid is None or name is None or tz_name is None:
         return None
-    return Community(id=cid, name=name, timezone=tz_name, locale=locale, day_boundary=boundary,
-                     quiet_hours=quiet, channels=tuple(channels), pools=tuple(pools.values()),
-                     jobs=tuple(jobs))
+    return Community(
+        id=cid,
+        name=name,
+        timezone=tz_name,
+        locale=locale,
+        day_boundary=boundary,
+        quiet_hours=quiet,
+        channels=tuple(channels),
+        pools=tuple(pools.values()),
+        jobs=tuple(jobs),
+    )
 
 
 def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
@@ -530,7 +608,10 @@ def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     _unknown_keys(col, doc, {"version", "communities", "published_at", "source_sha256"}, ())
     version = _expect(col, doc, "version", int, ())
     if version is not None and version != SCHEMA_VERSION:
-        col.error(("version",), f"unsupported config version {version} (this release reads {SCHEMA_VERSION})")
+        col.error(
+            ("version",),
+            f"unsupported config version {version} (this release reads {SCHEMA_VERSION})",
+        )
     published_at = None
     if "published_at" in doc and not isinstance(doc["published_at"], str):
         col.error(("published_at",), "published_at must be an ISO-8601 string with offset")
@@ -549,16 +630,22 @@ def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
         if community is None:
             continue
         if community.id in seen:
-            col.error(("communities", index, "id"),
-                      f"duplicate community id {community.id!r} (also communities[{seen[community.id]}])")
+            col.error(
+                ("communities", index, "id"),
+                f"duplicate community id {community.id!r} (also communities[{seen[community.id]}])",
+            )
             continue
         seen[community.id] = index
         communities.append(community)
     if any(i.severity == "error" for i in col.issues):
         return None, col.issues
     warnings = tuple(i for i in col.issues if i.severity == "warning")
-    config = Config(communities=tuple(communities), published_at=published_at,
-                    version_tag=str(doc.get("source_sha256", "")), warnings=warnings)
+    config = Config(
+        communities=tuple(communities),
+        published_at=published_at,
+        version_tag=str(doc.get("source_sha256", "")),
+        warnings=warnings,
+    )
     return config, col.issues
 
 

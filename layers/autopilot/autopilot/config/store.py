@@ -39,8 +39,15 @@ class _Cached:
 class ConfigStore:
     """Reads and caches the published config document."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, *, ttl: timedelta = timedelta(seconds=60),
-                 clock: Clock | None = None):
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        *,
+        ttl: timedelta = timedelta(seconds=60),
+        clock: Clock | None = None,
+    ):
         self._s3 = s3
         self._bucket = bucket
         self._key = key
@@ -64,8 +71,10 @@ class ConfigStore:
             except ConfigUnavailable:
                 if cached is None:
                     raise
-                logger.error("config store unreadable; keeping last good config version %s",
-                             cached.version_id)
+                logger.error(
+                    "config store unreadable; keeping last good config version %s",
+                    cached.version_id,
+                )
                 cached.fetched_at = now
             assert self._cached is not None
             return self._cached.config
@@ -114,8 +123,12 @@ class ConfigStore:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(issues=[], source=f"{source}: not valid UTF-8 JSON ({exc})") from exc
         config = parse_config(doc, source=source)
-        return Config(communities=config.communities, published_at=config.published_at,
-                      version_tag=version_id, warnings=config.warnings)
+        return Config(
+            communities=config.communities,
+            published_at=config.published_at,
+            version_tag=version_id,
+            warnings=config.warnings,
+        )
 
     def _fallback(self, bad_version: str) -> tuple[Config, str]:
         listing = self._s3.list_object_versions(
@@ -123,16 +136,18 @@ class ConfigStore:
         )
         versions = [v for v in listing.get("Versions", []) if v["Key"] == self._key]
         versions.sort(key=lambda v: v["LastModified"], reverse=True)
-        for version in versions[:MAX_FALLBACK_VERSIONS + 1]:
+        for version in versions[: MAX_FALLBACK_VERSIONS + 1]:
             if version["VersionId"] == bad_version:
                 continue
-            body = self._s3.get_object(Bucket=self._bucket, Key=self._key,
-                                       VersionId=version["VersionId"])["Body"].read()
+            body = self._s3.get_object(
+                Bucket=self._bucket, Key=self._key, VersionId=version["VersionId"]
+            )["Body"].read()
             try:
                 return self._parse(body, version["VersionId"]), version["VersionId"]
             except ConfigError as exc:
-                logger.error("earlier config version %s is invalid too: %s",
-                             version["VersionId"], exc)
+                logger.error(
+                    "earlier config version %s is invalid too: %s", version["VersionId"], exc
+                )
         raise ConfigUnavailable(
             f"s3://{self._bucket}/{self._key} holds no valid config in its last "
             f"{MAX_FALLBACK_VERSIONS} versions"

@@ -22,8 +22,20 @@ _WEEKDAYS = {
     "zh-CN": ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日"),
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
 }
-_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
-              "September", "October", "November", "December")
+_MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +96,18 @@ def _builtin(ctx: PostContext) -> dict[str, Any]:
 
 
 register_provider(
-    {"community", "date", "date_iso", "weekday", "time", "day_of_year", "content", "content_id",
-     "title", "pool"},
+    {
+        "community",
+        "date",
+        "date_iso",
+        "weekday",
+        "time",
+        "day_of_year",
+        "content",
+        "content_id",
+        "title",
+        "pool",
+    },
     _builtin,
 )
 config_model.set_template_fields_provider(known_fields)

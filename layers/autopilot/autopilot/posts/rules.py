@@ -33,7 +33,9 @@ def cycle_order(item_ids: Sequence[str], seed: str, cycle: int) -> list[str]:
     )
 
 
-def pick_next(item_ids: Sequence[str], state: RotationState, seed: str) -> tuple[str, RotationState]:
+def pick_next(
+    item_ids: Sequence[str], state: RotationState, seed: str
+) -> tuple[str, RotationState]:
     """Choose the next item to serve and return it with the new rotation state."""
     if not item_ids:
         raise ValueError("cannot rotate an empty pool")

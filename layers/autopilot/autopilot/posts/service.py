@@ -25,9 +25,14 @@ MAX_ROTATION_RETRIES = 8
 class PostService:
     """Runs ``post`` occurrences."""
 
-    def __init__(self, store: PostStore, channel_env: ChannelEnvironment, *,
-                 clock: Clock | None = None,
-                 channel_factory: Callable[[Any, ChannelEnvironment], Channel] = build_channel):
+    def __init__(
+        self,
+        store: PostStore,
+        channel_env: ChannelEnvironment,
+        *,
+        clock: Clock | None = None,
+        channel_factory: Callable[[Any, ChannelEnvironment], Channel] = build_channel,
+    ):
         self._store = store
         self._env = channel_env
         self._clock = clock
@@ -50,19 +55,36 @@ class PostService:
         """The ``post`` action for one occurrence (safe to rerun: see the store)."""
         record = self._prepare(ctx.community, ctx.job, ctx.occurrence.due_utc, ctx.occurrence.key)
         deliveries = dict(record.deliveries)
-        message = Message(text=record.text, title=record.title, community_id=ctx.community.id,
-                          job_id=ctx.job.id, key=f"{ctx.community.id}:{ctx.job.id}:{ctx.occurrence.key}")
+        message = Message(
+            text=record.text,
+            title=record.title,
+            community_id=ctx.community.id,
+            job_id=ctx.job.id,
+            key=f"{ctx.community.id}:{ctx.job.id}:{ctx.occurrence.key}",
+        )
         for channel_id in ctx.job.params["channels"]:
             if deliveries.get(channel_id, {}).get("status") == "published":
                 continue  # delivered by an earlier attempt of this occurrence
             delivery = self._send(ctx.community, channel_id, message)
             deliveries[channel_id] = delivery.as_dict()
-            self._store.record_delivery(ctx.community.id, ctx.occurrence.due_utc, ctx.job.id,
-                                        channel_id, deliveries[channel_id])
-        failed = {c: d.get("error", "") for c, d in deliveries.items() if d.get("status") != "published"}
-        detail = {"content_id": record.content_id, "pool": record.pool_id,
-                  "deliveries": {c: {k: d.get(k) for k in ("status", "message_id", "error")}
-                                 for c, d in deliveries.items()}}
+            self._store.record_delivery(
+                ctx.community.id,
+                ctx.occurrence.due_utc,
+                ctx.job.id,
+                channel_id,
+                deliveries[channel_id],
+            )
+        failed = {
+            c: d.get("error", "") for c, d in deliveries.items() if d.get("status") != "published"
+        }
+        detail = {
+            "content_id": record.content_id,
+            "pool": record.pool_id,
+            "deliveries": {
+                c: {k: d.get(k) for k in ("status", "message_id", "error")}
+                for c, d in deliveries.items()
+            },
+        }
         error = "; ".join(f"{c}: {e}" for c, e in sorted(failed.items())) or None
         return ActionResult(ok=not failed, detail=detail, error=error)
 
@@ -71,23 +93,32 @@ class PostService:
             return self.channel(community, channel_id).send_to_community(message, now=self._now())
         except Exception as exc:  # a broken channel must not lose the others' deliveries
             logger.exception("channel %s of %s failed", channel_id, community.id)
-            return Delivery(channel_id, False, iso_utc(self._now()), error=f"{type(exc).__name__}: {exc}")
+            return Delivery(
+                channel_id, False, iso_utc(self._now()), error=f"{type(exc).__name__}: {exc}"
+            )
 
     def _prepare(self, community: Community, job: Job, due_utc: datetime, key: str) -> PostRecord:
         """The post for this occurrence: the existing one, or a new one with fresh content."""
         pool = community.pool(job.params["pool"])
         for _ in range(MAX_ROTATION_RETRIES):
             state, version = self._store.read_rotation(community.id, pool.id)
-            content_id, new_state = pick_next([i.id for i in pool.items], state,
-                                              seed=f"{community.id}/{pool.id}")
+            content_id, new_state = pick_next(
+                [i.id for i in pool.items], state, seed=f"{community.id}/{pool.id}"
+            )
             item = pool.item(content_id)
             assert item is not None
             fields = build_fields(PostContext(community, job, pool, item, due_utc))
             title_template = job.params.get("title")
             record = PostRecord(
-                community.id, job.id, key, iso_utc(due_utc), pool.id, content_id,
+                community.id,
+                job.id,
+                key,
+                iso_utc(due_utc),
+                pool.id,
+                content_id,
                 render(job.params["template"], fields),
-                render(title_template, fields) if title_template else item.title, {},
+                render(title_template, fields) if title_template else item.title,
+                {},
             )
             try:
                 if self._store.create_post(record, due_utc, new_state, version, self._now()):
@@ -97,5 +128,7 @@ class PostService:
             existing = self._store.get_post(community.id, due_utc, job.id)
             if existing is not None:
                 return existing
-        raise RuntimeError(f"rotation of pool {pool.id!r} kept changing; gave up after "
-                           f"{MAX_ROTATION_RETRIES} attempts")
+        raise RuntimeError(
+            f"rotation of pool {pool.id!r} kept changing; gave up after "
+            f"{MAX_ROTATION_RETRIES} attempts"
+        )

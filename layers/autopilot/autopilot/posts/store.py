@@ -25,6 +25,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -88,9 +89,17 @@ class RotationConflict(Exception):
 
 
 def _record(item: PostItem) -> PostRecord:
-    return PostRecord(item.community_id, item.job_id, item.occurrence_key,
-                      item.sk.split("#", 1)[0], item.pool_id, item.content_id, item.text,
-                      item.title, dict(item.deliveries.as_dict() if item.deliveries else {}))
+    return PostRecord(
+        item.community_id,
+        item.job_id,
+        item.occurrence_key,
+        item.sk.split("#", 1)[0],
+        item.pool_id,
+        item.content_id,
+        item.text,
+        item.title,
+        dict(item.deliveries.as_dict() if item.deliveries else {}),
+    )
 
 
 class PostStore:
@@ -123,30 +132,57 @@ class PostStore:
     def read_rotation(self, community_id: str, pool_id: str) -> tuple[RotationState, int | None]:
         """A pool's rotation state and its version (``None`` if it has none yet)."""
         try:
-            item = RotationItem.get(f"POOL#{community_id}#{pool_id}", "ROTATION", consistent_read=True)
+            item = RotationItem.get(
+                f"POOL#{community_id}#{pool_id}", "ROTATION", consistent_read=True
+            )
         except RotationItem.DoesNotExist:
             return RotationState(), None
-        return RotationState(int(item.cycle), tuple(item.served or ()), item.last), int(item.version)
+        served = [str(content_id) for content_id in item.served or []]
+        return RotationState(int(item.cycle), tuple(served), item.last), int(item.version)
 
-    def create_post(self, record: PostRecord, due_utc: datetime, rotation: RotationState,
-                    expected_version: int | None, now: datetime) -> bool:
+    def create_post(
+        self,
+        record: PostRecord,
+        due_utc: datetime,
+        rotation: RotationState,
+        expected_version: int | None,
+        now: datetime,
+    ) -> bool:
         """Write the post and advance the rotation atomically.
 
         Returns False if the occurrence already has a post (a rerun); raises
         ``RotationConflict`` if the rotation moved since it was read.
         """
         pk, sk = self.post_key(record.community_id, due_utc, record.job_id)
-        post = PostItem(pk, sk, community_id=record.community_id, job_id=record.job_id,
-                        occurrence_key=record.occurrence_key, pool_id=record.pool_id,
-                        content_id=record.content_id, text=record.text, title=record.title,
-                        created_at=iso_utc(now), deliveries={}, expires_at=now + POST_RETENTION)
+        post = PostItem(
+            pk,
+            sk,
+            community_id=record.community_id,
+            job_id=record.job_id,
+            occurrence_key=record.occurrence_key,
+            pool_id=record.pool_id,
+            content_id=record.content_id,
+            text=record.text,
+            title=record.title,
+            created_at=iso_utc(now),
+            deliveries={},
+            expires_at=now + POST_RETENTION,
+        )
         rot_pk = f"POOL#{record.community_id}#{record.pool_id}"
         version = 0 if expected_version is None else expected_version
-        rotation_item = RotationItem(rot_pk, "ROTATION", cycle=rotation.cycle,
-                                     served=list(rotation.served), last=rotation.last,
-                                     version=version + 1)
-        rotation_condition = (RotationItem.pk.does_not_exist() if expected_version is None
-                              else RotationItem.version == expected_version)
+        rotation_item = RotationItem(
+            rot_pk,
+            "ROTATION",
+            cycle=rotation.cycle,
+            served=list(rotation.served),
+            last=rotation.last,
+            version=version + 1,
+        )
+        rotation_condition = (
+            RotationItem.pk.does_not_exist()
+            if expected_version is None
+            else RotationItem.version == expected_version
+        )
         try:
             with TransactWrite(connection=self._conn()) as transaction:
                 transaction.save(post, condition=PostItem.pk.does_not_exist())
@@ -155,21 +191,35 @@ class PostStore:
             reasons = exc.cancellation_reasons
             if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
                 return False
-            if len(reasons) > 1 and reasons[1] is not None and reasons[1].code == "ConditionalCheckFailed":
+            if (
+                len(reasons) > 1
+                and reasons[1] is not None
+                and reasons[1].code == "ConditionalCheckFailed"
+            ):
                 raise RotationConflict(rot_pk) from exc
             raise
         return True
 
-    def record_delivery(self, community_id: str, due_utc: datetime, job_id: str,
-                        channel_id: str, delivery: dict[str, Any]) -> None:
+    def record_delivery(
+        self,
+        community_id: str,
+        due_utc: datetime,
+        job_id: str,
+        channel_id: str,
+        delivery: dict[str, Any],
+    ) -> None:
         """Store one channel's delivery on the post."""
         pk, sk = self.post_key(community_id, due_utc, job_id)
         PostItem(pk, sk).update(actions=[PostItem.deliveries[channel_id].set(delivery)])
 
-    def posts(self, community_id: str, since_utc: datetime | None = None,
-              until_utc: datetime | None = None) -> Iterator[PostRecord]:
+    def posts(
+        self,
+        community_id: str,
+        since_utc: datetime | None = None,
+        until_utc: datetime | None = None,
+    ) -> Iterator[PostRecord]:
         """The post log of a community in time order."""
-        condition = None
+        condition: Condition | None = None
         if since_utc and until_utc:
             condition = PostItem.sk.between(iso_utc(since_utc), iso_utc(until_utc) + "~")
         elif since_utc:

@@ -164,8 +164,10 @@ def occurrences_between(
         real = [g for g in group if g[1] != DST_GAP]
         nominal, dst = real[0] if real else group[0]
         occ = Occurrence(community_id, job.id, nominal, instant, instant, None, dst)
-        if quiet_policy != "ignore" and quiet is not None and quiet.contains(
-            local_wall(instant, tz).time()
+        if (
+            quiet_policy != "ignore"
+            and quiet is not None
+            and quiet.contains(local_wall(instant, tz).time())
         ):
             if quiet_policy == "drop":
                 occ = replace(occ, quiet="dropped")
@@ -229,8 +231,12 @@ def plan_tick(
             decisions.append(Decision(newest, "run"))
         else:
             decisions.append(
-                Decision(newest, "missed", f"{int(late.total_seconds())}s late, beyond the grace "
-                                           f"window of {int(misfire.grace.total_seconds())}s")
+                Decision(
+                    newest,
+                    "missed",
+                    f"{int(late.total_seconds())}s late, beyond the grace "
+                    f"window of {int(misfire.grace.total_seconds())}s",
+                )
             )
     decisions.sort(key=lambda d: (d.occurrence.due_utc, d.occurrence.nominal_local))
     return decisions

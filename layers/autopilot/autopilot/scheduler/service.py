@@ -85,9 +85,15 @@ class OccurrenceReport:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"community": self.community_id, "job": self.job_id, "key": self.key,
-                "scheduled_utc": self.scheduled_utc, "due_utc": self.due_utc,
-                "status": self.status, "reason": self.reason}
+        return {
+            "community": self.community_id,
+            "job": self.job_id,
+            "key": self.key,
+            "scheduled_utc": self.scheduled_utc,
+            "due_utc": self.due_utc,
+            "status": self.status,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -105,15 +111,24 @@ class TickReport:
         counts: dict[str, int] = {}
         for occ in self.occurrences:
             counts[occ.status] = counts.get(occ.status, 0) + 1
-        return {"now_utc": iso_utc(self.now_utc), "counts": counts,
-                "occurrences": [o.as_dict() for o in self.occurrences]}
+        return {
+            "now_utc": iso_utc(self.now_utc),
+            "counts": counts,
+            "occurrences": [o.as_dict() for o in self.occurrences],
+        }
 
 
 class Dispatcher:
     """Runs ticks against a config; one instance per container."""
 
-    def __init__(self, store: SchedulerStore, actions: Mapping[str, Action], *,
-                 clock: Clock | None = None, lease: timedelta = DEFAULT_LEASE):
+    def __init__(
+        self,
+        store: SchedulerStore,
+        actions: Mapping[str, Action],
+        *,
+        clock: Clock | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+    ):
         self._store = store
         self._actions = actions
         self._clock = clock
@@ -133,7 +148,8 @@ class Dispatcher:
         default_start = max(
             floor,
             min(config.published_at, now - FIRST_TICK_LOOKBACK)
-            if config.published_at else now - FIRST_TICK_LOOKBACK,
+            if config.published_at
+            else now - FIRST_TICK_LOOKBACK,
         )
 
         due_by_job = self._due_from(jobs, self._watermarks, default_start, floor, now)
@@ -155,31 +171,46 @@ class Dispatcher:
                     continue
                 if out_of_time or (remaining_ms is not None and remaining_ms() < SAFETY_MARGIN_MS):
                     out_of_time = True
-                    hold = decision.occurrence.due_utc if hold is None else min(hold, decision.occurrence.due_utc)
+                    hold = (
+                        decision.occurrence.due_utc
+                        if hold is None
+                        else min(hold, decision.occurrence.due_utc)
+                    )
                     continue
                 held = self._run(community, job, decision.occurrence, report)
                 if held:
-                    hold = decision.occurrence.due_utc if hold is None else min(hold, decision.occurrence.due_utc)
+                    hold = (
+                        decision.occurrence.due_utc
+                        if hold is None
+                        else min(hold, decision.occurrence.due_utc)
+                    )
             target = now if hold is None else hold - timedelta(milliseconds=1)
             if target > self._watermarks.get(pk, default_start):
                 self._store.advance_watermark(pk, target, now)
                 self._watermarks[pk] = target
         return report
 
-    def _due_from(self, jobs: list[tuple[Community, Job]], watermarks: Mapping[str, datetime],
-                  default_start: datetime, floor: datetime,
-                  now: datetime) -> dict[str, tuple[Community, Job, list[Occurrence]]]:
+    def _due_from(
+        self,
+        jobs: list[tuple[Community, Job]],
+        watermarks: Mapping[str, datetime],
+        default_start: datetime,
+        floor: datetime,
+        now: datetime,
+    ) -> dict[str, tuple[Community, Job, list[Occurrence]]]:
         due_by_job = {}
         for community, job in jobs:
             start = max(watermarks.get(job_pk(community.id, job.id), default_start), floor)
-            due = occurrences_between(community.id, job, zone(community.timezone),
-                                      community.quiet_hours, start, now)
+            due = occurrences_between(
+                community.id, job, zone(community.timezone), community.quiet_hours, start, now
+            )
             if due:
                 due_by_job[job_pk(community.id, job.id)] = (community, job, due)
         return due_by_job
 
-    def _collapse_overflow(self, decisions: list[Decision], now: datetime,
-                           report: TickReport) -> list[Decision]:
+    def _collapse_overflow(
+        self, decisions: list[Decision], now: datetime, report: TickReport
+    ) -> list[Decision]:
         """Record missed occurrences beyond the catch-up bound as one summary item."""
         missed = [d for d in decisions if d.verdict == "missed"]
         if len(missed) <= MAX_CATCHUP:
@@ -187,18 +218,31 @@ class Dispatcher:
         overflow = missed[: len(missed) - MAX_CATCHUP]
         first, last = overflow[0].occurrence, overflow[-1].occurrence
         self._store.record_gap(first, last, len(overflow), now)
-        report.occurrences.append(OccurrenceReport(
-            first.community_id, first.job_id, f"{first.key}..{last.key}",
-            iso_utc(first.scheduled_utc), iso_utc(first.due_utc), "missed",
-            f"{len(overflow)} occurrences beyond the catch-up bound"))
+        report.occurrences.append(
+            OccurrenceReport(
+                first.community_id,
+                first.job_id,
+                f"{first.key}..{last.key}",
+                iso_utc(first.scheduled_utc),
+                iso_utc(first.due_utc),
+                "missed",
+                f"{len(overflow)} occurrences beyond the catch-up bound",
+            )
+        )
         dropped = {id(d) for d in overflow}
         return [d for d in decisions if id(d) not in dropped]
 
     def _record_unrun(self, decision: Decision, now: datetime, report: TickReport) -> None:
         occ = decision.occurrence
         if self._store.record_unrun(occ, status=decision.verdict, reason=decision.reason, now=now):
-            logger.info("occurrence %s/%s@%s %s: %s", occ.community_id, occ.job_id, occ.key,
-                        decision.verdict, decision.reason)
+            logger.info(
+                "occurrence %s/%s@%s %s: %s",
+                occ.community_id,
+                occ.job_id,
+                occ.key,
+                decision.verdict,
+                decision.reason,
+            )
             report.occurrences.append(self._report(occ, decision.verdict, decision.reason))
 
     def _run(self, community: Community, job: Job, occ: Occurrence, report: TickReport) -> bool:
@@ -220,17 +264,32 @@ class Dispatcher:
             result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         if not result.ok:
             status = "failed"
-        finished = self._store.finish(occ, status=status, now=self._now(), worker=self.worker_id,
-                                      outcome=dict(result.detail), reason=result.error)
+        finished = self._store.finish(
+            occ,
+            status=status,
+            now=self._now(),
+            worker=self.worker_id,
+            outcome=dict(result.detail),
+            reason=result.error,
+        )
         if finished:
             report.occurrences.append(self._report(occ, status, result.error or "", result.detail))
         return False
 
     @staticmethod
-    def _report(occ: Occurrence, status: str, reason: str,
-                detail: Mapping[str, Any] | None = None) -> OccurrenceReport:
-        return OccurrenceReport(occ.community_id, occ.job_id, occ.key, iso_utc(occ.scheduled_utc),
-                                iso_utc(occ.due_utc), status, reason, detail or {})
+    def _report(
+        occ: Occurrence, status: str, reason: str, detail: Mapping[str, Any] | None = None
+    ) -> OccurrenceReport:
+        return OccurrenceReport(
+            occ.community_id,
+            occ.job_id,
+            occ.key,
+            iso_utc(occ.scheduled_utc),
+            iso_utc(occ.due_utc),
+            status,
+            reason,
+            detail or {},
+        )
 
 
 def describe_local(occ: Occurrence, community: Community) -> str:

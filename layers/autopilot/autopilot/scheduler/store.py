@@ -28,6 +28,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from autopilot.scheduler.rules import Occurrence
@@ -124,8 +125,10 @@ class SchedulerStore:
         target = _ms(to)
         try:
             item.update(
-                actions=[WatermarkItem.watermark_ms.set(target),
-                         WatermarkItem.updated_at.set(iso_utc(now))],
+                actions=[
+                    WatermarkItem.watermark_ms.set(target),
+                    WatermarkItem.updated_at.set(iso_utc(now)),
+                ],
                 condition=WatermarkItem.watermark_ms.does_not_exist()
                 | (WatermarkItem.watermark_ms < target),
             )
@@ -134,12 +137,14 @@ class SchedulerStore:
                 raise  # someone else already moved it further: nothing to do
 
     # -- occurrences --------------------------------------------------------
-    def claim(self, occ: Occurrence, *, now: datetime, lease: timedelta, worker: str) -> ClaimResult:
+    def claim(
+        self, occ: Occurrence, *, now: datetime, lease: timedelta, worker: str
+    ) -> ClaimResult:
         """Claim ``occ`` for running: succeeds once, or again only after a lease expires."""
         pk, sk = job_pk(occ.community_id, occ.job_id), f"OCC#{occ.key}"
         item = OccurrenceItem(pk, sk)
         now_ms = _ms(now)
-        actions = [
+        actions: list[Action] = [
             OccurrenceItem.community_id.set(occ.community_id),
             OccurrenceItem.job_id.set(occ.job_id),
             OccurrenceItem.occurrence_key.set(occ.key),
@@ -178,9 +183,11 @@ class SchedulerStore:
         # The lease expired and every attempt crashed: give up loudly, once.
         try:
             current.update(
-                actions=[OccurrenceItem.status.set("failed"),
-                         OccurrenceItem.reason.set(f"crashed in {MAX_ATTEMPTS} attempts"),
-                         OccurrenceItem.finished_at_utc.set(iso_utc(now))],
+                actions=[
+                    OccurrenceItem.status.set("failed"),
+                    OccurrenceItem.reason.set(f"crashed in {MAX_ATTEMPTS} attempts"),
+                    OccurrenceItem.finished_at_utc.set(iso_utc(now)),
+                ],
                 condition=(OccurrenceItem.status == "claimed")
                 & (OccurrenceItem.lease_expires_ms < now_ms),
             )
@@ -189,20 +196,33 @@ class SchedulerStore:
                 raise
         return ClaimResult("done", status="failed")
 
-    def finish(self, occ: Occurrence, *, status: str, now: datetime, worker: str,
-               outcome: dict[str, Any] | None = None, reason: str | None = None) -> bool:
+    def finish(
+        self,
+        occ: Occurrence,
+        *,
+        status: str,
+        now: datetime,
+        worker: str,
+        outcome: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> bool:
         """Record the outcome of a claimed occurrence (only by the claim's holder)."""
         item = OccurrenceItem(job_pk(occ.community_id, occ.job_id), f"OCC#{occ.key}")
-        actions = [OccurrenceItem.status.set(status),
-                   OccurrenceItem.finished_at_utc.set(iso_utc(now)),
-                   OccurrenceItem.lease_expires_ms.remove()]
+        actions: list[Action] = [
+            OccurrenceItem.status.set(status),
+            OccurrenceItem.finished_at_utc.set(iso_utc(now)),
+            OccurrenceItem.lease_expires_ms.remove(),
+        ]
         if outcome is not None:
             actions.append(OccurrenceItem.outcome.set(outcome))
         if reason:
             actions.append(OccurrenceItem.reason.set(reason))
         try:
-            item.update(actions=actions, condition=(OccurrenceItem.status == "claimed")
-                        & (OccurrenceItem.claimed_by == worker))
+            item.update(
+                actions=actions,
+                condition=(OccurrenceItem.status == "claimed")
+                & (OccurrenceItem.claimed_by == worker),
+            )
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False  # our lease expired and another worker took over
@@ -212,11 +232,19 @@ class SchedulerStore:
     def record_unrun(self, occ: Occurrence, *, status: str, reason: str, now: datetime) -> bool:
         """Record a ``missed`` or ``skipped`` occurrence, unless it already has a record."""
         item = OccurrenceItem(
-            job_pk(occ.community_id, occ.job_id), f"OCC#{occ.key}",
-            community_id=occ.community_id, job_id=occ.job_id, occurrence_key=occ.key,
-            scheduled_utc=iso_utc(occ.scheduled_utc), due_utc=iso_utc(occ.due_utc),
-            status=status, reason=reason, quiet=occ.quiet, dst=occ.dst,
-            finished_at_utc=iso_utc(now), expires_at=now + RECORD_RETENTION,
+            job_pk(occ.community_id, occ.job_id),
+            f"OCC#{occ.key}",
+            community_id=occ.community_id,
+            job_id=occ.job_id,
+            occurrence_key=occ.key,
+            scheduled_utc=iso_utc(occ.scheduled_utc),
+            due_utc=iso_utc(occ.due_utc),
+            status=status,
+            reason=reason,
+            quiet=occ.quiet,
+            dst=occ.dst,
+            finished_at_utc=iso_utc(now),
+            expires_at=now + RECORD_RETENTION,
         )
         try:
             item.save(condition=OccurrenceItem.pk.does_not_exist())
@@ -229,12 +257,19 @@ class SchedulerStore:
     def record_gap(self, first: Occurrence, last: Occurrence, count: int, now: datetime) -> None:
         """Summarise ``count`` missed occurrences beyond the catch-up bound in one item."""
         item = OccurrenceItem(
-            job_pk(first.community_id, first.job_id), f"GAP#{first.key}",
-            community_id=first.community_id, job_id=first.job_id, occurrence_key=first.key,
-            scheduled_utc=iso_utc(first.scheduled_utc), due_utc=iso_utc(first.due_utc),
-            status="missed", missed_count=count, last_key=last.key,
+            job_pk(first.community_id, first.job_id),
+            f"GAP#{first.key}",
+            community_id=first.community_id,
+            job_id=first.job_id,
+            occurrence_key=first.key,
+            scheduled_utc=iso_utc(first.scheduled_utc),
+            due_utc=iso_utc(first.due_utc),
+            status="missed",
+            missed_count=count,
+            last_key=last.key,
             reason=f"{count} occurrences beyond the catch-up bound were not run",
-            finished_at_utc=iso_utc(now), expires_at=now + RECORD_RETENTION,
+            finished_at_utc=iso_utc(now),
+            expires_at=now + RECORD_RETENTION,
         )
         try:
             item.save(condition=OccurrenceItem.pk.does_not_exist())
