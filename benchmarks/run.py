@@ -99,7 +99,10 @@ def request_counts() -> list[tuple[str, int, int, str]]:
         ("due post job, 1 channel (file)", ["group"]),
         ("due post job, 2 channels (file + SNS)", ["group", "announce"]),
     ):
-        with tempfile.TemporaryDirectory() as out, LocalRuntime(ROOT / "template.yaml") as runtime:
+        with (
+            tempfile.TemporaryDirectory() as out,
+            LocalRuntime(ROOT / "template.yaml", parameters={"LogLevel": "ERROR"}) as runtime,
+        ):
             os.environ["AUTOPILOT_OUTPUT_DIR"] = out
             clock = ManualClock(idle - timedelta(seconds=1))
             previous = set_clock(clock)
@@ -243,6 +246,7 @@ def simulation_throughput(days: int = 28) -> tuple[int, float, int]:
             seed=1,
             out_dir=out,
             template_path=str(ROOT / "template.yaml"),
+            log_level="ERROR",
         )
         elapsed = time.perf_counter() - started
     return days, days / elapsed, result.ticks

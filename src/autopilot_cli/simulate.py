@@ -91,6 +91,7 @@ def run_simulation(
     outages: list[Outage] | None = None,
     template_path: str = "template.yaml",
     log: TextIO | None = None,
+    log_level: str = "INFO",
 ) -> SimulationResult:
     """Run the system for ``days`` simulated days from ``start``; write ``out_dir``."""
     report = validate_file(config_path)
@@ -114,7 +115,7 @@ def run_simulation(
     ticks = 0
     console_log = open(out / "console.log", "w", encoding="utf-8")  # noqa: SIM115
     try:
-        with LocalRuntime(template_path) as runtime:
+        with LocalRuntime(template_path, parameters={"LogLevel": log_level}) as runtime:
             bucket = runtime.physical_id("ConfigBucket")
             from autopilot.aws import client
 

@@ -1,0 +1,145 @@
+"""The `autopilot` command as people use it."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from autopilot_cli.main import main
+from autopilot_cli.serve import Route, serve
+
+
+def test_preview_lists_local_and_utc_with_dst_and_quiet_notes(capsys, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    code = main(["schedule", "preview", "--from", "2027-03-13T00:00:00Z", "--days", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "07:30 CST" in out and "2027-03-13T23:30:00Z" in out and "morning-post" in out
+    assert "DST gap: 02:30 does not exist that day; runs at 03:00 EDT" in out
+    assert "quiet hours: deferred to 07:00" in out
+
+
+def test_preview_refuses_an_invalid_config(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ncommunities: []\n", encoding="utf-8")
+    assert main(["schedule", "preview", "--config", str(bad)]) == 1
+    assert "at least one community" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--start", "next monday"],
+        ["simulate", "--days", "-1"],
+        ["schedule", "preview", "--from", "2027-03-13T00:00:00"],
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_bad_outage_is_a_usage_error(capsys):
+    assert main(["simulate", "--outage", "soon"]) == 2
+    assert "START/DURATION" in capsys.readouterr().err
+
+
+def test_simulate_writes_summary(aws_env, repo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    out = tmp_path / "sim"
+    code = main(
+        [
+            "simulate",
+            "--start",
+            "2027-03-08T00:00:00Z",
+            "--days",
+            "1",
+            "--members",
+            "5",
+            "--seed",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["counts"] == {"fired": len(summary["occurrences"])}
+    printed = capsys.readouterr().out
+    assert "晨读社" in printed and "morning-post" in printed and "wrote" in printed
+    assert (out / "console.log").read_text(encoding="utf-8").count("早安") >= 1
+
+
+def test_route_matching():
+    route = Route("Fn", "GET", "/members/{member_id}/streak")
+    assert route.match("GET", "/members/m-1/streak") == {"member_id": "m-1"}
+    assert route.match("POST", "/members/m-1/streak") is None
+    assert route.match("GET", "/members/m-1") is None
+    assert Route("Fn", "ANY", "/x").match("DELETE", "/x") == {}
+
+
+def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch, tmp_path):
+    monkeypatch.chdir(repo_root)
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(tmp_path))
+    log = io.StringIO()
+    ready = threading.Event()
+
+    class Log(io.StringIO):
+        def write(self, text: str) -> int:
+            log.write(text)
+            if "HTTP API on" in text:
+                ready.set()
+            return len(text)
+
+    thread = threading.Thread(
+        target=serve,
+        args=("config/communities.yaml",),
+        kwargs={"port": 0, "log": Log(), "max_ticks": 3},
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=60)
+    assert ready.is_set()
+    text = log.getvalue()
+    assert "published config/communities.yaml" in text
+    assert "0 route(s)" in text  # the HTTP API arrives with its capability
+
+
+def test_serve_http_unknown_route_is_404(aws_env, repo_root, monkeypatch, tmp_path):
+    monkeypatch.chdir(repo_root)
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(tmp_path))
+    port_holder: dict[str, int] = {}
+    started = threading.Event()
+    release = threading.Event()
+
+    class Log(io.StringIO):
+        def write(self, text: str) -> int:
+            if "HTTP API on" in text:
+                port_holder["port"] = int(text.split("127.0.0.1:")[1].split()[0])
+                started.set()
+                release.wait(timeout=30)  # keep the server up while the test calls it
+            return len(text)
+
+    thread = threading.Thread(
+        target=serve,
+        args=("config/communities.yaml",),
+        kwargs={"port": 0, "log": Log(), "max_ticks": 1},
+        daemon=True,
+    )
+    thread.start()
+    assert started.wait(timeout=60)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port_holder['port']}/nothing", timeout=10)
+        assert answer.value.code == 404
+        assert "no route for GET /nothing" in answer.value.read().decode()
+    finally:
+        release.set()
+        thread.join(timeout=30)
