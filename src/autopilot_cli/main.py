@@ -8,6 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 DEFAULT_CONFIG = "config/communities.yaml"
+# Capabilities add their commands in their own module: each has
+# ``register(subparsers)`` adding parsers whose ``func`` default is
+# ``(args) -> int``. Listed here so the import cost is paid only when used.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _iso(text: str) -> datetime:
@@ -87,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=DEFAULT_CONFIG)
     serve.add_argument("--port", type=_positive, default=3000)
     serve.add_argument("--out", default="out/serve")
+
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -124,6 +133,8 @@ def _push(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is not None:
+        return int(args.func(args))
     if args.command == "config" and args.config_command == "validate":
         from autopilot_cli.configfile import cmd_validate
 
