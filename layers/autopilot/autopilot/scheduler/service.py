@@ -57,6 +57,9 @@ class ActionContext:
     occurrence: Occurrence
     now_utc: datetime
     attempt: int
+    # Milliseconds left in this invocation (None outside Lambda): actions that
+    # retry (channels) stop in time for the outcome to be recorded.
+    remaining_ms: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ class Dispatcher:
                         else min(hold, decision.occurrence.due_utc)
                     )
                     continue
-                held = self._run(community, job, decision.occurrence, report)
+                held = self._run(community, job, decision.occurrence, report, remaining_ms)
                 if held:
                     hold = (
                         decision.occurrence.due_utc
@@ -245,7 +248,14 @@ class Dispatcher:
             )
             report.occurrences.append(self._report(occ, decision.verdict, decision.reason))
 
-    def _run(self, community: Community, job: Job, occ: Occurrence, report: TickReport) -> bool:
+    def _run(
+        self,
+        community: Community,
+        job: Job,
+        occ: Occurrence,
+        report: TickReport,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> bool:
         """Claim and run one occurrence; return True if it must hold the watermark."""
         now = self._now()
         claim = self._store.claim(occ, now=now, lease=self._lease, worker=self.worker_id)
@@ -258,7 +268,7 @@ class Dispatcher:
         try:
             if action is None:
                 raise RuntimeError(f"no action {job.action!r} in this function")
-            result = action(ActionContext(community, job, occ, now, claim.attempt))
+            result = action(ActionContext(community, job, occ, now, claim.attempt, remaining_ms))
         except Exception as exc:  # the action's failure is the occurrence's outcome
             logger.exception("occurrence %s/%s@%s failed", occ.community_id, occ.job_id, occ.key)
             result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
