@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/autopilot config validate config/communities.yaml
 	$(BIN)/autopilot schedule preview --config config/communities.yaml --from $(DEMO_START) --days 1
 	$(BIN)/autopilot simulate --config config/communities.yaml --start $(DEMO_START) \
-		--days 7 --members 1000 --seed 7 --out out/demo
+		--days 7 --members 200 --seed 7 --out out/demo
 
 ## Every test: unit, integration (moto from template.yaml), scenarios, template.
 test: setup

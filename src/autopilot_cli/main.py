@@ -11,7 +11,11 @@ DEFAULT_CONFIG = "config/communities.yaml"
 # Capabilities add their commands in their own module: each has
 # ``register(subparsers)`` adding parsers whose ``func`` default is
 # ``(args) -> int``. Listed here so the import cost is paid only when used.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "autopilot_cli.commands.devtoken",
+    "autopilot_cli.commands.channel",
+    "autopilot_cli.commands.ledger",
+)
 
 
 def _iso(text: str) -> datetime:

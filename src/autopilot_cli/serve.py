@@ -1,8 +1,10 @@
 """`autopilot serve`: the dispatcher in real time and the HTTP API on localhost.
 
 Everything runs in this process on moto, built from template.yaml: the dispatcher
-is invoked at every minute like EventBridge Scheduler would, and HTTP requests are
-routed to the functions whose ``HttpApi`` events match, as API Gateway would.
+is invoked at every minute like EventBridge Scheduler would, and HTTP requests go
+through :class:`~autopilot_cli.local.gateway.LocalHttpApi`, which routes them and
+verifies JWTs (``autopilot dev-token``) with the template's authorizers and scopes,
+as API Gateway would.
 Editing the config file re-validates and re-publishes it; an invalid edit is
 reported and the last good config stays live.
 """
@@ -10,7 +12,6 @@ reported and the last good config stays live.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,43 +21,12 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 from autopilot_cli.configfile import published_document, validate_file
-from autopilot_cli.local.runtime import LocalRuntime, http_api_event, scheduled_event
+from autopilot_cli.local.gateway import LocalHttpApi, Route, http_routes
+from autopilot_cli.local.runtime import LocalRuntime, scheduled_event
+
+__all__ = ["Route", "http_routes", "serve"]
 
 MAX_BODY_BYTES = 1024 * 1024
-
-
-class Route:
-    """One ``HttpApi`` event of a function: method and path template."""
-
-    def __init__(self, function_id: str, method: str, path: str):
-        self.function_id = function_id
-        self.method = method.upper()
-        self.path = path
-        pieces = re.split(r"\{([A-Za-z0-9_]+)\+?\}", path)
-        pattern = "".join(
-            re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(pieces)
-        )
-        self._regex = re.compile(f"^{pattern}$")
-
-    def match(self, method: str, path: str) -> dict[str, str] | None:
-        if self.method not in ("ANY", method.upper()):
-            return None
-        found = self._regex.match(path)
-        return found.groupdict() if found else None
-
-
-def http_routes(runtime: LocalRuntime) -> list[Route]:
-    """Every ``HttpApi`` route declared in the template."""
-    routes = []
-    for function_id in runtime.function_ids():
-        resource = runtime.template["Resources"][function_id]
-        for event in (resource.get("Properties", {}).get("Events") or {}).values():
-            if event.get("Type") == "HttpApi":
-                props = event.get("Properties", {})
-                routes.append(
-                    Route(function_id, props.get("Method", "ANY"), props.get("Path", "/"))
-                )
-    return routes
 
 
 def _publish(runtime: LocalRuntime, config_path: str, log: TextIO) -> bool:
@@ -92,7 +62,8 @@ def serve(
     with LocalRuntime(template_path) as runtime:
         if not _publish(runtime, config_path, log):
             raise SystemExit(1)
-        routes = http_routes(runtime)
+        gateway = LocalHttpApi(runtime)
+        routes = gateway.routes
         lock = threading.Lock()  # one invocation at a time: moto's backend is not thread-safe
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,41 +73,30 @@ def serve(
                 if length > MAX_BODY_BYTES:
                     self._reply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
                     return
-                body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
-                for route in routes:
-                    params = route.match(self.command, parts.path)
-                    if params is not None:
-                        event = http_api_event(
-                            self.command,
-                            parts.path,
-                            body=body,
-                            headers=dict(self.headers.items()),
-                            query=dict(parse_qsl(parts.query)),
-                            path_parameters=params or None,
-                        )
-                        with lock:
-                            result = runtime.invoke(route.function_id, event)
-                        self._reply_lambda(result)
-                        return
-                self._reply(
-                    404,
-                    {
-                        "message": f"no route for {self.command} {parts.path}",
-                        "routes": [f"{r.method} {r.path}" for r in routes],
-                    },
+                body = self.rfile.read(length) if length else None
+                if gateway.route(self.command, parts.path) is None:
+                    self._reply(
+                        404,
+                        {
+                            "message": f"no route for {self.command} {parts.path}",
+                            "routes": [f"{r.method} {r.path}" for r in routes],
+                        },
+                    )
+                    return
+                response = gateway.handle(
+                    self.command,
+                    parts.path,
+                    headers=dict(self.headers.items()),
+                    query=dict(parse_qsl(parts.query)),
+                    body=body,
+                    invoke_lock=lock,
                 )
-
-            def _reply_lambda(self, result: Any) -> None:
-                if isinstance(result, dict) and "statusCode" in result:
-                    self.send_response(int(result["statusCode"]))
-                    for key, value in (result.get("headers") or {}).items():
-                        self.send_header(key, str(value))
-                    payload = str(result.get("body") or "").encode("utf-8")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                else:
-                    self._reply(200, result)
+                self.send_response(response.status)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
 
             def _reply(self, status: int, document: Any) -> None:
                 payload = json.dumps(document, ensure_ascii=False).encode("utf-8")
@@ -156,6 +116,7 @@ def serve(
         log.write(
             f"HTTP API on http://127.0.0.1:{server.server_address[1]} "
             f"({len(routes)} route(s)); dispatcher ticks every minute. Ctrl-C stops.\n"
+            "Tokens: autopilot dev-token --member ID [--role ops|finance] (local only).\n"
         )
         mtime = Path(config_path).stat().st_mtime
         ticks = 0

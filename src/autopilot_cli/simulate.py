@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from autopilot.clock import ManualClock, set_clock
-from autopilot.config.model import Config
+from autopilot.config.model import Community, Config
 from autopilot.scheduler.rules import next_due
 from autopilot.timeutil import iso_utc, parse_iso, zone
 
 from autopilot_cli.configfile import published_document, validate_file
 from autopilot_cli.local.runtime import LocalRuntime, scheduled_event
+from autopilot_cli.population import SimMember, checkin_time, population, wants_to_redeem
 
 DISPATCHER = "DispatcherFunction"
+API_FUNCTION = "ApiFunction"
 # EventBridge Scheduler delivers a minute's tick a few seconds after the minute.
 MAX_DELIVERY_DELAY_S = 20
 
@@ -92,8 +94,14 @@ def run_simulation(
     template_path: str = "template.yaml",
     log: TextIO | None = None,
     log_level: str = "INFO",
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> SimulationResult:
-    """Run the system for ``days`` simulated days from ``start``; write ``out_dir``."""
+    """Run the system for ``days`` simulated days from ``start``; write ``out_dir``.
+
+    ``secrets`` seeds chat channels' SSM parameters in the simulated account:
+    ``{"<community>/<channel>": {"webhook_url": …}}`` (under the template's
+    ``ChannelSecretsPrefix``), or full parameter names starting with ``/``.
+    """
     report = validate_file(config_path)
     if not report.ok:
         raise SystemExit("\n".join(str(f) for f in report.errors))
@@ -101,7 +109,7 @@ def run_simulation(
     assert config is not None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.json", "console.log"):
+    for stale in ("summary.json", "console.log", "ledger.csv"):
         (out / stale).unlink(missing_ok=True)
     for stale in out.rglob("*.jsonl"):
         stale.unlink()
@@ -113,11 +121,21 @@ def run_simulation(
     os.environ["AUTOPILOT_OUTPUT_DIR"] = str(out.resolve())
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     ticks = 0
+    stats: dict[str, int] = {"checkins": 0, "repeats": 0, "redemptions": 0, "refused": 0}
     console_log = open(out / "console.log", "w", encoding="utf-8")  # noqa: SIM115
     try:
         with LocalRuntime(template_path, parameters={"LogLevel": log_level}) as runtime:
             bucket = runtime.physical_id("ConfigBucket")
             from autopilot.aws import client
+
+            prefix = runtime.function_env(DISPATCHER).get("CHANNEL_SECRETS_PREFIX", "")
+            for name, value in (secrets or {}).items():
+                client("ssm", runtime.region).put_parameter(
+                    Name=name if name.startswith("/") else f"{prefix}/{name}",
+                    Value=json.dumps(value),
+                    Type="SecureString",
+                    Overwrite=True,
+                )
 
             client("s3", runtime.region).put_object(
                 Bucket=bucket,
@@ -125,27 +143,41 @@ def run_simulation(
                 Body=published_document(report.loaded, published_at=start),
                 ContentType="application/json",
             )
+            planned = _plan_checkins(config, members, seed, start, end)
+            api = API_FUNCTION if API_FUNCTION in runtime.function_ids() else None
+            if planned and api is None:
+                raise SystemExit(f"template.yaml has no {API_FUNCTION}: members cannot check in")
+            member_rng = random.Random(f"{seed}/actions")
+            balances: dict[tuple[str, str], int] = {}
             now = start
+            pending_tick: datetime | None = None
+            index = 0
             while True:
-                due = _next_tick(config, now)
-                if due is None or due > end:
+                if pending_tick is None:
+                    pending_tick = _tick_after(config, now, end, outages, rng)
+                next_checkin = planned[index][0] if index < len(planned) else None
+                if pending_tick is None and next_checkin is None:
                     break
-                tick_at = due + timedelta(seconds=rng.randint(0, MAX_DELIVERY_DELAY_S))
-                if any(o.start <= tick_at < o.end for o in outages):
-                    # The dispatcher is down: the next tick arrives when the outage ends.
-                    outage_end = max(o.end for o in outages if o.start <= tick_at < o.end)
-                    tick_at = outage_end.replace(second=0, microsecond=0) + timedelta(minutes=1)
-                    tick_at += timedelta(seconds=rng.randint(0, MAX_DELIVERY_DELAY_S))
-                    if tick_at > end:
-                        break
-                clock.set(tick_at)
+                if next_checkin is not None and (
+                    pending_tick is None or next_checkin < pending_tick
+                ):
+                    at, community, member = planned[index]
+                    index += 1
+                    clock.set(at)
+                    with contextlib.redirect_stdout(console_log):
+                        _member_visit(runtime, community, member, at, balances, member_rng, stats)
+                    continue
+                assert pending_tick is not None
+                clock.set(pending_tick)
                 with contextlib.redirect_stdout(console_log):
-                    runtime.invoke(DISPATCHER, scheduled_event(tick_at))
+                    runtime.invoke(DISPATCHER, scheduled_event(pending_tick))
                 ticks += 1
-                now = tick_at
+                now, pending_tick = pending_tick, None
             summary = collect_summary(
                 runtime, config, start=start, end=end, members=members, seed=seed, ticks=ticks
             )
+            summary["member_activity"] = stats
+            summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
     finally:
         console_log.close()
         set_clock(previous_clock)
@@ -155,6 +187,139 @@ def run_simulation(
     if log is not None:
         print_day_by_day(summary, config, log)
     return SimulationResult(summary=summary, ticks=ticks, out_dir=out)
+
+
+def _tick_after(
+    config: Config, now: datetime, end: datetime, outages: list[Outage], rng: random.Random
+) -> datetime | None:
+    """When the next dispatcher tick with work arrives (None past ``end``)."""
+    due = _next_tick(config, now)
+    if due is None or due > end:
+        return None
+    tick_at = due + timedelta(seconds=rng.randint(0, MAX_DELIVERY_DELAY_S))
+    if any(o.start <= tick_at < o.end for o in outages):
+        # The dispatcher is down: the next tick arrives when the outage ends.
+        outage_end = max(o.end for o in outages if o.start <= tick_at < o.end)
+        tick_at = outage_end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        tick_at += timedelta(seconds=rng.randint(0, MAX_DELIVERY_DELAY_S))
+        if tick_at > end:
+            return None
+    return tick_at
+
+
+def _plan_checkins(
+    config: Config, members: int, seed: int, start: datetime, end: datetime
+) -> list[tuple[datetime, Community, SimMember]]:
+    """Every member check-in of the period, in time order (deterministic for the seed)."""
+    planned = []
+    for community in config.communities:
+        tz = zone(community.timezone)
+        people = population(members, seed, community.id, max(1, (end - start).days))
+        rng = random.Random(f"{seed}/{community.id}/days")
+        first_day = start.astimezone(tz).date()
+        for day_index in range((end - start).days + 2):
+            local_date = first_day + timedelta(days=day_index)
+            for member in people:
+                when = checkin_time(member, day_index, local_date, tz, rng)
+                if when is not None and start <= when.astimezone(UTC) < end:
+                    planned.append((when.astimezone(UTC), community, member))
+    planned.sort(key=lambda p: (p[0], p[1].id, p[2].id))
+    return planned
+
+
+def _member_visit(
+    runtime: LocalRuntime,
+    community: Community,
+    member: SimMember,
+    at: datetime,
+    balances: dict[tuple[str, str], int],
+    rng: random.Random,
+    stats: dict[str, int],
+) -> None:
+    """A member opens the app: checks in, and sometimes redeems a reward."""
+    claims = {
+        "sub": member.id,
+        "roles": "member",
+        "name": member.display_name,
+        "scope": "autopilot/member",
+    }
+    answer = _call(runtime, "POST", "/checkins", {"community": community.id}, claims, at)
+    if answer is None:
+        stats["refused"] += 1
+        return
+    stats["repeats" if answer.get("repeat") else "checkins"] += 1
+    balance = int(answer.get("balance", 0))
+    balances[(community.id, member.id)] = balance
+    affordable = [r for r in community.rewards if r.cost_points <= balance]
+    if affordable and wants_to_redeem(rng):
+        reward = rng.choice(affordable)
+        body = {
+            "community": community.id,
+            "reward": reward.id,
+            "request_id": f"sim-{member.id}-{at:%Y%m%d%H%M%S}",
+        }
+        redeemed = _call(runtime, "POST", "/redemptions", body, claims, at)
+        stats["redemptions" if redeemed else "refused"] += 1
+
+
+def _call(
+    runtime: LocalRuntime,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    claims: dict[str, Any],
+    at: datetime,
+) -> dict[str, Any] | None:
+    event = runtime.http_api_event(
+        method, path, body=body, jwt_claims=claims, jwt_scopes=["autopilot/member"], time_utc=at
+    )
+    response = runtime.invoke(API_FUNCTION, event)
+    if int(response.get("statusCode", 500)) >= 300:
+        return None
+    return dict(json.loads(response.get("body") or "{}"))
+
+
+def collect_ledger(
+    runtime: LocalRuntime, config: Config, start: datetime, end: datetime, csv_path: Path
+) -> dict[str, Any]:
+    """Ledger figures for the summary, and every entry of the period as CSV."""
+    import csv
+
+    from autopilot.ledger.rules import CSV_COLUMNS, csv_row
+    from autopilot.ledger.service import LedgerService
+    from autopilot.ledger.store import LedgerStore
+
+    store = LedgerStore(runtime.function_env(DISPATCHER)["LEDGER_TABLE"], runtime.region)
+    ledger = LedgerService(store)
+    checkins_by_day: dict[str, dict[str, int]] = {}
+    figures = {"entries": 0, "awarded": 0, "redeemed": 0, "outstanding": 0, "reconciled": True}
+    with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for community in config.communities:
+            tz = zone(community.timezone)
+            first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+            per_day = checkins_by_day.setdefault(community.id, {})
+            day = first
+            while day <= last:
+                count = sum(
+                    int(a.checkins or 0) for a in store.aggregates(community.id, day.isoformat())
+                )
+                if count:
+                    per_day[day.isoformat()] = count
+                day += timedelta(days=1)
+            for entry in ledger._period_stream(community, first, last):
+                writer.writerow(csv_row(entry))
+                figures["entries"] += 1
+                if entry.amount > 0:
+                    figures["awarded"] += entry.amount
+                if entry.reason == "redemption":
+                    figures["redeemed"] -= entry.amount
+            summary = ledger.summary(community, since=first, until=first)
+            figures["outstanding"] += summary["outstanding"]
+            report = ledger.reconcile(community)
+            figures["reconciled"] = bool(figures["reconciled"] and report["ok"])
+    return {"checkins_by_day": checkins_by_day, "ledger": figures}
 
 
 def collect_summary(

@@ -109,7 +109,7 @@ def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch,
     assert ready.is_set()
     text = log.getvalue()
     assert "published config/communities.yaml" in text
-    assert "0 route(s)" in text  # the HTTP API arrives with its capability
+    assert "9 route(s)" in text  # every HttpApi event of template.yaml
 
 
 def test_serve_http_unknown_route_is_404(aws_env, repo_root, monkeypatch, tmp_path):

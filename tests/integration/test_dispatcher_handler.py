@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from autopilot.aws import client
 
 from autopilot_cli.local.cfn import load_template
 from autopilot_cli.local.runtime import scheduled_event
 from autopilot_cli.metering import RequestCounter
 
-from .conftest import make_config
+from ..unit.channels.platforms import PLATFORMS, FakePlatform
+from .conftest import BASE_COMMUNITY, make_config
 
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
@@ -76,7 +80,7 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
             "action": "post",
             "params": {
                 "pool": "morning",
-                "channels": ["group", "announce"],
+                "channels": ["group", "announce", "chat"],
                 "template": "{content}",
             },
         },
@@ -87,10 +91,42 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
             "params": {"pool": "morning", "channels": ["group"], "template": "{content}"},
             "misfire": {"policy": "latest", "grace": "1m"},
         },
+        # Finance jobs and live check-in counts read the ledger and write exports.
+        {
+            "id": "export",
+            "cron": "0 2 1 * *",
+            "action": "ledger_export",
+            "misfire": {"policy": "all"},
+        },
+        {
+            "id": "reconcile",
+            "cron": "0 3 * * *",
+            "action": "ledger_reconcile",
+            "misfire": {"policy": "all"},
+        },
+        {
+            "id": "evening",
+            "cron": "0 21 * * *",
+            "action": "post",
+            "params": {
+                "pool": "morning",
+                "channels": ["group"],
+                "template": "{checkins_today} check-ins today. {content}",
+            },
+        },
     ]
-    stack.push(make_config(jobs=jobs, published_at="2026-11-26T00:00:00Z"))
+    # A chat channel: its webhook secret comes from SSM (GetParameter), its rate
+    # limit bucket lives in the posts table (UpdateItem).
+    slack = FakePlatform(PLATFORMS["slack"].check)
+    client("ssm", "us-east-1").put_parameter(
+        Name=f"{stack.env['CHANNEL_SECRETS_PREFIX']}/sunrise/chat",
+        Value=json.dumps(PLATFORMS["slack"].secret(slack.base)),
+        Type="SecureString",
+    )
+    channels = [*BASE_COMMUNITY["channels"], {"id": "chat", "type": "slack"}]
+    stack.push(make_config(jobs=jobs, channels=channels, published_at="2026-11-26T00:00:00Z"))
     stack.push(b"{broken")  # a cold start must fall back to the previous version
-    with RequestCounter() as counter:
+    with RequestCounter() as counter, contextlib.closing(slack):
         invoke(stack, datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC))  # fires; 12:00 missed
         stack.runtime.reset_containers()  # a second, cold container ...
         invoke(stack, datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC))  # ... same tick again
@@ -121,6 +157,13 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
             "2026-11-27T07:30",
         )
         assert invoke(stack, tick)["counts"] == {}
+        assert len(slack.accepted) == 1
+        # A member checks in; the evening post counts it, then the 1st of the month
+        # exports November and the nightly reconciliation runs.
+        other.checkins.check_in(community, "alice", datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
+        assert invoke(stack, datetime(2026, 11, 27, 13, 0, 5, tzinfo=UTC))["counts"] == {"fired": 1}
+        counts = invoke(stack, datetime(2026, 11, 30, 19, 0, 5, tzinfo=UTC))["counts"]
+        assert counts.get("failed", 0) == 0 and counts["fired"] >= 2
     used = set()
     for (service, operation), _ in counter.by_operation().items():
         if (service, operation) == ("s3", "GetObject"):

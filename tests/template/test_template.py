@@ -192,10 +192,21 @@ def test_no_action_contains_a_wildcard() -> None:
             assert isinstance(action, str) and "*" not in action, f"{where}: Action {action!r}"
 
 
+# The one parameter path functions may read: each chat channel's SecureString
+# <ChannelSecretsPrefix>/<community>/<channel> (docs/channels.md).
+CHANNEL_SECRETS_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+    ":parameter${ChannelSecretsPrefix}/*"
+}
+
+
 def test_no_wildcard_resources_except_config_object_paths() -> None:
     for where, statement in _statements():
         for resource in _as_list(statement.get("Resource")):
-            if _is_bucket_object_path(resource):
+            if _is_bucket_object_path(resource) or resource in (
+                CHANNEL_SECRETS_ARN,
+                WEBHOOK_SECRETS_ARN,
+            ):
                 continue
             assert resource != "*", f"{where}: Resource '*'"
             assert "*" not in json.dumps(resource), f"{where}: wildcard in Resource {resource!r}"
@@ -233,7 +244,131 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     assert grants({"Fn::Sub": "${ConfigBucket.Arn}/*"}) == {"s3:GetObject", "s3:GetObjectVersion"}
     assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
     assert grants({"Ref": "PostsTopic"}) == {"sns:Publish"}
-    assert len(granted) == 5
+    assert grants(CHANNEL_SECRETS_ARN) == {"ssm:GetParameter"}
+    # Finance jobs and live check-in counts: read-only ledger, exports write-only.
+    assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    }
+    assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}) == {"dynamodb:Query"}
+    assert grants({"Fn::Sub": "${ExportBucket.Arn}/exports/*"}) == {"s3:PutObject"}
+    assert len(granted) == 9
+
+
+def test_channel_secrets_prefix_is_a_parameter_passed_to_every_function() -> None:
+    parameter = TEMPLATE["Parameters"]["ChannelSecretsPrefix"]
+    assert parameter["Default"] == "/community-autopilot/channels"
+    for function_id in FUNCTIONS:
+        variables = _properties(function_id)["Environment"]["Variables"]
+        assert variables["CHANNEL_SECRETS_PREFIX"] == {"Ref": "ChannelSecretsPrefix"}
+
+
+# Chat webhooks read only their signing secrets: <prefix>/<community>/webhooks/<platform>.
+WEBHOOK_SECRETS_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+    ":parameter${ChannelSecretsPrefix}/*/webhooks/*"
+}
+_CONFIG_READ = {
+    json.dumps({"Fn::Sub": "${ConfigBucket.Arn}/*"}): {"s3:GetObject", "s3:GetObjectVersion"},
+    json.dumps({"Fn::GetAtt": ["ConfigBucket", "Arn"]}): {"s3:ListBucketVersions"},
+}
+
+
+def _grants_of(function_id: str) -> dict[str, set[str]]:
+    """Actions per resource (JSON of the resource expression) of one function's policies."""
+    granted: dict[str, set[str]] = {}
+    for where, statement in _statements():
+        if where.startswith(f"{function_id}."):
+            for resource in _as_list(statement["Resource"]):
+                granted.setdefault(json.dumps(resource, sort_keys=True), set()).update(
+                    _as_list(statement["Action"])
+                )
+    return granted
+
+
+def test_api_policy_is_least_privilege() -> None:
+    """Pinned; tests/integration/test_api_handler.py checks it against the real calls."""
+    assert _grants_of("ApiFunction") == {
+        json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+        json.dumps({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}): {"dynamodb:Query"},
+        **_CONFIG_READ,
+    }
+
+
+def test_chat_webhook_policy_is_least_privilege() -> None:
+    """No Query, no index, and only the webhook secrets (not the channels' posting keys)."""
+    assert _grants_of("ChatWebhookFunction") == {
+        json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+        json.dumps(WEBHOOK_SECRETS_ARN, sort_keys=True): {"ssm:GetParameter"},
+        **_CONFIG_READ,
+    }
+
+
+def _http_events(function_id: str) -> dict[str, dict[str, Any]]:
+    events = _properties(function_id).get("Events") or {}
+    return {
+        f"{e['Properties']['Method']} {e['Properties']['Path']}": e["Properties"]
+        for e in events.values()
+        if e["Type"] == "HttpApi"
+    }
+
+
+def test_http_api_verifies_jwts_of_the_configured_issuer_and_audience() -> None:
+    api = _properties("HttpApi")
+    assert RESOURCES["HttpApi"]["Type"] == "AWS::Serverless::HttpApi"
+    auth = api["Auth"]
+    assert auth["DefaultAuthorizer"] == "JwtAuthorizer"
+    jwt = auth["Authorizers"]["JwtAuthorizer"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"] == {
+        "issuer": {"Ref": "JwtIssuer"},
+        "audience": [{"Ref": "JwtAudience"}],
+    }
+    assert {"JwtIssuer", "JwtAudience"} <= set(TEMPLATE["Parameters"])
+    assert TEMPLATE["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"].startswith("https://${HttpApi}.")
+
+
+def test_every_api_route_requires_the_scope_of_its_role() -> None:
+    """Scopes keep ID tokens out; the role of each route is pinned here and in docs/api.md."""
+    scopes = {route: props["Auth"] for route, props in _http_events("ApiFunction").items()}
+    member, finance, ops = ["autopilot/member"], ["autopilot/finance"], ["autopilot/ops"]
+    assert {r: a["AuthorizationScopes"] for r, a in scopes.items()} == {
+        "POST /checkins": member,
+        "GET /me": member,
+        "POST /redemptions": member,
+        "GET /ledger": finance,
+        "GET /ledger/summary": finance,
+        "PUT /members/{member_id}": ops,
+        "DELETE /members/{member_id}": ops,
+        "POST /ledger/adjustments": ops,
+    }
+    assert {a["Authorizer"] for a in scopes.values()} == {"JwtAuthorizer"}
+    for function_id in ("ApiFunction", "ChatWebhookFunction"):
+        for props in _http_events(function_id).values():
+            assert props["ApiId"] == {"Ref": "HttpApi"}
+
+
+def test_only_the_webhook_route_skips_the_jwt_authorizer() -> None:
+    assert _http_events("ChatWebhookFunction") == {
+        "POST /webhooks/{platform}": {
+            "ApiId": {"Ref": "HttpApi"},
+            "Method": "POST",
+            "Path": "/webhooks/{platform}",
+            "Auth": {"Authorizer": "NONE"},
+        }
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -242,17 +377,22 @@ def test_dispatcher_policy_is_least_privilege() -> None:
 
 
 def test_tables_are_on_demand_encrypted_recoverable_with_ttl() -> None:
-    tables = [r for r in RESOURCES.values() if r["Type"] == "AWS::DynamoDB::Table"]
+    tables = {i: r for i, r in RESOURCES.items() if r["Type"] == "AWS::DynamoDB::Table"}
     assert tables
-    for table in tables:
+    for logical_id, table in tables.items():
         properties = table["Properties"]
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["SSESpecification"]["SSEEnabled"] is True
         assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-        assert properties["TimeToLiveSpecification"] == {
-            "AttributeName": "expires_at",
-            "Enabled": True,
-        }
+        if logical_id == "LedgerTable":
+            # Ledger entries are immutable and kept: no TTL, retained on stack deletion.
+            assert "TimeToLiveSpecification" not in properties
+            assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+        else:
+            assert properties["TimeToLiveSpecification"] == {
+                "AttributeName": "expires_at",
+                "Enabled": True,
+            }
 
 
 def test_config_bucket_is_private_versioned_and_retained() -> None:

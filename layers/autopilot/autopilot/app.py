@@ -7,19 +7,29 @@ client is created until first use) and call one method per event.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, TextIO
 
 from autopilot.aws import client
 from autopilot.channels import ChannelEnvironment
+from autopilot.channels.ratelimit import RateLimiter
+from autopilot.checkins.fields import CHECKIN_FIELDS
+from autopilot.checkins.service import CheckinService
 from autopilot.clock import Clock
 from autopilot.config.model import Config
 from autopilot.config.store import ConfigStore
+from autopilot.ledger.jobs import ledger_actions
+from autopilot.ledger.service import LedgerService
+from autopilot.ledger.store import LedgerStore
+from autopilot.members.service import MemberService
+from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
 from autopilot.posts.store import PostStore
 from autopilot.scheduler.service import Dispatcher, TickReport
 from autopilot.scheduler.store import SchedulerStore
+from autopilot.secrets import SecretStore
 from autopilot.settings import Settings
+from autopilot.timeutil import local_wall, zone
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +64,39 @@ class App:
             output_dir=settings.output_dir,
             sns_topic_arn=settings.posts_topic_arn,
             stdout=stdout,
+            # Chat channels: secrets from SSM, one shared token bucket per channel in
+            # the posts table (both lazy: no client until a chat channel sends).
+            secrets=SecretStore(settings.channel_secrets_prefix, settings.region),
+            rate_limiter=RateLimiter(settings.posts_table, settings.region)
+            if settings.posts_table
+            else None,
         )
         self.scheduler_store = SchedulerStore(settings.scheduler_table)
         self.post_store = PostStore(settings.posts_table, settings.region)
         self.posts = PostService(self.post_store, self.channel_env, clock=clock)
-        self.dispatcher = Dispatcher(self.scheduler_store, {"post": self.posts.run}, clock=clock)
+        self.ledger_store = LedgerStore(settings.ledger_table, settings.region)
+        self.members = MemberService(self.ledger_store)
+        self.checkins = CheckinService(self.ledger_store, self.members)
+        self.ledger = LedgerService(self.ledger_store, cache=self.checkins.cache)
+        register_provider(CHECKIN_FIELDS, self._checkin_fields, name="checkins")
+        actions = {
+            "post": self.posts.run,
+            **ledger_actions(self.ledger, _LazyS3(settings.region), settings.export_bucket),
+        }
+        self.dispatcher = Dispatcher(self.scheduler_store, actions, clock=clock)
+
+    def _checkin_fields(self, ctx: PostContext) -> dict[str, Any]:
+        """Live check-in counts for post templates (read from the sharded counters)."""
+        today = local_wall(ctx.at_utc, zone(ctx.community.timezone)).date()
+
+        def count(day: date) -> int:
+            aggs = self.ledger_store.aggregates(ctx.community.id, day.isoformat())
+            return sum(int(a.checkins or 0) for a in aggs)
+
+        return {
+            "checkins_today": count(today),
+            "checkins_yesterday": count(today - timedelta(days=1)),
+        }
 
     def config(self) -> Config:
         """The current published config (cached; see ``ConfigStore``)."""

@@ -63,3 +63,55 @@ class ChannelError(AutopilotError):
         super().__init__(message)
         self.permanent = permanent
         self.response = response
+
+
+class RequestError(AutopilotError):
+    """A request the API refuses; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.code = code or type(self).__name__
+
+
+class BadRequest(RequestError):
+    """Malformed or invalid input."""
+
+    status = 400
+
+
+class NotAMember(RequestError):
+    """The member is unknown to the community (and may not be auto-registered here)."""
+
+    status = 404
+
+
+class MemberLeft(RequestError):
+    """The member left the community."""
+
+    status = 403
+
+
+class UnknownReward(RequestError):
+    """The reward is not in the community's catalog."""
+
+    status = 404
+
+
+class InsufficientPoints(RequestError):
+    """The balance does not cover the redemption or make-up."""
+
+    status = 409
+
+
+class RewardOutOfStock(RequestError):
+    """The reward's stock is used up."""
+
+    status = 409
+
+
+class Conflict(RequestError):
+    """A concurrent change could not be resolved in time; safe to retry."""
+
+    status = 409

@@ -19,6 +19,10 @@ class Settings:
     output_dir: str
     config_ttl_seconds: int
     region: str
+    # SSM parameters of chat channels: <prefix>/<community>/<channel> (docs/channels.md).
+    channel_secrets_prefix: str = "/community-autopilot/channels"
+    ledger_table: str = ""
+    export_bucket: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -34,11 +38,17 @@ class Settings:
         return cls(
             config_bucket=need("CONFIG_BUCKET"),
             config_key=env.get("CONFIG_KEY", "communities.json"),
-            scheduler_table=need("SCHEDULER_TABLE"),
-            posts_table=need("POSTS_TABLE"),
+            # A function gets only the tables its template entry grants it.
+            scheduler_table=env.get("SCHEDULER_TABLE", ""),
+            posts_table=env.get("POSTS_TABLE", ""),
             posts_topic_arn=env.get("POSTS_TOPIC_ARN", ""),
             # Lambda can only write under /tmp; local runs point this at --out.
             output_dir=env.get("AUTOPILOT_OUTPUT_DIR", "/tmp/autopilot"),
             config_ttl_seconds=int(env.get("CONFIG_TTL_SECONDS", "60")),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            channel_secrets_prefix=env.get(
+                "CHANNEL_SECRETS_PREFIX", "/community-autopilot/channels"
+            ),
+            ledger_table=env.get("LEDGER_TABLE", ""),
+            export_bucket=env.get("EXPORT_BUCKET", ""),
         )

@@ -56,6 +56,7 @@ from moto.dynamodb.models.table import StreamRecord, StreamShard
 __all__ = ["fast_transactions", "install", "is_installed", "uninstall"]
 
 _lock = threading.Lock()
+_serial = threading.RLock()
 _install_count = 0
 _stock_transact_write_items: Any = None
 
@@ -193,6 +194,16 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
     only the backup (a journal of addressed items instead of deep copies of
     whole tables) and the restore differ.
     """
+    # DynamoDB serialises transactions; moto does not lock at all, so two
+    # threads could both pass a condition before either writes. Running
+    # transactions one at a time restores the isolation the product relies on.
+    with _serial:
+        _transact_write_items_serial(self, transact_items)
+
+
+def _transact_write_items_serial(
+    self: DynamoDBBackend, transact_items: list[dict[str, Any]]
+) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
     journal = _Journal(self)

@@ -44,6 +44,7 @@ from urllib.parse import quote, urlencode
 
 import boto3
 
+from autopilot_cli.local import fast_queries as _fast_queries
 from autopilot_cli.local import fast_transactions as _fast_transactions
 from autopilot_cli.local.cfn import (
     ResolveContext,
@@ -554,7 +555,10 @@ class LocalRuntime:
                 self._mock = mock_aws()
                 self._mock.start()
             if self._use_fast_transactions:
+                # Both moto fast paths (transactions, partition queries) are
+                # tested to answer exactly like stock moto.
                 _fast_transactions.install()
+                _fast_queries.install()
                 self._fast_transactions_installed = True
             self._build()
         except BaseException:
@@ -570,6 +574,7 @@ class LocalRuntime:
         self.reset_containers()
         if self._fast_transactions_installed:
             _fast_transactions.uninstall()
+            _fast_queries.uninstall()
             self._fast_transactions_installed = False
         if self._mock is not None:
             self._mock.stop()

@@ -69,7 +69,10 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    assert sum(len(c.jobs) for c in report.config.communities) == 6
+    assert sum(len(c.jobs) for c in report.config.communities) == 8
+    zh = report.config.communities[0]
+    assert [j.action for j in zh.jobs][-2:] == ["ledger_export", "ledger_reconcile"]
+    assert zh.checkins.base_points == 10 and zh.rewards[0].id == "bookmark"
 
 
 def test_example_config_warns_only_about_the_deliberate_digest_job() -> None:
@@ -111,13 +114,21 @@ def test_example_config_has_the_content_the_playbook_asks_for() -> None:
     assert len(zh.pool("morning").items) >= 14
     assert len(zh.pool("evening").items) >= 14
     assert len(zh.pool("weekly").items) >= 6
-    assert {j.cron for j in zh.jobs} == {"30 7 * * *", "0 21 * * *", "0 9 * * 1"}
+    assert {j.cron for j in zh.jobs if j.action == "post"} == {
+        "30 7 * * *",
+        "0 21 * * *",
+        "0 9 * * 1",
+    }
 
     assert (en.timezone, en.locale) == ("America/New_York", "en")
     assert len(en.pool("morning").items) >= 10
     assert len(en.pool("evening").items) >= 10
     assert {"0 8 * * *", "30 20 * * *"} <= {j.cron for j in en.jobs}
-    assert all(j.action == "post" for c in config.communities for j in c.jobs)
+    assert {j.action for c in config.communities for j in c.jobs} == {
+        "post",
+        "ledger_export",
+        "ledger_reconcile",
+    }
 
     for community in config.communities:
         texts = [item.text for pool in community.pools for item in pool.items]
@@ -503,7 +514,7 @@ def test_cmd_validate_ok_prints_warnings_then_summary() -> None:
 
     lines = out.getvalue().splitlines()
     assert code == 0
-    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 6 jobs), 2 warnings"
+    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 8 jobs), 2 warnings"
     assert all(re.match(rf"^{re.escape(str(EXAMPLE))}:\d+:\d+: warning: ", ln) for ln in lines[:-1])
     assert len(lines) == 3
 

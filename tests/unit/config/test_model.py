@@ -279,9 +279,9 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
     ),
     (
         "unknown channel type",
-        _set((*C, "channels", 0, "type"), "slack"),
+        _set((*C, "channels", 0, "type"), "carrier-pigeon"),
         (*C, "channels", 0, "type"),
-        "unknown channel type 'slack'",
+        "unknown channel type 'carrier-pigeon'",
     ),
     (
         "file path escapes",

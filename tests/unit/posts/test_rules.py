@@ -89,10 +89,13 @@ def test_builtin_fields_use_the_community_zone_and_locale(locale, tz, date, week
     item = ContentItem("m1", "text", "title")
     pool = Pool("morning", (item,))
     the_job = Job("j", "30 7 * * *", "post", {}, MisfirePolicy(), "defer")
+    # Only the built-in fields: live-data providers (check-in counts) need stores.
+    needed = {"date", "weekday", "time", "content", "content_id"}
     fields = build_fields(
         PostContext(
             _community(locale, tz), the_job, pool, item, datetime(2026, 11, 26, 23, 30, tzinfo=UTC)
-        )
+        ),
+        needed,
     )
     assert (fields["date"], fields["weekday"], fields["time"]) == (date, weekday, clock)
     assert fields["content"] == "text" and fields["content_id"] == "m1"

@@ -4,18 +4,29 @@ A channel reports every send as a :class:`Delivery` — the platform's message i
 or answer on success, the error on failure — and raises
 :class:`~autopilot.errors.ChannelError` only for misconfiguration it cannot
 report per message. Channels never log secrets or full message bodies.
+
+Sends that talk to a network take a :class:`Deadline`: the time the invocation
+can still spend on them, so that retries and rate-limit waits stop in time for
+the caller to record the outcome.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from autopilot.config.model import Channel as ChannelSpec
 from autopilot.timeutil import iso_utc
+
+if TYPE_CHECKING:  # only for annotations: keeps urllib/http.client off the import path
+    from autopilot.channels.http import HttpClient
+    from autopilot.channels.ratelimit import RateLimiter
+    from autopilot.secrets import SecretStore
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The result of one send."""
+    """The result of one send (of all its parts, when a long message was split)."""
 
     channel_id: str
     ok: bool
@@ -40,29 +51,61 @@ class Delivery:
     response: str = ""
     attempts: int = 1
     error: str | None = None
+    parts: int = 1
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "status": "published" if self.ok else "failed",
             "at_utc": self.at_utc,
             "message_id": self.message_id,
             "response": self.response[:1000],
             "attempts": self.attempts,
         }
+        if self.parts != 1:
+            out["parts"] = self.parts
         if self.error:
             out["error"] = self.error[:1000]
         return out
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """How long a send may still take.
+
+    ``remaining_ms`` is the Lambda context's ``get_remaining_time_in_millis`` (or
+    ``None`` outside Lambda: no invocation limit). ``reserve_ms`` is kept back for
+    the caller to record deliveries and the occurrence's outcome after the send.
+    """
+
+    remaining_ms: Callable[[], int] | None = None
+    reserve_ms: int = 5_000
+
+    def remaining_s(self) -> float:
+        """Seconds a send may still use (``inf`` without an invocation limit)."""
+        if self.remaining_ms is None:
+            return math.inf
+        return max(0.0, (self.remaining_ms() - self.reserve_ms) / 1000.0)
+
+
+UNLIMITED = Deadline()
+
+
 @dataclass
 class ChannelEnvironment:
-    """What channels need from the runtime: clients, output locations, the time."""
+    """What channels need from the runtime: clients, output locations, secrets, limits.
+
+    ``secrets`` (SSM), ``rate_limiter`` (DynamoDB) and ``http`` are only used by
+    the chat-platform channels; local channels ignore them.
+    """
 
     region: str
     output_dir: str
     sns_topic_arn: str = ""
     stdout: TextIO | None = None  # None: whatever sys.stdout is at send time
     sns_client: Any = None
+    secrets: SecretStore | None = None
+    rate_limiter: RateLimiter | None = None
+    http_client: HttpClient | None = None
 
     def out(self) -> TextIO:
         return self.stdout if self.stdout is not None else sys.stdout
@@ -73,6 +116,14 @@ class ChannelEnvironment:
 
             self.sns_client = client("sns", self.region)
         return self.sns_client
+
+    def http(self) -> HttpClient:
+        """The HTTP client with its retry policy (created on first use)."""
+        if self.http_client is None:
+            from autopilot.channels.http import HttpClient
+
+            self.http_client = HttpClient()
+        return self.http_client
 
 
 class Channel(ABC):
@@ -90,11 +141,19 @@ class Channel(ABC):
         return self.spec.id
 
     @abstractmethod
-    def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
+    def send_to_community(
+        self, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         """Post ``message`` where the whole community sees it."""
 
-    def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
-        """Send ``message`` to one member at ``address`` (a platform user or chat id)."""
+    def send_to_member(
+        self, address: str, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
+        """Send ``message`` to one member at ``address`` (a platform user or chat id).
+
+        Channels that cannot reach one member answer with a failed delivery
+        saying so (``supports_direct`` is False), never by raising.
+        """
         return Delivery(
             self.id,
             False,

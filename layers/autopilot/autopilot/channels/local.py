@@ -7,7 +7,7 @@ import os
 import threading
 from datetime import datetime
 
-from autopilot.channels.base import Channel, Delivery, Message
+from autopilot.channels.base import UNLIMITED, Channel, Deadline, Delivery, Message
 from autopilot.timeutil import iso_utc
 
 _file_lock = threading.Lock()
@@ -31,10 +31,14 @@ class ConsoleChannel(Channel):
             self.id, True, iso_utc(now), message_id=f"console:{message.key}", response="printed"
         )
 
-    def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
+    def send_to_community(
+        self, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._print(f"{message.community_id} #{self.id}", message, now)
 
-    def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
+    def send_to_member(
+        self, address: str, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._print(f"{message.community_id} → {address}", message, now)
 
 
@@ -58,7 +62,9 @@ class FileChannel(Channel):
             response=f"appended to {self.spec.options['path']}",
         )
 
-    def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
+    def send_to_community(
+        self, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._append(
             {
                 "at_utc": iso_utc(now),
@@ -72,7 +78,9 @@ class FileChannel(Channel):
             now,
         )
 
-    def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
+    def send_to_member(
+        self, address: str, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._append(
             {
                 "at_utc": iso_utc(now),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from autopilot.channels.base import Channel, Delivery, Message
+from autopilot.channels.base import UNLIMITED, Channel, Deadline, Delivery, Message
 from autopilot.timeutil import iso_utc
 
 # SNS accepts 256 KiB per message; we stay well below to leave room for attributes.
@@ -60,8 +60,12 @@ class SnsChannel(Channel):
             response="published to SNS",
         )
 
-    def send_to_community(self, message: Message, *, now: datetime) -> Delivery:
+    def send_to_community(
+        self, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._publish(message, now, None)
 
-    def send_to_member(self, address: str, message: Message, *, now: datetime) -> Delivery:
+    def send_to_member(
+        self, address: str, message: Message, *, now: datetime, deadline: Deadline = UNLIMITED
+    ) -> Delivery:
         return self._publish(message, now, address)

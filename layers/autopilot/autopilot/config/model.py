@@ -18,14 +18,27 @@ from typing import Any
 
 from croniter import croniter
 
+from autopilot.checkins.rules import CheckinRules, Milestone, Tier
 from autopilot.errors import ConfigError, ConfigIssue
 from autopilot.timeutil import parse_duration, parse_hhmm, parse_iso, zone
 
 SCHEMA_VERSION = 1
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
-CHANNEL_TYPES = ("console", "file", "sns")
+CHANNEL_TYPES = (
+    "console",
+    "file",
+    "sns",
+    "wecom",
+    "dingtalk",
+    "feishu",
+    "slack",
+    "discord",
+    "telegram",
+)
 MESSAGE_ACTIONS = frozenset({"post"})
-ACTIONS = frozenset({"post"})
+# ledger_export / ledger_reconcile are finance jobs run through the dispatcher.
+ACTIONS = frozenset({"post", "ledger_export", "ledger_reconcile"})
+DEFAULT_CHAT_KEYWORDS = ("打卡", "签到", "/checkin", "checkin")
 MISFIRE_POLICIES = ("latest", "all")
 QUIET_POLICIES = ("defer", "drop", "ignore")
 LOCALES = ("zh-CN", "en")
@@ -112,6 +125,16 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Reward:
+    """A catalog reward members redeem points for; ``stock`` None means unlimited."""
+
+    id: str
+    name: str
+    cost_points: int
+    stock: int | None = None
+
+
+@dataclass(frozen=True)
 class Community:
     """One community: its zone, day boundary, quiet hours, channels, pools and jobs."""
 
@@ -124,6 +147,16 @@ class Community:
     channels: tuple[Channel, ...]
     pools: tuple[Pool, ...]
     jobs: tuple[Job, ...]
+    checkins: CheckinRules = field(default_factory=CheckinRules)
+    rewards: tuple[Reward, ...] = ()
+    chat_keywords: tuple[str, ...] = DEFAULT_CHAT_KEYWORDS
+
+    def reward(self, reward_id: str) -> Reward:
+        """The reward ``reward_id`` (KeyError if the catalog has none)."""
+        for reward in self.rewards:
+            if reward.id == reward_id:
+                return reward
+        raise KeyError(reward_id)
 
     def channel(self, channel_id: str) -> Channel:
         """The channel ``channel_id`` (KeyError if the config has none)."""
@@ -264,6 +297,92 @@ def validate_cron(expression: str) -> str | None:
     return None
 
 
+# Chat-platform channels: option -> allowed values (a tuple), or the type it takes.
+_CHAT_CHANNEL_OPTIONS: dict[str, dict[str, Any]] = {
+    "wecom": {
+        "msgtype": ("text", "markdown"),
+        "mention_all": bool,
+        "mentions": list,
+        "mention_mobiles": list,
+    },
+    "dingtalk": {
+        "msgtype": ("text", "markdown"),
+        "mention_all": bool,
+        "mentions": list,
+        "mention_mobiles": list,
+    },
+    "feishu": {"msgtype": ("text", "post"), "mention_all": bool},
+    "slack": {"msgtype": ("text", "blocks")},
+    "discord": {"msgtype": ("content", "embed"), "mention_all": bool, "username": str},
+    "telegram": {
+        "parse_mode": ("HTML", "MarkdownV2", "Markdown"),
+        "disable_notification": bool,
+    },
+}
+# Keys that would hold a secret: refused with a pointer to SSM, never stored in config.
+SECRET_CHANNEL_KEYS = frozenset(
+    {
+        "webhook_url",
+        "webhook",
+        "url",
+        "secret",
+        "signing_secret",
+        "token",
+        "bot_token",
+        "access_token",
+        "key",
+        "api_key",
+        "password",
+        "sign",
+        "chat_id",
+        "api_base",
+    }
+)
+MAX_PARTS_LIMIT = 10
+
+
+def _parse_chat_channel_options(
+    col: _Collector, raw: Mapping[str, Any], ctype: str, cid: Any, path: tuple[str | int, ...]
+) -> set[str]:
+    """Check a chat channel's options; return the keys it allows."""
+    spec = _CHAT_CHANNEL_OPTIONS[ctype]
+    for key in raw:
+        if key in SECRET_CHANNEL_KEYS:
+            col.error(
+                (*path, key),
+                f"{key!r} must not be in the config file: put the channel's secrets in the SSM "
+                f"SecureString parameter <ChannelSecretsPrefix>/<community>/{cid or '<channel>'} "
+                "(see docs/channels.md)",
+            )
+    for key, rule in spec.items():
+        if isinstance(rule, tuple):
+            value = _expect(col, raw, key, str, path, required=False)
+            if value is not None and value not in rule:
+                col.error((*path, key), f"{key} must be one of {', '.join(rule)}, got {value!r}")
+            continue
+        value = _expect(col, raw, key, rule, path, required=False)
+        if rule is list and value is not None:
+            for index, entry in enumerate(value):
+                if not isinstance(entry, str) or not entry.strip():
+                    col.error((*path, key, index), f"expected a non-empty string, got {entry!r}")
+    max_parts = _expect(col, raw, "max_parts", int, path, required=False)
+    if isinstance(max_parts, int) and not 1 <= max_parts <= MAX_PARTS_LIMIT:
+        col.error((*path, "max_parts"), f"max_parts must be 1 to {MAX_PARTS_LIMIT}")
+    if ctype == "wecom" and raw.get("msgtype") == "markdown":
+        for key in ("mention_all", "mention_mobiles"):
+            if raw.get(key):
+                col.error(
+                    (*path, key),
+                    f"WeCom markdown messages cannot use {key}: use msgtype text, or "
+                    "mentions (user ids, rendered as <@userid>)",
+                )
+    username = raw.get("username")
+    if ctype == "discord" and isinstance(username, str) and not 1 <= len(username) <= 80:
+        col.error((*path, "username"), "Discord usernames are 1 to 80 characters")
+    # Secret keys are reported above with their own message, not as unknown keys.
+    return set(spec) | {"max_parts"} | (SECRET_CHANNEL_KEYS & set(raw))
+
+
 def _parse_channel(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> Channel | None:
     if not isinstance(raw, Mapping):
         col.error(path, "a channel must be a mapping with id and type")
@@ -292,6 +411,8 @@ def _parse_channel(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> Ch
         subject = _expect(col, raw, "subject", str, path, required=False)
         if isinstance(subject, str) and len(subject) > 100:
             col.error((*path, "subject"), "SNS subjects are limited to 100 characters")
+    elif ctype in _CHAT_CHANNEL_OPTIONS:
+        allowed |= _parse_chat_channel_options(col, raw, ctype, cid, path)
     _unknown_keys(col, raw, allowed, path)
     if not ok or ctype is None:
         return None
@@ -400,6 +521,8 @@ def _parse_job(
 
     if action == "post" and isinstance(params, Mapping):
         _check_post_params(col, params, (*path, "params"), channel_ids, pools)
+    elif action in ("ledger_export", "ledger_reconcile") and isinstance(params, Mapping):
+        _unknown_keys(col, params, set(), (*path, "params"))
 
     if jid is None or cron is None or action is None:
         return None
@@ -507,6 +630,9 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
             "pools",
             "jobs",
             "description",
+            "checkins",
+            "rewards",
+            "chat_keywords",
         },
         path,
     )
@@ -581,6 +707,16 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
         job_index[job.id] = index
         jobs.append(job)
 
+    rules = _parse_checkins(col, raw.get("checkins"), (*path, "checkins"))
+    rewards = _parse_rewards(col, raw.get("rewards"), (*path, "rewards"))
+    keywords = DEFAULT_CHAT_KEYWORDS
+    kraw = _expect(col, raw, "chat_keywords", list, path, required=False)
+    if isinstance(kraw, list):
+        if not kraw or not all(isinstance(k, str) and k.strip() for k in kraw):
+            col.error((*path, "chat_keywords"), "chat_keywords must be a non-empty list of words")
+        else:
+            keywords = tuple(k.strip() for k in kraw)
+
     if cid is None or name is None or tz_name is None:
         return None
     return Community(
@@ -593,12 +729,141 @@ def _parse_community(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> 
         channels=tuple(channels),
         pools=tuple(pools.values()),
         jobs=tuple(jobs),
+        checkins=rules,
+        rewards=rewards,
+        chat_keywords=keywords,
     )
+
+
+def _points(
+    col: _Collector,
+    raw: Mapping[str, Any],
+    key: str,
+    path: tuple[str | int, ...],
+    *,
+    required: bool = False,
+    default: int | None = None,
+    minimum: int = 0,
+) -> int | None:
+    value = _expect(col, raw, key, int, path, required=required, default=default)
+    if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+        col.error((*path, key), f"{key} must be at least {minimum}, got {value}")
+        return default
+    return value
+
+
+def _parse_checkins(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> CheckinRules:
+    """Check-in rules: base points, cap, milestones, freezes, make-up cost, tiers."""
+    if raw is None:
+        return CheckinRules()
+    if not isinstance(raw, Mapping):
+        col.error(path, "checkins must be a mapping")
+        return CheckinRules()
+    _unknown_keys(
+        col,
+        raw,
+        {"base_points", "daily_cap", "milestones", "freezes", "makeup_cost", "tiers"},
+        path,
+    )
+    base = _points(col, raw, "base_points", path, default=10, minimum=1) or 10
+    cap = _points(col, raw, "daily_cap", path, minimum=1)
+    if cap is not None and cap < base:
+        col.error((*path, "daily_cap"), f"daily_cap {cap} is below base_points {base}")
+    milestones: list[Milestone] = []
+    for index, mraw in enumerate(
+        _expect(col, raw, "milestones", list, path, required=False, default=[])
+    ):
+        mpath = (*path, "milestones", index)
+        if not isinstance(mraw, Mapping):
+            col.error(mpath, "a milestone is a mapping with days and bonus")
+            continue
+        _unknown_keys(col, mraw, {"days", "bonus"}, mpath)
+        days = _points(col, mraw, "days", mpath, required=True, minimum=1)
+        bonus = _points(col, mraw, "bonus", mpath, required=True, minimum=1)
+        if days is not None and bonus is not None:
+            if any(m.days == days for m in milestones):
+                col.error((*mpath, "days"), f"duplicate milestone for {days} days")
+            milestones.append(Milestone(days, bonus))
+    every, held = None, 0
+    fraw = _expect(col, raw, "freezes", Mapping, path, required=False)
+    if isinstance(fraw, Mapping):
+        fpath = (*path, "freezes")
+        _unknown_keys(col, fraw, {"every_days", "max_held"}, fpath)
+        every = _points(col, fraw, "every_days", fpath, required=True, minimum=1)
+        held = _points(col, fraw, "max_held", fpath, required=True, minimum=1) or 0
+    makeup = _points(col, raw, "makeup_cost", path, minimum=1)
+    tiers: list[Tier] = []
+    for index, traw in enumerate(
+        _expect(col, raw, "tiers", list, path, required=False, default=[])
+    ):
+        tpath = (*path, "tiers", index)
+        if not isinstance(traw, Mapping):
+            col.error(tpath, "a tier is a mapping with id, name and min_lifetime_points")
+            continue
+        _unknown_keys(col, traw, {"id", "name", "min_lifetime_points"}, tpath)
+        tid = _expect(col, traw, "id", str, tpath)
+        tname = _expect(col, traw, "name", str, tpath)
+        minimum = _points(col, traw, "min_lifetime_points", tpath, required=True)
+        if (
+            tid is not None
+            and _check_id(col, tid, (*tpath, "id"))
+            and tname
+            and minimum is not None
+        ):
+            if tiers and minimum <= tiers[-1].min_lifetime_points:
+                col.error(
+                    (*tpath, "min_lifetime_points"),
+                    "tiers must be listed in increasing min_lifetime_points",
+                )
+            if any(t.id == tid for t in tiers):
+                col.error((*tpath, "id"), f"duplicate tier id {tid!r}")
+            tiers.append(Tier(tid, tname, minimum))
+    if tiers and tiers[0].min_lifetime_points != 0:
+        col.error(
+            (*path, "tiers", 0, "min_lifetime_points"),
+            "the first tier must start at 0 lifetime points",
+        )
+    return CheckinRules(
+        base_points=base,
+        daily_cap=cap,
+        milestones=tuple(sorted(milestones, key=lambda m: m.days)),
+        freeze_every_days=every,
+        freeze_max_held=held,
+        makeup_cost=makeup,
+        tiers=tuple(tiers),
+    )
+
+
+def _parse_rewards(col: _Collector, raw: Any, path: tuple[str | int, ...]) -> tuple[Reward, ...]:
+    """The reward catalog."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        col.error(path, "rewards must be a list")
+        return ()
+    rewards: list[Reward] = []
+    for index, rraw in enumerate(raw):
+        rpath = (*path, index)
+        if not isinstance(rraw, Mapping):
+            col.error(rpath, "a reward is a mapping with id, name and cost_points")
+            continue
+        _unknown_keys(col, rraw, {"id", "name", "cost_points", "stock", "description"}, rpath)
+        rid = _expect(col, rraw, "id", str, rpath)
+        rname = _expect(col, rraw, "name", str, rpath)
+        cost = _points(col, rraw, "cost_points", rpath, required=True, minimum=1)
+        stock = _points(col, rraw, "stock", rpath, minimum=0)
+        if rid is not None and _check_id(col, rid, (*rpath, "id")) and rname and cost is not None:
+            if any(r.id == rid for r in rewards):
+                col.error((*rpath, "id"), f"duplicate reward id {rid!r}")
+                continue
+            rewards.append(Reward(rid, rname, cost, stock))
+    return tuple(rewards)
 
 
 def collect_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     """Parse ``doc`` and return the config (``None`` if any error) with every issue found."""
     # Importing the posts context registers the template fields validation accepts.
+    import autopilot.checkins.fields
     import autopilot.posts.context  # noqa: F401
 
     col = _Collector()

@@ -50,27 +50,61 @@ class PostContext:
 
 
 Provider = Callable[[PostContext], Mapping[str, Any]]
-_providers: list[tuple[frozenset[str], Provider]] = []
+_providers: dict[str, tuple[frozenset[str], Provider]] = {}
 
 
-def register_provider(fields: frozenset[str] | set[str], provider: Provider) -> None:
-    """Register ``provider`` as the source of ``fields`` for every post template."""
-    _providers.append((frozenset(fields), provider))
+def register_provider(
+    fields: frozenset[str] | set[str], provider: Provider, name: str | None = None
+) -> None:
+    """Register ``provider`` as the source of ``fields`` for every post template.
+
+    Registering again under the same ``name`` replaces the provider (each new
+    container wires its own stores).
+    """
+    _providers[name or f"{provider.__module__}.{provider.__qualname__}"] = (
+        frozenset(fields),
+        provider,
+    )
+
+
+def declare_fields(name: str, fields: frozenset[str] | set[str]) -> None:
+    """Declare template fields whose provider a container binds later (with its stores).
+
+    Validation accepts the fields at once; rendering before the binding fails
+    loudly instead of printing made-up numbers.
+    """
+    if name in _providers:
+        return
+
+    def unbound(ctx: PostContext) -> Mapping[str, Any]:
+        raise RuntimeError(
+            f"template fields {sorted(fields)} need the {name!r} provider, "
+            "which this container has not wired"
+        )
+
+    _providers[name] = (frozenset(fields), unbound)
 
 
 def known_fields() -> frozenset[str]:
     """Every template field some provider declares."""
     out: frozenset[str] = frozenset()
-    for fields, _ in _providers:
+    for fields, _ in _providers.values():
         out |= fields
     return out
 
 
-def build_fields(ctx: PostContext) -> dict[str, Any]:
-    """Run every provider and merge their fields."""
+def build_fields(
+    ctx: PostContext, needed: set[str] | frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Run the providers of the ``needed`` fields (all if None) and merge their fields.
+
+    Only providers a template actually uses run, so a post that shows no live
+    data costs no extra request.
+    """
     values: dict[str, Any] = {}
-    for _, provider in _providers:
-        values.update(provider(ctx))
+    for fields, provider in _providers.values():
+        if needed is None or fields & needed:
+            values.update(provider(ctx))
     return values
 
 

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from autopilot.channels import Channel, ChannelEnvironment, Message, build_channel
-from autopilot.channels.base import Delivery
+from autopilot.channels.base import Deadline, Delivery
 from autopilot.clock import Clock, get_clock
-from autopilot.config.model import Community, Job
+from autopilot.config.model import Community, Job, template_fields
 from autopilot.posts.context import PostContext, build_fields
 from autopilot.posts.rules import pick_next, render
 from autopilot.posts.store import PostRecord, PostStore, RotationConflict
 from autopilot.scheduler.service import ActionContext, ActionResult
+from autopilot.secrets import redact
 from autopilot.timeutil import iso_utc
 
 logger = logging.getLogger(__name__)
 
 MAX_ROTATION_RETRIES = 8
+# Kept back from a chat channel's retries for recording its delivery and the outcome.
+DELIVERY_RESERVE_MS = 5_000
 
 
 class PostService:
@@ -62,10 +66,21 @@ class PostService:
             job_id=ctx.job.id,
             key=f"{ctx.community.id}:{ctx.job.id}:{ctx.occurrence.key}",
         )
+        # Every channel of this run shares the invocation's remaining time: retries and
+        # rate-limit waits stop early enough for the deliveries and outcome to be recorded.
+        deadline = Deadline(ctx.remaining_ms, reserve_ms=DELIVERY_RESERVE_MS)
         for channel_id in ctx.job.params["channels"]:
             if deliveries.get(channel_id, {}).get("status") == "published":
                 continue  # delivered by an earlier attempt of this occurrence
-            delivery = self._send(ctx.community, channel_id, message)
+            delivery = self._send(ctx.community, channel_id, message, deadline)
+            if not delivery.ok:  # already redacted by the channel: safe to log
+                logger.warning(
+                    "post %s to channel %s failed after %d attempt(s): %s",
+                    message.key,
+                    channel_id,
+                    delivery.attempts,
+                    delivery.error,
+                )
             deliveries[channel_id] = delivery.as_dict()
             self._store.record_delivery(
                 ctx.community.id,
@@ -88,13 +103,26 @@ class PostService:
         error = "; ".join(f"{c}: {e}" for c, e in sorted(failed.items())) or None
         return ActionResult(ok=not failed, detail=detail, error=error)
 
-    def _send(self, community: Community, channel_id: str, message: Message) -> Delivery:
+    def _send(
+        self, community: Community, channel_id: str, message: Message, deadline: Deadline
+    ) -> Delivery:
         try:
-            return self.channel(community, channel_id).send_to_community(message, now=self._now())
+            return self.channel(community, channel_id).send_to_community(
+                message, now=self._now(), deadline=deadline
+            )
         except Exception as exc:  # a broken channel must not lose the others' deliveries
-            logger.exception("channel %s of %s failed", channel_id, community.id)
+            # Redacted, traceback included: an exception text may carry a webhook URL.
+            logger.error(
+                "channel %s of %s failed: %s",
+                channel_id,
+                community.id,
+                redact(traceback.format_exc()),
+            )
             return Delivery(
-                channel_id, False, iso_utc(self._now()), error=f"{type(exc).__name__}: {exc}"
+                channel_id,
+                False,
+                iso_utc(self._now()),
+                error=redact(f"{type(exc).__name__}: {exc}"),
             )
 
     def _prepare(self, community: Community, job: Job, due_utc: datetime, key: str) -> PostRecord:
@@ -107,7 +135,10 @@ class PostService:
             )
             item = pool.item(content_id)
             assert item is not None
-            fields = build_fields(PostContext(community, job, pool, item, due_utc))
+            needed = set(template_fields(job.params["template"]))
+            if job.params.get("title"):
+                needed |= set(template_fields(job.params["title"]))
+            fields = build_fields(PostContext(community, job, pool, item, due_utc), needed)
             title_template = job.params.get("title")
             record = PostRecord(
                 community.id,

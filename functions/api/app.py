@@ -1,0 +1,202 @@
+"""HTTP API (API Gateway HTTP API, JWT authorizer): check-ins, a member's account,
+redemptions, and the finance (ledger) and ops (members, adjustments) routes.
+
+API Gateway has verified the token and the route's scopes before this runs;
+``autopilot.api.auth`` decides roles, ``autopilot.api.requests`` parses strictly,
+and every refusal is a ``RequestError`` mapped to its status in one place. See
+docs/api.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from autopilot.api import requests as req
+from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_event
+from autopilot.api.requests import Field
+from autopilot.api.responses import entries_csv, error_document, to_json
+from autopilot.app import App
+from autopilot.clock import get_clock
+from autopilot.config.model import Community
+from autopilot.errors import BadRequest, RequestError
+from autopilot.ledger.service import MAX_PAGE
+from autopilot.settings import Settings
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+copy_config_to_registered_loggers(source_logger=logger, include={"autopilot"})
+app = App(Settings.from_env())
+api = APIGatewayHttpResolver(serializer=to_json)
+
+
+def _caller(role: str) -> Principal:
+    principal = principal_from_event(api.current_event.raw_event)
+    principal.require(role)  # before parsing: a member gets 403, not a hint about the body
+    return principal
+
+
+def _community(principal: Principal, community_id: str) -> Community:
+    principal.check_community(community_id)
+    return req.community_of(app.config(), community_id)
+
+
+@api.post("/checkins")
+def check_in() -> dict[str, Any]:
+    who = _caller(MEMBER)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {"community": Field(str, required=True), "makeup": Field(bool)},
+    )
+    community = _community(who, body["community"])
+    return app.checkins.check_in(
+        community, who.member, get_clock().now(), source="api", makeup=body.get("makeup", False)
+    )
+
+
+@api.get("/me")
+def me() -> dict[str, Any]:
+    who = _caller(MEMBER)
+    query = req.query(api.current_event.raw_event, {"community"}, {"community"})
+    return app.checkins.me(_community(who, query["community"]), who.member)
+
+
+@api.post("/redemptions")
+def redeem() -> dict[str, Any]:
+    who = _caller(MEMBER)
+    event = api.current_event.raw_event
+    body = req.fields(
+        req.json_object(event),
+        {
+            "community": Field(str, required=True),
+            "reward": Field(str, required=True),
+            "request_id": Field(str),
+        },
+    )
+    key, request_id = req.header(event, "Idempotency-Key"), body.get("request_id")
+    if key and request_id and key != request_id:
+        raise BadRequest("request_id and the Idempotency-Key header differ; send one")
+    if not (key or request_id):
+        raise BadRequest("send a request_id field or an Idempotency-Key header (retries are safe)")
+    community = _community(who, body["community"])
+    return app.ledger.redeem(
+        community, who.member, body["reward"], request_id or key, get_clock().now()
+    )
+
+
+@api.get("/ledger")
+def ledger() -> Response[str] | dict[str, Any]:
+    who = _caller(FINANCE)
+    event = api.current_event.raw_event
+    allowed = {"community", "since", "until", "member", "reason", "limit", "cursor"}
+    query = req.query(event, allowed, {"community", "since", "until"})
+    since, until = req.day("since", query["since"]), req.day("until", query["until"])
+    limit = req.integer("limit", query.get("limit", "100"), 1, MAX_PAGE)
+    member = req.member_id("member", query["member"]) if "member" in query else None
+    community = _community(who, query["community"])
+    page = app.ledger.entries(
+        community,
+        since=since,
+        until=until,
+        member_id=member,
+        reason=query.get("reason"),
+        limit=limit,
+        cursor=query.get("cursor"),
+    )
+    if "text/csv" in (req.header(event, "Accept") or ""):
+        cursor = page["next_cursor"]
+        return Response(
+            200,
+            "text/csv; charset=utf-8",
+            entries_csv(page["entries"]),
+            headers={"X-Next-Cursor": cursor} if cursor else None,
+        )
+    return page
+
+
+@api.get("/ledger/summary")
+def ledger_summary() -> dict[str, Any]:
+    who = _caller(FINANCE)
+    query = req.query(
+        api.current_event.raw_event,
+        {"community", "since", "until", "by"},
+        {"community", "since", "until"},
+    )
+    since, until = req.day("since", query["since"]), req.day("until", query["until"])
+    by = req.choice("by", query.get("by", "day"), ("day", "month"))
+    community = _community(who, query["community"])
+    return app.ledger.summary(community, since=since, until=until, by=by)
+
+
+@api.put("/members/<member_id>")
+def put_member(member_id: str) -> dict[str, Any]:
+    who = _caller(OPS)
+    member = req.member_id("member_id", unquote(member_id))
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {"community": Field(str, required=True)},
+        allow_extra=True,  # profile fields: MemberService validates and names them
+    )
+    community = _community(who, body.pop("community"))
+    account = app.members.upsert(
+        community, member, body, get_clock().now(), via=f"ops:{who.member}"
+    )
+    return {"community": community.id, "member": member, "profile": account.profile()}
+
+
+@api.delete("/members/<member_id>")
+def delete_member(member_id: str) -> dict[str, Any]:
+    who = _caller(OPS)
+    member = req.member_id("member_id", unquote(member_id))
+    query = req.query(api.current_event.raw_event, {"community"}, {"community"})
+    community = _community(who, query["community"])
+    account = app.members.leave(community, member, get_clock().now())
+    return {"community": community.id, "member": member, "profile": account.profile()}
+
+
+@api.post("/ledger/adjustments")
+def adjust() -> dict[str, Any]:
+    who = _caller(OPS)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {
+            "community": Field(str, required=True),
+            "member": Field(str, required=True),
+            "amount": Field(int, required=True),
+            "reason": Field(str, required=True),
+            "ref": Field(str, required=True),
+        },
+    )
+    member = req.member_id("member", body["member"])
+    community = _community(who, body["community"])
+    return app.ledger.adjust(
+        community,
+        member,
+        body["amount"],
+        body["reason"],
+        body["ref"],
+        f"ops:{who.member}",
+        get_clock().now(),
+    )
+
+
+@api.exception_handler(RequestError)
+def refused(exc: RequestError) -> Response[dict[str, str]]:
+    """The one place where domain and request errors become HTTP answers."""
+    logger.info("request refused", extra={"status": exc.status, "error": exc.code})
+    return Response(exc.status, "application/json", error_document(exc))
+
+
+@api.not_found
+def no_route(exc: Exception) -> Response[dict[str, str]]:
+    return Response(404, "application/json", {"error": "NotFound", "message": "no such route"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Route one HTTP API (payload 2.0) request."""
+    return api.resolve(event, context)

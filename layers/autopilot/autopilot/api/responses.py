@@ -1,0 +1,49 @@
+"""Answer shapes shared by the API functions: error documents and the ledger as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from autopilot.errors import RequestError
+from autopilot.ledger.rules import CSV_COLUMNS, Entry, csv_row
+from autopilot.timeutil import parse_iso
+
+
+def to_json(document: Any) -> str:
+    """Compact JSON with non-ASCII text as is (members' names and Chinese answers stay readable)."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_document(exc: RequestError) -> dict[str, str]:
+    """``{"error": code, "message": text}``: what every refused request answers."""
+    return {"error": exc.code, "message": str(exc)}
+
+
+def entries_csv(entries: Iterable[Mapping[str, Any]]) -> str:
+    """Entries as answered by ``LedgerService.entries`` rendered as the export's CSV.
+
+    Same columns and spreadsheet-safe cells as the monthly export
+    (:data:`autopilot.ledger.rules.CSV_COLUMNS`), so finance reads one format.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for e in entries:
+        entry = Entry(
+            entry_id=e["entry_id"],
+            community_id=e["community"],
+            member_id=e["member"],
+            amount=int(e["amount"]),
+            reason=e["reason"],
+            ref=e["ref"],
+            balance_after=int(e["balance_after"]),
+            at_utc=parse_iso(e["at_utc"]),
+            actor=e["actor"],
+            note=e.get("note") or "",
+        )
+        writer.writerow(csv_row(entry))
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""Check-ins, streaks, streak freezes, make-ups (补签), points and tiers."""

@@ -1,0 +1,1 @@
+"""The reward ledger: immutable point movements, CSV export, reconciliation, totals."""

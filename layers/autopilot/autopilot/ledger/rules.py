@@ -1,0 +1,299 @@
+"""Pure ledger rules: entry ids, chained entries, CSV rows, reconciliation, totals.
+
+Every point movement is one immutable :class:`Entry`. Its id is a deterministic
+function of ``(community, member, reason, ref)``, so the same event always
+yields the same id and a retried write collides with the first instead of
+crediting twice. Entries are never updated or deleted; a correction is a new
+``adjustment`` entry.
+
+* ``balance_after`` chains: each entry's ``balance_after`` is the previous
+  one's plus its ``amount``, starting at 0 for a member's first entry.
+* Reconciliation checks, per member, that the entries sum to the stored balance,
+  that ids are unique, and that the chain holds. Entries are ordered by
+  ``(at_utc, entry_id)``; entries sharing one ``at_utc`` (one write: a check-in
+  and its bonus, or two writes within the timestamp's precision) are accepted
+  in *any* order that chains, because the hash-based id says nothing about the
+  order in which they were applied.
+* Totals group entries by the community's *local calendar* day or month (not by
+  the check-in day boundary: finance periods are calendar periods).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from autopilot.timeutil import iso_utc, local_wall
+
+REASONS = (
+    "checkin",
+    "streak_bonus",
+    "makeup",
+    "redemption",
+    "adjustment",
+    "lottery_prize",
+    "referral",
+    "expiry",
+)
+CSV_COLUMNS = (
+    "entry_id",
+    "at_utc",
+    "community_id",
+    "member_id",
+    "reason",
+    "amount",
+    "balance_after",
+    "ref",
+    "actor",
+    "note",
+)
+MISMATCH_KINDS = ("balance", "duplicate_id", "chain")
+# A spreadsheet evaluates a cell starting with one of these as a formula (OWASP
+# "CSV injection"); a leading apostrophe makes it plain text.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_ID_SEPARATOR = "\x1f"  # ASCII unit separator: cannot occur in ids typed by people
+_ID_HEX_CHARS = 32
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One immutable point movement of one member."""
+
+    entry_id: str
+    community_id: str
+    member_id: str
+    amount: int
+    reason: str
+    ref: str
+    balance_after: int
+    at_utc: datetime
+    actor: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A reconciliation finding; ``kind`` is ``balance``, ``duplicate_id`` or ``chain``."""
+
+    member_id: str
+    kind: str
+    detail: str
+
+
+def entry_id(community_id: str, member_id: str, reason: str, ref: str) -> str:
+    """Deterministic id: the first 32 hex chars of sha256 of the fields joined by 0x1F."""
+    key = _ID_SEPARATOR.join((community_id, member_id, reason, ref))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_ID_HEX_CHARS]
+
+
+def build_entries(
+    community_id: str,
+    member_id: str,
+    movements: Sequence[tuple[str, int, str, str]],
+    balance_before: int,
+    at_utc: datetime,
+    actor: str,
+) -> list[Entry]:
+    """Entries for ``movements`` (``(reason, amount, ref, note)``) applied in order.
+
+    ``balance_after`` accumulates from ``balance_before``. Raises ``ValueError``
+    on an unknown reason, a non-integer or zero amount, a balance going below
+    zero at any step, or two movements with the same id in one batch.
+    """
+    if at_utc.tzinfo is None:
+        raise ValueError("naive datetime where an aware one is required")
+    if type(balance_before) is not int or balance_before < 0:
+        raise ValueError(f"balance_before must be a non-negative int, got {balance_before!r}")
+    moment = at_utc.astimezone(UTC)
+    balance = balance_before
+    seen: set[str] = set()
+    entries: list[Entry] = []
+    for reason, amount, ref, note in movements:
+        if reason not in REASONS:
+            raise ValueError(f"unknown ledger reason {reason!r} (expected one of {REASONS})")
+        # bool is an int subclass; True as "1 point" is a bug, not an amount.
+        if type(amount) is not int:
+            raise ValueError(f"amount must be an int, got {amount!r}")
+        if amount == 0:
+            raise ValueError(f"zero amount for {reason} {ref!r}: the ledger has no empty entries")
+        balance += amount
+        if balance < 0:
+            raise ValueError(f"{reason} {ref!r} of {amount} would take the balance to {balance}")
+        new_id = entry_id(community_id, member_id, reason, ref)
+        if new_id in seen:
+            raise ValueError(f"duplicate movement {reason} {ref!r} in one batch")
+        seen.add(new_id)
+        entries.append(
+            Entry(
+                entry_id=new_id,
+                community_id=community_id,
+                member_id=member_id,
+                amount=amount,
+                reason=reason,
+                ref=ref,
+                balance_after=balance,
+                at_utc=moment,
+                actor=actor,
+                note=note,
+            )
+        )
+    return entries
+
+
+def _safe_text(text: str) -> str:
+    """``text`` made inert for spreadsheets (a formula prefix gets a leading ``'``)."""
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def csv_row(entry: Entry) -> list[str]:
+    """The entry as CSV cells in :data:`CSV_COLUMNS` order, safe to open in a spreadsheet."""
+    return [
+        _safe_text(entry.entry_id),
+        iso_utc(entry.at_utc),
+        _safe_text(entry.community_id),
+        _safe_text(entry.member_id),
+        _safe_text(entry.reason),
+        str(entry.amount),
+        str(entry.balance_after),
+        _safe_text(entry.ref),
+        _safe_text(entry.actor),
+        _safe_text(entry.note),
+    ]
+
+
+def reconcile(entries: Iterable[Entry], balances: Mapping[str, int]) -> list[Mismatch]:
+    """Every disagreement between ``entries`` and the stored ``balances`` (by member).
+
+    Checks per member: the entries sum to the balance; a member with a nonzero
+    balance has entries and a member with entries has a balance record; every
+    ``entry_id`` is unique; the ``balance_after`` chain holds from 0. An empty
+    list means the ledger reconciles.
+    """
+    by_member: dict[str, list[Entry]] = defaultdict(list)
+    by_id: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_member[entry.member_id].append(entry)
+        by_id[entry.entry_id].append(entry)
+
+    found: list[Mismatch] = []
+    for eid, same in sorted(by_id.items()):
+        if len(same) > 1:
+            detail = f"entry {eid} appears {len(same)} times"
+            found.append(Mismatch(same[0].member_id, "duplicate_id", detail))
+
+    for member in sorted(set(by_member) | set(balances)):
+        member_entries = by_member.get(member, [])
+        total = sum(e.amount for e in member_entries)
+        if member not in balances:
+            found.append(
+                Mismatch(member, "balance", f"{len(member_entries)} entries but no balance record")
+            )
+        elif not member_entries:
+            # A member who never earned anything may well have a 0 balance record.
+            if balances[member] != 0:
+                detail = f"balance {balances[member]} but no entries"
+                found.append(Mismatch(member, "balance", detail))
+        elif total != balances[member]:
+            detail = f"entries sum to {total}, balance is {balances[member]}"
+            found.append(Mismatch(member, "balance", detail))
+        found.extend(_chain_mismatches(member, member_entries))
+    return found
+
+
+def _chain_mismatches(member: str, member_entries: list[Entry]) -> list[Mismatch]:
+    """Breaks in the member's ``balance_after`` chain (see the module docstring)."""
+    groups: dict[datetime, list[Entry]] = defaultdict(list)
+    for entry in member_entries:
+        groups[entry.at_utc].append(entry)
+    found: list[Mismatch] = []
+    balance = 0
+    for moment in sorted(groups):
+        group = sorted(groups[moment], key=lambda e: e.entry_id)
+        ordered = _chain_order(balance, group)
+        if ordered is not None:
+            balance = ordered[-1].balance_after
+            continue
+        for entry in group:
+            if entry.balance_after != balance + entry.amount:
+                found.append(
+                    Mismatch(
+                        member,
+                        "chain",
+                        f"entry {entry.entry_id} at {iso_utc(moment)}: balance_after "
+                        f"{entry.balance_after} != {balance} + {entry.amount}",
+                    )
+                )
+            # Resynchronise on the entry so one break is reported once, not forever.
+            balance = entry.balance_after
+    return found
+
+
+def _chain_order(start: int, group: list[Entry]) -> list[Entry] | None:
+    """An order of ``group`` whose ``balance_after`` chains from ``start``, or ``None``.
+
+    Each entry is an edge ``balance_before -> balance_after``; a valid order is an
+    Eulerian trail from ``start`` (Hierholzer's algorithm, linear in the group).
+    """
+    if len(group) == 1:
+        return group if group[0].balance_after == start + group[0].amount else None
+    out: dict[int, list[Entry]] = defaultdict(list)
+    # Reversed so that pop() takes edges in entry_id order: a deterministic result.
+    for entry in reversed(group):
+        out[entry.balance_after - entry.amount].append(entry)
+    stack: list[tuple[int, Entry | None]] = [(start, None)]
+    trail: list[Entry] = []
+    while stack:
+        node, via = stack[-1]
+        if out[node]:
+            edge = out[node].pop()
+            stack.append((edge.balance_after, edge))
+        else:
+            stack.pop()
+            if via is not None:
+                trail.append(via)
+    trail.reverse()
+    if len(trail) != len(group):
+        return None
+    balance = start
+    for entry in trail:
+        if entry.balance_after - entry.amount != balance:
+            return None
+        balance = entry.balance_after
+    return trail
+
+
+def summarize(entries: Iterable[Entry], tz: ZoneInfo, by: str = "day") -> dict[str, Any]:
+    """Totals by reason and by local period (``by`` is ``day`` or ``month``).
+
+    Returns ``{"by_reason": {reason: total}, "by_period": {period: {reason: total}},
+    "awarded": sum of positive amounts, "redeemed": points spent on redemptions
+    (a positive number), "net": sum of all amounts}``. Periods are
+    ``YYYY-MM-DD`` or ``YYYY-MM`` in the community's local calendar.
+    """
+    if by not in ("day", "month"):
+        raise ValueError(f"summarize by 'day' or 'month', not {by!r}")
+    period_format = "%Y-%m-%d" if by == "day" else "%Y-%m"
+    by_reason: dict[str, int] = defaultdict(int)
+    by_period: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    awarded = redeemed = net = 0
+    for entry in entries:
+        period = local_wall(entry.at_utc, tz).strftime(period_format)
+        by_reason[entry.reason] += entry.amount
+        by_period[period][entry.reason] += entry.amount
+        net += entry.amount
+        if entry.amount > 0:
+            awarded += entry.amount
+        elif entry.reason == "redemption":
+            redeemed -= entry.amount
+    return {
+        "by_reason": dict(sorted(by_reason.items())),
+        "by_period": {p: dict(sorted(r.items())) for p, r in sorted(by_period.items())},
+        "awarded": awarded,
+        "redeemed": redeemed,
+        "net": net,
+    }

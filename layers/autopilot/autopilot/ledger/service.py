@@ -1,0 +1,502 @@
+"""Ledger operations finance and ops rely on: redemptions, adjustments, queries,
+summaries, monthly exports and reconciliation.
+
+Every point movement goes through :meth:`LedgerStore.commit`: one transaction
+with the event's idempotency marker, the account (version-checked) and the
+immutable entries. Nothing updates or deletes an entry; a correction is a new
+``adjustment`` entry with a required reason, made by ops.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import heapq
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any, BinaryIO
+
+from autopilot.checkins.rules import AccountState, tier_for
+from autopilot.config.model import Community
+from autopilot.errors import (
+    BadRequest,
+    Conflict,
+    InsufficientPoints,
+    MemberLeft,
+    NotAMember,
+    RewardOutOfStock,
+    UnknownReward,
+)
+from autopilot.ledger.rules import (
+    CSV_COLUMNS,
+    REASONS,
+    Entry,
+    Mismatch,
+    build_entries,
+    csv_row,
+    reconcile,
+)
+from autopilot.ledger.store import (
+    AGG_SHARDS,
+    ENTRY_SHARDS,
+    Account,
+    Duplicate,
+    EntryItem,
+    LedgerStore,
+    Movement,
+    OutOfStock,
+    StaleAccount,
+    entry_from_item,
+)
+from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 500
+REF_PATTERN_MAX = 128
+
+
+def _check_ref(ref: Any, what: str) -> str:
+    if not isinstance(ref, str) or not ref.strip() or len(ref) > REF_PATTERN_MAX:
+        raise BadRequest(
+            f"{what} must be a non-empty string of at most {REF_PATTERN_MAX} characters"
+        )
+    if any(ch in ref for ch in "#\n\r\t"):
+        raise BadRequest(f"{what} must not contain '#' or control characters")
+    return ref.strip()
+
+
+def local_day_of(at_utc: datetime, community: Community) -> date:
+    """The community-local calendar date of an instant (finance periods)."""
+    return local_wall(at_utc, zone(community.timezone)).date()
+
+
+class LedgerService:
+    """Point movements other than check-ins, and reading the ledger."""
+
+    def __init__(self, store: LedgerStore, cache: Any = None):
+        self._store = store
+        self._cache = cache  # the check-in service's AccountCache, kept coherent
+
+    # -- movements --------------------------------------------------------------
+    def _load(
+        self, community: Community, member_id: str, marker: str
+    ) -> tuple[Account, dict[str, Any] | None]:
+        account, stored = self._store.account_and_marker(community.id, member_id, marker)
+        if stored is not None:
+            return account or Account(community.id, member_id, AccountState()), stored
+        if account is None:
+            raise NotAMember(f"member {member_id!r} is not in community {community.id!r}")
+        return account, None
+
+    def _move(
+        self,
+        community: Community,
+        member_id: str,
+        marker: str,
+        reason: str,
+        amount: int,
+        ref: str,
+        note: str,
+        at_utc: datetime,
+        actor: str,
+        stock: tuple[str, int] | None = None,
+        require_active: bool = True,
+        extra_result: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        account, stored = self._load(community, member_id, marker)
+        if stored is not None:
+            return {**stored, "repeat": True}
+        if require_active and not account.active:
+            raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
+        for _ in range(4):
+            if account.state.balance + amount < 0:
+                raise InsufficientPoints(
+                    f"balance {account.state.balance} does not cover {-amount} points"
+                )
+            (entry,) = build_entries(
+                community.id,
+                member_id,
+                [(reason, amount, ref, note)],
+                account.state.balance,
+                at_utc,
+                actor,
+            )
+            lifetime = account.state.lifetime_points + max(amount, 0)
+            new_tier = tier_for(lifetime, community.checkins.tiers)
+            state = replace(
+                account.state, balance=entry.balance_after, lifetime_points=lifetime, tier=new_tier
+            )
+            tier_change = (
+                (account.state.tier, new_tier)
+                if new_tier != account.state.tier and new_tier
+                else None
+            )
+            result = {
+                "community": community.id,
+                "member": member_id,
+                "reason": reason,
+                "amount": amount,
+                "ref": ref,
+                "entry_id": entry.entry_id,
+                "balance": entry.balance_after,
+                "at_utc": iso_utc(at_utc),
+                "repeat": False,
+                **(extra_result or {}),
+            }
+            try:
+                self._store.commit(
+                    Movement(
+                        account=account,
+                        new_state=state,
+                        marker_sk=marker,
+                        result=result,
+                        entries=[entry],
+                        local_day=local_day_of(at_utc, community),
+                        tier_change=tier_change,
+                        stock=stock,
+                    ),
+                    at_utc,
+                )
+            except Duplicate as dup:
+                return {**dup.result, "repeat": True}
+            except StaleAccount as stale:
+                if stale.current is None:
+                    raise NotAMember(
+                        f"member {member_id!r} is not in community {community.id!r}"
+                    ) from None
+                account = stale.current
+                continue
+            except OutOfStock:
+                raise RewardOutOfStock(
+                    f"reward {stock[0] if stock else ''!r} is out of stock"
+                ) from None
+            if self._cache is not None:
+                self._cache.forget(community.id, member_id)
+            return result
+        raise Conflict("too many concurrent changes to this member; retry")
+
+    def redeem(
+        self,
+        community: Community,
+        member_id: str,
+        reward_id: Any,
+        request_id: Any,
+        at_utc: datetime,
+    ) -> dict[str, Any]:
+        """Redeem a catalog reward: atomic with the balance (never below 0) and the stock."""
+        if not isinstance(reward_id, str):
+            raise BadRequest("reward must be a string id")
+        request_id = _check_ref(request_id, "request_id (or the Idempotency-Key header)")
+        try:
+            reward = community.reward(reward_id)
+        except KeyError:
+            known = ", ".join(r.id for r in community.rewards) or "none"
+            raise UnknownReward(f"unknown reward {reward_id!r} (catalog: {known})") from None
+        stock = (reward.id, reward.stock) if reward.stock is not None else None
+        return self._move(
+            community,
+            member_id,
+            f"REF#redemption#{request_id}",
+            "redemption",
+            -reward.cost_points,
+            f"redemption:{request_id}",
+            reward.name,
+            at_utc,
+            f"member:{member_id}",
+            stock=stock,
+            extra_result={"reward": reward.id, "reward_name": reward.name},
+        )
+
+    def adjust(
+        self,
+        community: Community,
+        member_id: str,
+        amount: Any,
+        reason_text: Any,
+        ref: Any,
+        actor: str,
+        at_utc: datetime,
+    ) -> dict[str, Any]:
+        """An ops correction: a new ``adjustment`` entry with a required reason."""
+        if type(amount) is not int or amount == 0:
+            raise BadRequest("amount must be a non-zero integer")
+        if not isinstance(reason_text, str) or not reason_text.strip():
+            raise BadRequest("an adjustment needs a reason")
+        ref = _check_ref(ref, "ref")
+        return self._move(
+            community,
+            member_id,
+            f"REF#adjustment#{ref}",
+            "adjustment",
+            amount,
+            f"adjustment:{ref}",
+            reason_text.strip()[:500],
+            at_utc,
+            actor,
+            require_active=False,
+        )
+
+    # -- reading ------------------------------------------------------------------
+    def entries(
+        self,
+        community: Community,
+        *,
+        since: date,
+        until: date,
+        member_id: str | None = None,
+        reason: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Entries of local days ``since``..``until`` (inclusive), oldest first, paginated."""
+        if until < since:
+            raise BadRequest("until is before since")
+        if (until - since).days > 366:
+            raise BadRequest("a period is at most 366 days; page through months instead")
+        if reason is not None and reason not in REASONS:
+            raise BadRequest(f"unknown reason {reason!r} (known: {', '.join(REASONS)})")
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be 1-{MAX_PAGE}")
+        position = _decode_cursor(cursor)
+        items: list[Entry] = []
+        next_cursor = None
+        stream = (
+            self._member_stream(community, member_id, since, until, position)
+            if member_id
+            else self._period_stream(community, since, until, position)
+        )
+        for entry in stream:
+            if reason and entry.reason != reason:
+                continue
+            if len(items) == limit:
+                next_cursor = _encode_cursor(f"{iso_utc(items[-1].at_utc)}#{items[-1].entry_id}")
+                break
+            items.append(entry)
+        return {"entries": [_entry_json(e) for e in items], "next_cursor": next_cursor}
+
+    def _member_stream(
+        self,
+        community: Community,
+        member_id: str,
+        since: date,
+        until: date,
+        after: str | None = None,
+    ) -> Iterator[Entry]:
+        for entry in self._store.member_entries(community.id, member_id, after=after):
+            day = local_day_of(entry.at_utc, community)
+            if since <= day <= until:
+                yield entry
+
+    def _period_stream(
+        self, community: Community, since: date, until: date, after: str | None = None
+    ) -> Iterator[Entry]:
+        """Entries of each local day, merged across shards in (time, id) order; flat memory.
+
+        ``after`` (``<at UTC>#<entry id>``, from a cursor) resumes right after that
+        entry without reading what came before it.
+        """
+        day = since
+        if after:
+            day = max(since, local_day_of(parse_iso(after.split("#", 1)[0]), community))
+        while day <= until:
+            shards = [
+                self._day_shard(community.id, day, shard, after) for shard in range(ENTRY_SHARDS)
+            ]
+            yield from heapq.merge(*shards, key=lambda e: (iso_utc(e.at_utc), e.entry_id))
+            day += timedelta(days=1)
+
+    def _day_shard(
+        self, community_id: str, day: date, shard: int, after: str | None
+    ) -> Iterator[Entry]:
+        item: EntryItem
+        for item in self._store.entries_of_day(community_id, day, shard, after=after):
+            yield entry_from_item(item)
+
+    def summary(
+        self, community: Community, *, since: date, until: date, by: str = "day"
+    ) -> dict[str, Any]:
+        """Totals by reason and by day or month, and the outstanding balance.
+
+        Built from the sharded aggregates kept as entries are written: one
+        BatchGetItem per day of the period plus one for the all-time totals.
+        """
+        if by not in ("day", "month"):
+            raise BadRequest("by must be day or month")
+        if until < since or (until - since).days > 366:
+            raise BadRequest("period must be 1-367 days with since <= until")
+        by_period: dict[str, dict[str, int]] = {}
+        by_reason: dict[str, int] = {}
+        checkins = 0
+        day = since
+        while day <= until:
+            key = day.isoformat() if by == "day" else day.isoformat()[:7]
+            for agg in self._store.aggregates(community.id, day.isoformat()):
+                for reason, amount in agg.by_reason().items():
+                    if amount:
+                        bucket = by_period.setdefault(key, {})
+                        bucket[reason] = bucket.get(reason, 0) + amount
+                        by_reason[reason] = by_reason.get(reason, 0) + amount
+                checkins += int(agg.checkins or 0)
+            day += timedelta(days=1)
+        outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
+        awarded = sum(v for v in by_reason.values() if v > 0)
+        redeemed = -by_reason.get("redemption", 0)
+        return {
+            "community": community.id,
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "by": by,
+            "by_reason": by_reason,
+            "by_period": by_period,
+            "awarded": awarded,
+            "redeemed": redeemed,
+            "net": sum(by_reason.values()),
+            "checkins": checkins,
+            "outstanding": outstanding,
+            "shards": AGG_SHARDS,
+        }
+
+    # -- finance jobs --------------------------------------------------------------
+    def export_month(self, community: Community, month: str, out: BinaryIO) -> dict[str, Any]:
+        """Stream the month's entries (community-local month) as CSV into ``out``.
+
+        Returns the manifest: count, totals by reason, sha256 of the file. Memory
+        stays flat: entries stream from the period index day by day.
+        """
+        try:
+            first = date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise BadRequest(f"invalid month {month!r} (expected YYYY-MM)") from None
+        last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        digest = hashlib.sha256()
+        count = 0
+        totals: dict[str, int] = {}
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+
+        def flush() -> None:
+            data = text.getvalue().encode("utf-8")
+            digest.update(data)
+            out.write(data)
+            text.seek(0)
+            text.truncate()
+
+        writer.writerow(CSV_COLUMNS)
+        for entry in self._period_stream(community, first, last):
+            writer.writerow(csv_row(entry))
+            count += 1
+            totals[entry.reason] = totals.get(entry.reason, 0) + entry.amount
+            if count % 1000 == 0:
+                flush()
+        flush()
+        return {
+            "community": community.id,
+            "month": month,
+            "count": count,
+            "totals_by_reason": dict(sorted(totals.items())),
+            "net": sum(totals.values()),
+            "sha256": digest.hexdigest(),
+            "columns": list(CSV_COLUMNS),
+        }
+
+    def reconcile(self, community: Community) -> dict[str, Any]:
+        """Check every member: entries sum to the balance, the chain holds, ids are unique."""
+        mismatches: list[Mismatch] = []
+        members = 0
+        for account in self._store.scan_accounts(community.id):
+            members += 1
+            entries = list(self._store.member_entries(community.id, account.member_id))
+            mismatches += reconcile(entries, {account.member_id: account.state.balance})
+        outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
+        return {
+            "community": community.id,
+            "members": members,
+            "ok": not mismatches,
+            "aggregate_outstanding": outstanding,
+            "mismatches": [
+                {"member": m.member_id, "kind": m.kind, "detail": m.detail} for m in mismatches
+            ],
+        }
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "entry_id": entry.entry_id,
+        "at_utc": iso_utc(entry.at_utc),
+        "community": entry.community_id,
+        "member": entry.member_id,
+        "reason": entry.reason,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "ref": entry.ref,
+        "actor": entry.actor,
+        "note": entry.note,
+    }
+
+
+def _encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("invalid cursor") from None
+    if not isinstance(value, str):
+        raise BadRequest("invalid cursor")
+    # The position is "<at UTC>#<entry id>" and is parsed when paging resumes: a
+    # forged or truncated cursor must be a 400 here, not a ValueError later.
+    at, sep, entry = value.partition("#")
+    try:
+        parse_iso(at)
+    except ValueError:
+        raise BadRequest("invalid cursor") from None
+    if not sep or not entry:
+        raise BadRequest("invalid cursor")
+    return value
+
+
+def export_to_s3(
+    service: LedgerService, s3: Any, bucket: str, community: Community, month: str
+) -> dict[str, Any]:
+    """Export a month to ``s3://bucket/exports/<community>/<month>/`` (CSV + manifest)."""
+    with tempfile.TemporaryFile() as spool:
+        manifest = service.export_month(community, month, spool)
+        spool.seek(0)
+        key = f"exports/{community.id}/{month}/ledger.csv"
+        s3.upload_fileobj(
+            spool,
+            bucket,
+            key,
+            ExtraArgs={
+                "ContentType": "text/csv; charset=utf-8",
+                "ServerSideEncryption": "AES256",
+                "Metadata": {"sha256": manifest["sha256"]},
+            },
+        )
+    manifest["csv_key"] = key
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"exports/{community.id}/{month}/manifest.json",
+        Body=json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode(),
+        ContentType="application/json",
+        ServerSideEncryption="AES256",
+    )
+    logger.info(
+        "exported %s %s: %d entries, sha256 %s",
+        community.id,
+        month,
+        manifest["count"],
+        manifest["sha256"],
+    )
+    return manifest

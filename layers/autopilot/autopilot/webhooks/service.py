@@ -1,0 +1,268 @@
+"""From a chat platform's webhook request to a check-in and the platform's answer.
+
+Which community: the path ``/webhooks/{platform}?community=<id>``; each
+(community, platform) pair has its own secret, so a leaked Slack secret of one
+community cannot check members in anywhere else. The member is
+``"{platform}:{user id}"`` (platform user ids are only unique per platform).
+
+Replays: a verified request sent again (Slack and the generic scheme only within
+their 300 s window) is harmless, because a check-in is idempotent per member and
+local day: it credits nothing and answers the first result. Requests outside the
+window, and bad signatures, are refused with 401 before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from autopilot.api.auth import Unauthorized
+from autopilot.api.requests import Field, fields
+from autopilot.checkins.service import CheckinService
+from autopilot.config.model import Community
+from autopilot.errors import BadRequest, RequestError
+from autopilot.webhooks.signatures import (
+    InvalidSignature,
+    verify_generic,
+    verify_slack,
+    verify_telegram,
+)
+
+logger = logging.getLogger(__name__)
+
+SLACK, TELEGRAM = "slack", "telegram"
+PLATFORM_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+MAX_NAME = 200
+# "/checkin@MyBot" is how Telegram groups address one bot among several.
+_BOT_SUFFIX = re.compile(r"^(/[^\s@]+)@\S+$")
+
+SecretsLookup = Callable[[str, str], Sequence[str]]
+
+
+class UnknownPlatform(RequestError):
+    """The path names no platform this API can verify."""
+
+    status = 404
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """What a member typed, as every platform's payload reduces to it."""
+
+    user_id: str
+    display_name: str | None
+    texts: tuple[str, ...]  # candidates: Slack has the command and its text
+    chat_id: Any = None  # Telegram: where the answer goes
+    message_id: Any = None
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """The HTTP answer: status and a JSON body in the platform's format (None: empty)."""
+
+    status: int
+    body: dict[str, Any] | None
+    checkin: dict[str, Any] | None = None
+
+
+def normalize(text: str) -> str:
+    """A typed word as keywords are compared: trimmed, case-folded, bot suffix removed."""
+    text = text.strip()
+    found = _BOT_SUFFIX.match(text)
+    if found:
+        text = found.group(1)
+    return text.casefold()
+
+
+def is_keyword(message: ChatMessage, keywords: Sequence[str]) -> bool:
+    """Whether the message is exactly one of the community's check-in keywords."""
+    wanted = {normalize(k) for k in keywords}
+    return any(normalize(t) in wanted for t in message.texts if t.strip())
+
+
+# -- payloads ----------------------------------------------------------------------------
+
+
+def _slack_message(body: bytes) -> ChatMessage | None:
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise BadRequest("the Slack body is not UTF-8 form data") from None
+    first = {k: v[0] for k, v in form.items() if v}
+    if first.get("ssl_check"):
+        return None  # Slack's certificate probe: answer 200, do nothing
+    user_id = first.get("user_id", "").strip()
+    if not user_id:
+        raise BadRequest("the Slack payload has no user_id")
+    return ChatMessage(
+        user_id=user_id,
+        display_name=first.get("user_name") or None,
+        texts=(first.get("text", ""), first.get("command", "")),
+    )
+
+
+def _telegram_message(body: bytes) -> ChatMessage | None:
+    try:
+        update = json.loads(body)
+    except ValueError:
+        raise BadRequest("the Telegram update is not valid JSON") from None
+    if not isinstance(update, dict):
+        raise BadRequest("the Telegram update must be a JSON object")
+    message = update.get("message")
+    if not isinstance(message, dict):
+        return None  # edits, joins, callbacks...: acknowledged, nothing to do
+    sender = message.get("from")
+    text = message.get("text")
+    if not isinstance(sender, dict) or "id" not in sender or not isinstance(text, str):
+        return None  # stickers, photos, channel posts without a sender
+    names = [sender.get("first_name"), sender.get("last_name")]
+    display = " ".join(n for n in names if isinstance(n, str) and n) or sender.get("username")
+    chat = message.get("chat")
+    chat = chat if isinstance(chat, dict) else {}
+    return ChatMessage(
+        user_id=str(sender["id"]),
+        display_name=display if isinstance(display, str) else None,
+        texts=(text,),
+        chat_id=chat.get("id", sender["id"]),
+        message_id=message.get("message_id"),
+    )
+
+
+_GENERIC_FIELDS = {
+    "user_id": Field(str, required=True),
+    "text": Field(str, required=True),
+    "display_name": Field(str),
+}
+
+
+def _generic_message(body: bytes) -> ChatMessage:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object")
+    parsed = fields(document, _GENERIC_FIELDS)
+    return ChatMessage(parsed["user_id"], parsed.get("display_name"), (parsed["text"],))
+
+
+# -- answers -----------------------------------------------------------------------------
+
+
+def answer_text(
+    community: Community, result: dict[str, Any] | None, keywords: Sequence[str]
+) -> str:
+    """The member-facing text in the community's language (None result: the help text)."""
+    zh = community.locale.startswith("zh")
+    if result is None:
+        words = " / ".join(keywords)
+        return f"发送 {words} 即可打卡。" if zh else f"Send {words} to check in."
+    if result.get("repeat"):
+        return (
+            f"今天已经打过卡啦：连续 {result['streak']} 天，积分 {result['balance']}。"
+            if zh
+            else f"Already checked in today: {result['streak']}-day streak, "
+            f"balance {result['balance']}."
+        )
+    return (
+        f"打卡成功！连续 {result['streak']} 天，+{result['points_awarded']} 积分，"
+        f"余额 {result['balance']}。"
+        if zh
+        else f"Checked in! {result['streak']}-day streak, +{result['points_awarded']} points, "
+        f"balance {result['balance']}."
+    )
+
+
+def _reply(
+    platform: str, message: ChatMessage | None, text: str, status: int = 200
+) -> WebhookReply:
+    if platform == SLACK:
+        return WebhookReply(200, {"response_type": "ephemeral", "text": text})
+    if platform == TELEGRAM:
+        if message is None:
+            return WebhookReply(200, None)
+        # A webhook answer may carry one Bot API call: no token, no extra request.
+        body: dict[str, Any] = {"method": "sendMessage", "chat_id": message.chat_id, "text": text}
+        if message.message_id is not None:
+            body["reply_parameters"] = {"message_id": message.message_id}
+        return WebhookReply(200, body)
+    return WebhookReply(status, {"text": text})
+
+
+class WebhookService:
+    """Verifies a platform's request, checks the member in and words the answer."""
+
+    def __init__(self, checkins: CheckinService, secrets: SecretsLookup):
+        self._checkins = checkins
+        self._secrets = secrets
+
+    def handle(
+        self,
+        community: Community,
+        platform: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime,
+    ) -> WebhookReply:
+        """Answer one webhook request (raises ``RequestError`` for 400/401/404)."""
+        if not PLATFORM_PATTERN.match(platform):
+            raise UnknownPlatform(f"unknown platform {platform[:40]!r}", code="UnknownPlatform")
+        secrets = list(self._secrets(community.id, platform))
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            if platform == SLACK:
+                verify_slack(
+                    secrets,
+                    lower.get("x-slack-request-timestamp"),
+                    lower.get("x-slack-signature"),
+                    body,
+                    now.timestamp(),
+                )
+            elif platform == TELEGRAM:
+                verify_telegram(secrets, lower.get("x-telegram-bot-api-secret-token"))
+            else:
+                verify_generic(
+                    secrets,
+                    lower.get("x-autopilot-timestamp"),
+                    lower.get("x-autopilot-signature"),
+                    body,
+                    now.timestamp(),
+                )
+        except InvalidSignature as exc:
+            logger.warning("webhook %s/%s refused: %s", community.id, platform, exc)
+            raise Unauthorized("invalid or expired signature", code="Unauthorized") from None
+
+        if platform == SLACK:
+            message = _slack_message(body)
+        elif platform == TELEGRAM:
+            message = _telegram_message(body)
+        else:
+            message = _generic_message(body)
+        if message is None:
+            return _reply(platform, None, "")
+        if not is_keyword(message, community.chat_keywords):
+            return _reply(platform, message, answer_text(community, None, community.chat_keywords))
+        name = (message.display_name or "").strip()[:MAX_NAME] or None
+        try:
+            result = self._checkins.check_in(
+                community,
+                f"{platform}:{message.user_id[:128]}",
+                now,
+                source="chat",
+                display_name=name,
+            )
+        except RequestError as exc:
+            # Chat platforms show a non-2xx as a broken bot (Telegram even retries
+            # it): the member gets the reason as a normal answer instead.
+            return _reply(platform, message, str(exc), exc.status)
+        reply = _reply(platform, message, answer_text(community, result, community.chat_keywords))
+        if platform not in (SLACK, TELEGRAM) and reply.body is not None:
+            # Generic senders are programs: give them the structured result too.
+            return WebhookReply(reply.status, {**reply.body, "checkin": result}, result)
+        return WebhookReply(reply.status, reply.body, result)

@@ -1,0 +1,1 @@
+"""Commands that capabilities add to `autopilot` (each module has ``register(subparsers)``)."""

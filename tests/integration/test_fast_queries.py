@@ -1,0 +1,128 @@
+"""The local runtime's fast moto queries answer exactly like stock moto."""
+
+from __future__ import annotations
+
+import random
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from autopilot_cli.local import fast_queries
+
+
+def _table(ddb) -> None:
+    ddb.create_table(
+        TableName="t",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g", "gs")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "g", "KeyType": "HASH"},
+                    {"AttributeName": "gs", "KeyType": "RANGE"},
+                ],
+            }
+        ],
+    )
+    rng = random.Random(7)
+    for n in range(300):
+        item = {
+            "pk": {"S": f"p{n % 9}"},
+            "sk": {"S": f"{'AE'[n % 2]}#{rng.randrange(10**6):07d}"},
+            "n": {"N": str(n)},
+        }
+        if n % 3:
+            item |= {"g": {"S": f"g{n % 4}"}, "gs": {"S": f"{rng.randrange(1000):04d}"}}
+        ddb.put_item(TableName="t", Item=item)
+
+
+QUERIES = [
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p3"}}},
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "nope"}}},
+    {
+        "KeyConditionExpression": "pk = :p AND begins_with(sk, :e)",
+        "ExpressionAttributeValues": {":p": {"S": "p1"}, ":e": {"S": "E#"}},
+    },
+    {
+        "KeyConditionExpression": "pk = :p AND sk > :s",
+        "ScanIndexForward": False,
+        "Limit": 7,
+        "ExpressionAttributeValues": {":p": {"S": "p2"}, ":s": {"S": "A#0500000"}},
+    },
+    {
+        "KeyConditionExpression": "pk = :p",
+        "FilterExpression": "n > :n",
+        "Limit": 5,
+        "ExpressionAttributeValues": {":p": {"S": "p4"}, ":n": {"N": "100"}},
+    },
+    {
+        "IndexName": "gsi",
+        "KeyConditionExpression": "g = :g",
+        "ExpressionAttributeValues": {":g": {"S": "g1"}},
+    },
+    {
+        "IndexName": "gsi",
+        "KeyConditionExpression": "g = :g AND gs > :s",
+        "Limit": 6,
+        "ExpressionAttributeValues": {":g": {"S": "g2"}, ":s": {"S": "0400"}},
+    },
+    {
+        "IndexName": "gsi",
+        "KeyConditionExpression": "g = :g",
+        "ScanIndexForward": False,
+        "ExpressionAttributeValues": {":g": {"S": "g3"}},
+    },
+]
+
+
+def _run_all(ddb) -> list:
+    answers = []
+    for query in QUERIES:
+        pages, start = [], None
+        while True:
+            kwargs = dict(query, TableName="t")
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = ddb.query(**kwargs)
+            pages.append((page["Items"], page["Count"], page["ScannedCount"]))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        answers.append(pages)
+    return answers
+
+
+@pytest.fixture
+def ddb(aws_env):
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _table(client)
+        yield client
+
+
+def test_queries_answer_exactly_like_stock_moto(ddb):
+    stock = _run_all(ddb)
+    with fast_queries.fast_queries():
+        assert fast_queries.is_installed()
+        fast = _run_all(ddb)
+    assert not fast_queries.is_installed()
+    assert fast == stock
+    assert any(len(pages) > 1 for pages in stock)  # pagination was exercised
+
+
+def test_install_is_reference_counted(aws_env):
+    fast_queries.install()
+    fast_queries.install()
+    fast_queries.uninstall()
+    assert fast_queries.is_installed()
+    fast_queries.uninstall()
+    assert not fast_queries.is_installed()

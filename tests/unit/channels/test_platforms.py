@@ -1,0 +1,164 @@
+"""Each platform's payload, signature, answer and size limit, against its fake server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from autopilot.channels.base import Message
+
+from .platforms import PLATFORMS, TELEGRAM_CHAT, Reply, texts_of
+
+NOW = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
+MESSAGE = Message(
+    text="早安！今天也要加油。", key="club:morning:1", community_id="club", title="早安"
+)
+
+
+@pytest.mark.parametrize("platform_type", sorted(PLATFORMS))
+def test_a_post_reaches_the_platform_signed_and_shaped_as_documented(
+    platform_type, platforms, make_channel
+):
+    fake = platforms(platform_type)
+    delivery = make_channel(platform_type, fake).send_to_community(MESSAGE, now=NOW)
+    assert delivery.ok, delivery.error
+    assert len(fake.received) == len(fake.accepted) == 1  # the fake checked and accepted it
+    assert "早安！今天也要加油。" in texts_of(platform_type, fake.accepted[0])
+    assert delivery.attempts == 1 and delivery.at_utc == "2026-11-27T07:30:00Z"
+    if platform_type in ("discord", "telegram"):  # they answer with the message id
+        assert delivery.message_id and delivery.message_id.isdigit()
+
+
+@pytest.mark.parametrize(
+    ("platform_type", "options", "limit", "measure"),
+    [
+        ("wecom", {}, 2048, lambda t: len(t.encode())),
+        ("wecom", {"msgtype": "markdown"}, 4096, lambda t: len(t.encode())),
+        ("dingtalk", {}, 20_000, lambda t: len(t.encode())),
+        ("feishu", {}, 20_000, lambda t: len(t.encode())),
+        ("slack", {"msgtype": "blocks"}, 3000, len),
+        ("discord", {}, 2000, len),
+        ("telegram", {}, 4096, len),
+    ],
+)
+def test_long_posts_are_split_to_fit_and_never_rejected(
+    platform_type, options, limit, measure, platforms, make_channel
+):
+    fake = platforms(platform_type)
+    paragraph = "打卡第一天，坚持就是胜利。" * 20  # 260 characters, 780 bytes
+    text = "\n\n".join([paragraph] * (3 * limit // len(paragraph.encode()) + 1))
+    message = Message(text=text, key="k", community_id="club")
+    delivery = make_channel(platform_type, fake, max_parts=10, **options).send_to_community(
+        message, now=NOW
+    )
+    assert delivery.ok, delivery.error
+    sent = [texts_of(platform_type, r) for r in fake.accepted]
+    assert delivery.parts == len(sent) > 1
+    assert all(measure(part) <= limit for part in sent)
+    assert "".join(sent).replace("\n", "") == text.replace("\n", "")  # split at paragraphs
+
+
+def test_wecom_mentions_go_with_the_first_part_only(platforms, make_channel):
+    fake = platforms("wecom")
+    channel = make_channel("wecom", fake, mention_all=True, mention_mobiles=["13800001111"])
+    long = Message(text="早" * 1500, key="k", community_id="club")
+    assert channel.send_to_community(long, now=NOW).ok
+    first, *rest = (r.json()["text"] for r in fake.accepted)
+    assert first["mentioned_list"] == ["@all"]
+    assert first["mentioned_mobile_list"] == ["13800001111"]
+    assert len(rest) == 2 and not any("mentioned_list" in r for r in rest)
+
+
+@pytest.mark.parametrize(
+    ("platform_type", "reply", "error"),
+    [
+        ("wecom", Reply(200, {"errcode": 93000, "errmsg": "invalid webhook url"}), "errcode 93000"),
+        (
+            "dingtalk",
+            Reply(200, {"errcode": 310000, "errmsg": "keywords not in content"}),
+            "310000",
+        ),
+        ("feishu", Reply(200, {"code": 19024, "msg": "Key Words Not Found"}), "code 19024"),
+        ("slack", Reply(404, "channel_not_found"), "HTTP 404: channel_not_found"),
+        ("discord", Reply(404, {"message": "Unknown Webhook", "code": 10015}), "Unknown Webhook"),
+        (
+            "telegram",
+            Reply(
+                400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+            ),
+            "chat not found",
+        ),
+    ],
+)
+def test_platform_errors_are_failures_and_not_retried(
+    platform_type, reply, error, platforms, make_channel, sleeps
+):
+    fake = platforms(platform_type)
+    fake.queue(reply)
+    delivery = make_channel(platform_type, fake).send_to_community(MESSAGE, now=NOW)
+    assert not delivery.ok and error in delivery.error
+    assert len(fake.received) == 1 and sleeps == []
+
+
+def test_rate_limit_answers_in_the_body_are_retried(platforms, make_channel, sleeps):
+    fake = platforms("telegram")
+    fake.queue(
+        Reply(
+            429,
+            {
+                "ok": False,
+                "error_code": 429,
+                "description": "Too Many Requests: retry after 3",
+                "parameters": {"retry_after": 3},
+            },
+        )
+    )
+    delivery = make_channel("telegram", fake).send_to_community(MESSAGE, now=NOW)
+    assert delivery.ok and delivery.attempts == 2 and sleeps == [3.0]
+    assert len(fake.accepted) == 1
+
+
+def test_a_wrong_signing_secret_is_reported_as_the_platform_says(platforms, make_channel):
+    fake = platforms("dingtalk")
+    channel = make_channel("dingtalk", fake)
+    store = channel.env.secrets
+    name = store.name("club", "dingtalk-ch")
+    ssm = store._ssm()
+    ssm.parameters[name] = ssm.parameters[name].replace("SEC0", "SEC9")
+    delivery = channel.send_to_community(MESSAGE, now=NOW)
+    assert not delivery.ok and "errcode 310000: sign not match" in delivery.error
+
+
+def test_a_missing_secret_names_the_parameter_to_create(make_channel):
+    delivery = make_channel("slack", None).send_to_community(MESSAGE, now=NOW)
+    assert not delivery.ok and delivery.attempts == 0
+    assert "/community-autopilot/channels/club/slack-ch" in delivery.error
+
+
+@pytest.mark.parametrize("platform_type", ["telegram", "slack", "discord"])
+def test_direct_messages_where_the_platform_allows_them(platform_type, platforms, make_channel):
+    fake = platforms(platform_type)
+    address = {"telegram": "4242", "slack": "U024BE7LH", "discord": "80351110224678912"}
+    channel = make_channel(platform_type, fake)
+    delivery = channel.send_to_member(address[platform_type], MESSAGE, now=NOW)
+    assert delivery.ok, delivery.error
+    last = fake.accepted[-1].json()
+    if platform_type == "telegram":
+        assert last["chat_id"] == "4242" and last["chat_id"] != TELEGRAM_CHAT
+    elif platform_type == "slack":
+        assert last["channel"] == "U024BE7LH" and fake.accepted[-1].path == "/api/chat.postMessage"
+    else:
+        assert [r.path for r in fake.accepted] == [
+            "/api/users/@me/channels",
+            "/api/channels/998877/messages",
+        ]
+        again = channel.send_to_member(address[platform_type], MESSAGE, now=NOW)
+        assert again.ok and len(fake.accepted) == 3  # the DM channel is remembered
+
+
+@pytest.mark.parametrize("platform_type", ["wecom", "dingtalk", "feishu"])
+def test_group_robots_cannot_send_direct_messages(platform_type, platforms, make_channel):
+    fake = platforms(platform_type)
+    delivery = make_channel(platform_type, fake).send_to_member("someone", MESSAGE, now=NOW)
+    assert not delivery.ok and "cannot send direct messages" in delivery.error
+    assert fake.received == []
