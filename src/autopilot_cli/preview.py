@@ -63,8 +63,9 @@ def preview_rows(
     return rows
 
 
-def print_preview(rows: list[PreviewRow], out: TextIO = sys.stdout) -> None:
+def print_preview(rows: list[PreviewRow], out: TextIO | None = None) -> None:
     """Print the rows as an aligned table grouped by community-local day."""
+    out = out if out is not None else sys.stdout  # bound at call time, not import
     if not rows:
         out.write("nothing scheduled in this window\n")
         return

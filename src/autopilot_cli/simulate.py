@@ -390,8 +390,9 @@ def collect_summary(
     }
 
 
-def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO = sys.stdout) -> None:
+def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None = None) -> None:
     """A readable account of the simulated days, per community in its local time."""
+    out = out if out is not None else sys.stdout  # bound at call time, not import
     texts = {(p["community"], p["job"], p["key"]): p["text"] for p in summary["posts"]}
     by_day: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for occ in summary["occurrences"]:
@@ -405,7 +406,8 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO = sys.
         for (cid, day), occs in sorted(by_day.items()):
             if cid != community.id:
                 continue
-            out.write(f"  {day}\n")
+            checkins = summary.get("checkins_by_day", {}).get(cid, {}).get(day)
+            out.write(f"  {day}" + (f"   ({checkins} check-ins)" if checkins else "") + "\n")
             for occ in occs:
                 line = f"    {occ['scheduled_local'][11:16]}  {occ['job']:<18} {occ['status']:<8}"
                 if occ["quiet"] == "deferred" and occ["status"] != "missed":
@@ -424,6 +426,16 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO = sys.
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
     delivered = sum(1 for p in summary["posts"] if p["status"] == "published")
     out.write(f"\nOccurrences: {counts}; deliveries: {delivered}\n")
+    if "ledger" in summary:
+        ledger, activity = summary["ledger"], summary.get("member_activity", {})
+        out.write(
+            f"Members: {summary['members']} per community; check-ins {activity.get('checkins', 0)}"
+            f" (+{activity.get('repeats', 0)} repeats answered idempotently), redemptions "
+            f"{activity.get('redemptions', 0)}.\nLedger: {ledger['entries']} entries, "
+            f"{ledger['awarded']} points awarded, {ledger['redeemed']} redeemed, "
+            f"{ledger['outstanding']} outstanding; reconciled: "
+            f"{'yes' if ledger['reconciled'] else 'NO'}\n"
+        )
 
 
 def default_start() -> datetime:

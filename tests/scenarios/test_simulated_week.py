@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -15,18 +15,27 @@ START = datetime(2027, 3, 8, tzinfo=UTC)  # a week with New York's spring-forwar
 CONFIG = "config/communities.yaml"
 
 
-@pytest.fixture
-def week(aws_env, repo_root, tmp_path, monkeypatch):
-    monkeypatch.chdir(repo_root)
-    return run_simulation(
-        CONFIG,
-        start=START,
-        days=7,
-        members=50,
-        seed=3,
-        out_dir=str(tmp_path / "sim"),
-        template_path=str(repo_root / "template.yaml"),
-    )
+@pytest.fixture(scope="module")
+def week(repo_root, tmp_path_factory):
+    """One simulated week shared by the tests of this module (it is deterministic)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }.items():
+            patch.setenv(name, value)
+        patch.chdir(repo_root)
+        yield run_simulation(
+            CONFIG,
+            start=START,
+            days=7,
+            members=50,
+            seed=3,
+            out_dir=str(tmp_path_factory.mktemp("sim")),
+            template_path=str(repo_root / "template.yaml"),
+        )
 
 
 def test_every_scheduled_occurrence_runs_exactly_once(week, repo_root):
@@ -131,3 +140,47 @@ def test_outage_shows_the_misfire_policy(aws_env, repo_root, tmp_path, monkeypat
 def test_bad_outage_is_rejected():
     with pytest.raises(ValueError, match="START/DURATION"):
         Outage.parse("yesterday")
+
+
+def test_members_check_in_and_the_ledger_reconciles(week):
+    summary = week.summary
+    activity = summary["member_activity"]
+    assert activity["checkins"] > 50 and activity["refused"] == 0
+    by_day = summary["checkins_by_day"]
+    assert set(by_day) == {"sunrise-readers", "daybreak-writers"}
+    # Counts come from the sharded counters, and agree with what members were told.
+    assert sum(sum(days.values()) for days in by_day.values()) == activity["checkins"]
+    ledger = summary["ledger"]
+    assert ledger["reconciled"] is True
+    assert ledger["outstanding"] == ledger["awarded"] - ledger["redeemed"]
+    rows = (week.out_dir / "ledger.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("entry_id,at_utc,community_id,member_id,reason,amount")
+    assert len(rows) - 1 == ledger["entries"]
+
+
+def test_evening_post_shows_live_check_in_counts(week):
+    evening = [
+        p
+        for p in week.summary["posts"]
+        if p["community"] == "sunrise-readers" and p["job"] == "evening-post"
+    ]
+    import csv
+
+    rows = list(csv.DictReader((week.out_dir / "ledger.csv").open(encoding="utf-8")))
+    shanghai = timezone(timedelta(hours=8))
+    assert evening
+    for post in evening:
+        day = post["key"][:10]
+        so_far = sum(
+            1
+            for r in rows
+            if r["community_id"] == "sunrise-readers"
+            and r["reason"] == "checkin"
+            and r["at_utc"] <= post["at_utc"]
+            and datetime.fromisoformat(r["at_utc"].replace("Z", "+00:00"))
+            .astimezone(shanghai)
+            .date()
+            .isoformat()
+            == day
+        )
+        assert f"今天有 {so_far} 位伙伴打卡" in post["text"]
