@@ -21,6 +21,7 @@ import html
 import re
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,13 +95,13 @@ class HttpChannel(Channel):
 
     # -- what a platform defines -------------------------------------------------------
 
+    @abstractmethod
     def limit(self) -> TextLimit:
         """The size limit of one message's text with this channel's options."""
-        raise NotImplementedError
 
+    @abstractmethod
     def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
         """The requests that post ``message`` to the community (one per part)."""
-        raise NotImplementedError
 
     def member_steps(self, secret: ChannelSecret, address: str, message: Message) -> list[Step]:
         """The requests that send ``message`` to one member."""
