@@ -32,7 +32,7 @@ from autopilot.checkins.rules import (
     make_up,
 )
 from autopilot.config.model import Community
-from autopilot.errors import BadRequest, Conflict, InsufficientPoints, MemberLeft
+from autopilot.errors import BadRequest, Conflict, InsufficientPoints, MemberLeft, NotAMember
 from autopilot.ledger.rules import build_entries
 from autopilot.ledger.store import Account, Duplicate, LedgerStore, Movement, StaleAccount
 from autopilot.members.service import MemberService
@@ -228,8 +228,6 @@ class CheckinService:
         """Streak, freezes, balance, tier and recent entries (at most 2 requests)."""
         account = self._store.account(community.id, member_id)
         if account is None:
-            from autopilot.errors import NotAMember
-
             raise NotAMember(f"member {member_id!r} has not joined community {community.id!r}")
         self.cache.put(account)
         state = account.state

@@ -33,7 +33,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -452,8 +452,6 @@ class LedgerStore:
         condition = (
             AccountItem.pk.does_not_exist() if create else AccountItem.version == state.version
         )
-        from pynamodb.exceptions import PutError
-
         try:
             item.save(condition=condition)
         except PutError as exc:
