@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from autopilot.ledger.rules import CSV_COLUMNS
 
-from autopilot_cli.local.cfn import load_template
+from autopilot_cli.local.cfn import function_statements, load_template
 from autopilot_cli.local.runtime import http_api_event
 from autopilot_cli.metering import RequestCounter
 
@@ -309,10 +309,11 @@ _IAM = {
 def granted_actions(repo_root, function_id: str) -> set[str]:
     template = load_template(repo_root / "template.yaml")
     actions: set[str] = set()
-    for policy in template["Resources"][function_id]["Properties"].get("Policies", []):
-        for statement in policy.get("Statement", []):
-            action = statement["Action"]
-            actions.update([action] if isinstance(action, str) else action)
+    for statement in function_statements(template, function_id):
+        if statement.get("Sid") == "WriteOwnLogs":
+            continue  # the Lambda runtime writes the logs, not the code
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
     return actions
 
 

@@ -272,12 +272,12 @@ def test_function_env_is_resolved_from_globals(local_runtime: LocalRuntime) -> N
 
 
 def test_non_hostable_resources_are_named_not_created(local_runtime: LocalRuntime) -> None:
-    assert local_runtime.physical_id("DispatcherFunction") == "autopilot-local-DispatcherFunction"
-    assert local_runtime.arn("DispatcherFunction").endswith(
-        ":function:autopilot-local-DispatcherFunction"
-    )
-    assert local_runtime.physical_id("DispatcherLogGroup") == (
-        "/aws/lambda/autopilot-local-DispatcherFunction"
+    # FunctionName is explicit (${AWS::StackName}-dispatcher) so that its log group
+    # and its role's log grant need not reference the function.
+    assert local_runtime.physical_id("DispatcherFunction") == "autopilot-local-dispatcher"
+    assert local_runtime.arn("DispatcherFunction").endswith(":function:autopilot-local-dispatcher")
+    assert (
+        local_runtime.physical_id("DispatcherLogGroup") == "/aws/lambda/autopilot-local-dispatcher"
     )
     assert local_runtime.physical_id("AutopilotLayer").startswith("arn:aws:lambda:us-east-1:")
 

@@ -148,11 +148,22 @@ def _statements() -> list[tuple[str, dict[str, Any]]]:
                 )
                 found += [(f"{logical_id}.Policies[{index}]", s) for s in policy["Statement"]]
         elif resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            # A function's own role is reported under the function's name.
+            owner = next(
+                (
+                    f"{fid}.Policies[0]"
+                    for fid, r in RESOURCES.items()
+                    if r["Type"] == "AWS::Serverless::Function"
+                    and (r.get("Properties") or {}).get("Role")
+                    == {"Fn::GetAtt": [logical_id, "Arn"]}
+                ),
+                logical_id,
+            )
             documents = [properties.get("PolicyDocument")] + [
                 p.get("PolicyDocument") for p in properties.get("Policies") or []
             ]
             for document in filter(None, documents):
-                found += [(logical_id, s) for s in document["Statement"]]
+                found += [(owner, s) for s in document["Statement"]]
     return found
 
 
@@ -253,7 +264,12 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     }
     assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}) == {"dynamodb:Query"}
     assert grants({"Fn::Sub": "${ExportBucket.Arn}/exports/*"}) == {"s3:PutObject"}
-    assert len(granted) == 9
+    # Its own role (not SAM's generated one with logs on every log group).
+    assert grants({"Fn::GetAtt": ["DispatcherLogGroup", "Arn"]}) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    assert len(granted) == 10
 
 
 def test_channel_secrets_prefix_is_a_parameter_passed_to_every_function() -> None:
@@ -299,6 +315,10 @@ def test_api_policy_is_least_privilege() -> None:
         },
         json.dumps({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}): {"dynamodb:Query"},
         **_CONFIG_READ,
+        json.dumps({"Fn::GetAtt": ["ApiLogGroup", "Arn"]}): {
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        },
     }
 
 
@@ -313,6 +333,10 @@ def test_chat_webhook_policy_is_least_privilege() -> None:
         },
         json.dumps(WEBHOOK_SECRETS_ARN, sort_keys=True): {"ssm:GetParameter"},
         **_CONFIG_READ,
+        json.dumps({"Fn::GetAtt": ["ChatWebhookLogGroup", "Arn"]}): {
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        },
     }
 
 
@@ -410,7 +434,11 @@ def test_function_log_group_has_retention(function_id: str) -> None:
         r["Properties"]
         for r in RESOURCES.values()
         if r["Type"] == "AWS::Logs::LogGroup"
-        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+        and r["Properties"].get("LogGroupName")
+        == {
+            "Fn::Sub": "/aws/lambda/"
+            + RESOURCES[function_id]["Properties"]["FunctionName"]["Fn::Sub"]
+        }
     ]
     assert len(log_groups) == 1, f"{function_id} needs one AWS::Logs::LogGroup with retention"
     assert log_groups[0]["RetentionInDays"] > 0

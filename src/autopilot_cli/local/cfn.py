@@ -655,3 +655,19 @@ def find_references(value: Any) -> set[str]:
 
     visit(value)
     return {name for name in found if not name.startswith("AWS::")}
+
+
+def function_statements(template: Mapping[str, Any], function_id: str) -> list[dict[str, Any]]:
+    """The IAM statements a function's code runs with.
+
+    Inline ``Policies`` documents of the function and the policies of the role its
+    ``Role`` property names (``!GetAtt <Role>.Arn``), in template order.
+    """
+    resources = template["Resources"]
+    properties = resources[function_id].get("Properties") or {}
+    documents: list[Any] = [p for p in properties.get("Policies") or [] if isinstance(p, dict)]
+    role = properties.get("Role")
+    if isinstance(role, dict) and "Fn::GetAtt" in role:
+        role_properties = resources[role["Fn::GetAtt"][0]].get("Properties") or {}
+        documents += [p.get("PolicyDocument") for p in role_properties.get("Policies") or []]
+    return [s for document in documents if document for s in document.get("Statement", [])]
