@@ -15,11 +15,11 @@ from urllib.parse import unquote
 from autopilot.api import requests as req
 from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_event
 from autopilot.api.requests import Field
-from autopilot.api.responses import entries_csv, error_document, to_json
+from autopilot.api.responses import entries_csv, install_error_answers, to_json
 from autopilot.app import App
 from autopilot.clock import get_clock
 from autopilot.config.model import Community
-from autopilot.errors import BadRequest, RequestError
+from autopilot.errors import BadRequest
 from autopilot.ledger.service import MAX_PAGE
 from autopilot.settings import Settings
 from aws_lambda_powertools import Logger
@@ -184,16 +184,7 @@ def adjust() -> dict[str, Any]:
     )
 
 
-@api.exception_handler(RequestError)
-def refused(exc: RequestError) -> Response[dict[str, str]]:
-    """The one place where domain and request errors become HTTP answers."""
-    logger.info("request refused", extra={"status": exc.status, "error": exc.code})
-    return Response(exc.status, "application/json", error_document(exc))
-
-
-@api.not_found
-def no_route(exc: Exception) -> Response[dict[str, str]]:
-    return Response(404, "application/json", {"error": "NotFound", "message": "no such route"})
+install_error_answers(api, logger, "request")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from autopilot.api import requests as req
-from autopilot.api.responses import error_document, to_json
+from autopilot.api.responses import install_error_answers, to_json
 from autopilot.app import App
 from autopilot.clock import get_clock
-from autopilot.errors import RequestError
 from autopilot.secrets import SecretStore
 from autopilot.settings import Settings
 from autopilot.webhooks.secrets import WebhookSecrets
@@ -47,16 +46,7 @@ def webhook(platform: str) -> Response[Any]:
     return Response(reply.status, "application/json", reply.body if reply.body is not None else "")
 
 
-@api.exception_handler(RequestError)
-def refused(exc: RequestError) -> Response[dict[str, str]]:
-    """The one place where request errors become HTTP answers."""
-    logger.info("webhook refused", extra={"status": exc.status, "error": exc.code})
-    return Response(exc.status, "application/json", error_document(exc))
-
-
-@api.not_found
-def no_route(exc: Exception) -> Response[dict[str, str]]:
-    return Response(404, "application/json", {"error": "NotFound", "message": "no such route"})
+install_error_answers(api, logger, "webhook")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -23,6 +23,24 @@ def error_document(exc: RequestError) -> dict[str, str]:
     return {"error": exc.code, "message": str(exc)}
 
 
+def install_error_answers(resolver: Any, logger: Any, what: str) -> None:
+    """Register the one place where request errors become HTTP answers on ``resolver``.
+
+    A :class:`RequestError` answers its status with :func:`error_document`; an
+    unknown route answers 404. ``what`` names the refusal in the log line.
+    """
+    from aws_lambda_powertools.event_handler import Response
+
+    @resolver.exception_handler(RequestError)
+    def refused(exc: RequestError) -> Any:
+        logger.info(f"{what} refused", extra={"status": exc.status, "error": exc.code})
+        return Response(exc.status, "application/json", error_document(exc))
+
+    @resolver.not_found
+    def no_route(exc: Exception) -> Any:
+        return Response(404, "application/json", {"error": "NotFound", "message": "no such route"})
+
+
 def entries_csv(entries: Iterable[Mapping[str, Any]]) -> str:
     """Entries as answered by ``LedgerService.entries`` rendered as the export's CSV.
 
