@@ -302,13 +302,11 @@ def collect_ledger(
             per_day = checkins_by_day.setdefault(community.id, {})
             day = first
             while day <= last:
-                count = sum(
-                    int(a.checkins or 0) for a in store.aggregates(community.id, day.isoformat())
-                )
+                count = store.checkins_on(community.id, day)
                 if count:
                     per_day[day.isoformat()] = count
                 day += timedelta(days=1)
-            for entry in ledger._period_stream(community, first, last):
+            for entry in ledger.period_entries(community, first, last):
                 writer.writerow(csv_row(entry))
                 figures["entries"] += 1
                 if entry.amount > 0:

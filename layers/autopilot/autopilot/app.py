@@ -7,7 +7,7 @@ client is created until first use) and call one method per event.
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, TextIO
 
 from autopilot.aws import client
@@ -89,13 +89,11 @@ class App:
         """Live check-in counts for post templates (read from the sharded counters)."""
         today = local_wall(ctx.at_utc, zone(ctx.community.timezone)).date()
 
-        def count(day: date) -> int:
-            aggs = self.ledger_store.aggregates(ctx.community.id, day.isoformat())
-            return sum(int(a.checkins or 0) for a in aggs)
-
         return {
-            "checkins_today": count(today),
-            "checkins_yesterday": count(today - timedelta(days=1)),
+            "checkins_today": self.ledger_store.checkins_on(ctx.community.id, today),
+            "checkins_yesterday": self.ledger_store.checkins_on(
+                ctx.community.id, today - timedelta(days=1)
+            ),
         }
 
     def config(self) -> Config:

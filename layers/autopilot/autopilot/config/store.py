@@ -79,11 +79,6 @@ class ConfigStore:
             assert self._cached is not None
             return self._cached.config
 
-    def invalidate(self) -> None:
-        """Forget the cached copy (the next ``get`` reads the store)."""
-        with self._lock:
-            self._cached = None
-
     def _refresh(self, cached: _Cached | None, now: datetime) -> _Cached:
         from botocore.exceptions import ClientError
 

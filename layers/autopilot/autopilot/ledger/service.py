@@ -270,7 +270,7 @@ class LedgerService:
         stream = (
             self._member_stream(community, member_id, since, until, position)
             if member_id
-            else self._period_stream(community, since, until, position)
+            else self.period_entries(community, since, until, position)
         )
         for entry in stream:
             if reason and entry.reason != reason:
@@ -294,7 +294,7 @@ class LedgerService:
             if since <= day <= until:
                 yield entry
 
-    def _period_stream(
+    def period_entries(
         self, community: Community, since: date, until: date, after: str | None = None
     ) -> Iterator[Entry]:
         """Entries of each local day, merged across shards in (time, id) order; flat memory.
@@ -389,7 +389,7 @@ class LedgerService:
             text.truncate()
 
         writer.writerow(CSV_COLUMNS)
-        for entry in self._period_stream(community, first, last):
+        for entry in self.period_entries(community, first, last):
             writer.writerow(csv_row(entry))
             count += 1
             totals[entry.reason] = totals.get(entry.reason, 0) + entry.amount

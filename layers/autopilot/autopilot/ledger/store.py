@@ -32,15 +32,14 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
 from autopilot.checkins.rules import AccountState
+from autopilot.dynamo import bind_table, transaction
 from autopilot.ledger.rules import Entry
 from autopilot.timeutil import iso_utc, parse_iso
 
@@ -344,16 +343,8 @@ class LedgerStore:
     """DynamoDB access for accounts and the ledger."""
 
     def __init__(self, table_name: str, region: str):
-        for model in ALL_MODELS:
-            model.Meta.table_name = table_name
+        bind_table(table_name, *ALL_MODELS, region=region)
         self.table_name = table_name
-        self._region = region
-        self._connection: Connection | None = None
-
-    def _conn(self) -> Connection:
-        if self._connection is None:
-            self._connection = Connection(region=self._region)
-        return self._connection
 
     # -- reads ----------------------------------------------------------------
     def account_and_marker(
@@ -429,11 +420,9 @@ class LedgerStore:
         keys = [(f"AGG#{community_id}#{period}#{s}", "TOTALS") for s in range(AGG_SHARDS)]
         return list(AggItem.batch_get(keys))
 
-    def stock_used(self, community_id: str, reward_id: str) -> int:
-        try:
-            return int(StockItem.get(f"REWARD#{community_id}#{reward_id}", "STOCK").redeemed)
-        except StockItem.DoesNotExist:
-            return 0
+    def checkins_on(self, community_id: str, day: date) -> int:
+        """Check-ins of a community-local calendar day, from the sharded counters."""
+        return sum(int(a.checkins or 0) for a in self.aggregates(community_id, day.isoformat()))
 
     def scan_accounts(self, community_id: str | None = None) -> Iterator[Account]:
         """Every account (audit jobs only: reconciliation)."""
@@ -485,7 +474,7 @@ class LedgerStore:
         agg_shard = shard_of(account.member_id, AGG_SHARDS)
         puts: list[str] = ["marker", "account"]
         try:
-            with TransactWrite(connection=self._conn()) as tx:
+            with transaction(EntryItem) as tx:
                 tx.save(marker, condition=RefItem.pk.does_not_exist(), return_values="ALL_OLD")
                 tx.save(account_item, condition=account_condition, return_values="ALL_OLD")
                 for entry in movement.entries:

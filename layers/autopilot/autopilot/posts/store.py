@@ -23,12 +23,11 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
+from autopilot.dynamo import bind_table, transaction
 from autopilot.posts.rules import RotationState
 from autopilot.timeutil import iso_utc
 
@@ -106,15 +105,7 @@ class PostStore:
     """DynamoDB access for posts."""
 
     def __init__(self, table_name: str, region: str):
-        RotationItem.Meta.table_name = table_name
-        PostItem.Meta.table_name = table_name
-        self._region = region
-        self._connection: Connection | None = None
-
-    def _conn(self) -> Connection:
-        if self._connection is None:
-            self._connection = Connection(region=self._region)
-        return self._connection
+        bind_table(table_name, RotationItem, PostItem, region=region)
 
     @staticmethod
     def post_key(community_id: str, due_utc: datetime, job_id: str) -> tuple[str, str]:
@@ -184,9 +175,9 @@ class PostStore:
             else RotationItem.version == expected_version
         )
         try:
-            with TransactWrite(connection=self._conn()) as transaction:
-                transaction.save(post, condition=PostItem.pk.does_not_exist())
-                transaction.save(rotation_item, condition=rotation_condition)
+            with transaction(PostItem) as tx:
+                tx.save(post, condition=PostItem.pk.does_not_exist())
+                tx.save(rotation_item, condition=rotation_condition)
         except TransactWriteError as exc:
             reasons = exc.cancellation_reasons
             if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":

@@ -35,7 +35,7 @@ from autopilot.scheduler.rules import (
     plan_tick,
 )
 from autopilot.scheduler.store import SchedulerStore, job_pk
-from autopilot.timeutil import iso_utc, local_wall, zone
+from autopilot.timeutil import iso_utc, zone
 
 logger = logging.getLogger(__name__)
 
@@ -172,21 +172,16 @@ class Dispatcher:
                 if decision.verdict != "run":
                     self._record_unrun(decision, now, report)
                     continue
-                if out_of_time or (remaining_ms is not None and remaining_ms() < SAFETY_MARGIN_MS):
-                    out_of_time = True
-                    hold = (
-                        decision.occurrence.due_utc
-                        if hold is None
-                        else min(hold, decision.occurrence.due_utc)
-                    )
-                    continue
-                held = self._run(community, job, decision.occurrence, report, remaining_ms)
-                if held:
-                    hold = (
-                        decision.occurrence.due_utc
-                        if hold is None
-                        else min(hold, decision.occurrence.due_utc)
-                    )
+                out_of_time = out_of_time or (
+                    remaining_ms is not None and remaining_ms() < SAFETY_MARGIN_MS
+                )
+                # Not started for lack of time, or held by another worker: the
+                # watermark must stay before it so a later tick picks it up.
+                if out_of_time or self._run(
+                    community, job, decision.occurrence, report, remaining_ms
+                ):
+                    held_from = decision.occurrence.due_utc
+                    hold = held_from if hold is None else min(hold, held_from)
             target = now if hold is None else hold - timedelta(milliseconds=1)
             if target > self._watermarks.get(pk, default_start):
                 self._store.advance_watermark(pk, target, now)
@@ -300,11 +295,3 @@ class Dispatcher:
             reason,
             detail or {},
         )
-
-
-def describe_local(occ: Occurrence, community: Community) -> str:
-    """The occurrence's scheduled time in the community's zone, ISO with offset."""
-    tz = zone(community.timezone)
-    return occ.scheduled_utc.astimezone(tz).isoformat(timespec="minutes") + (
-        "" if local_wall(occ.scheduled_utc, tz) == occ.nominal_local else f" (nominal {occ.key})"
-    )

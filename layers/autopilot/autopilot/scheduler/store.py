@@ -31,6 +31,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
+from autopilot.dynamo import bind_table
 from autopilot.scheduler.rules import Occurrence
 from autopilot.timeutil import iso_utc
 
@@ -104,8 +105,7 @@ class SchedulerStore:
     """DynamoDB access for the dispatcher."""
 
     def __init__(self, table_name: str):
-        WatermarkItem.Meta.table_name = table_name
-        OccurrenceItem.Meta.table_name = table_name
+        bind_table(table_name, WatermarkItem, OccurrenceItem)
         self.table_name = table_name
 
     # -- watermarks ---------------------------------------------------------
