@@ -31,13 +31,21 @@ if TYPE_CHECKING:  # only for annotations: keeps urllib/http.client off the impo
 
 @dataclass(frozen=True)
 class Message:
-    """A message to send. ``key`` is stable across retries of the same send."""
+    """A message to send. ``key`` is stable across retries of the same send.
+
+    ``idempotency_key`` identifies the *occurrence* the message posts (the
+    dispatcher sets it to the occurrence's id): on platforms that deduplicate
+    (Discord ``nonce``, Feishu/Lark ``uuid``) a stable key derived from it is sent
+    with every part, so a rerun after a crash cannot post the message twice.
+    ``None``: no platform deduplication (manual sends, ``channel test``).
+    """
 
     text: str
     key: str
     community_id: str
     title: str | None = None
     job_id: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
