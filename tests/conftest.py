@@ -8,6 +8,9 @@
   test;
 * ``request_counter`` - a running
   :class:`~autopilot_cli.metering.RequestCounter`.
+
+Every test runs without ``$AUTOPILOT_NOW`` (the CLI's fixed clock), so that a
+value left in a developer's shell cannot replace the clock a test installs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ _DUMMY_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_fixed_cli_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTOPILOT_NOW", raising=False)
 
 
 @pytest.fixture(scope="session")

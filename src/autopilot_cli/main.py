@@ -1,13 +1,38 @@
-"""Entry point of the `autopilot` command."""
+"""Entry point of the `autopilot` command.
+
+Every command takes the current time from the injected clock
+(:func:`autopilot.clock.get_clock`), never from ``datetime.now()``: the real
+clock by default, or a fixed instant given with the global ``--now`` option
+or the ``AUTOPILOT_NOW`` environment variable (reproducible runs and tests).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+
+from autopilot.clock import ManualClock, get_clock, set_clock
 
 DEFAULT_CONFIG = "config/communities.yaml"
+NOW_ENV = "AUTOPILOT_NOW"
+# Commands that act on a live system answer to the real clock only: `serve` is the
+# dispatcher in real time (a frozen clock would never tick), and a config
+# published, a ledger entry or membership change written, or a message sent with
+# a made-up time would put a false date on real records (a backdated adjustment
+# would change a month finance already exported).
+REAL_TIME_COMMANDS = frozenset(
+    {
+        "serve",
+        "config push",
+        "ledger adjust",
+        "members add",
+        "members leave",
+        "channel test",
+    }
+)
 # Capabilities add their commands in their own module: each has
 # ``register(subparsers)`` adding parsers whose ``func`` default is
 # ``(args) -> int``. Listed here so the import cost is paid only when used.
@@ -42,6 +67,16 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autopilot", description=__doc__.split("\n")[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--now",
+        type=_iso,
+        default=None,
+        metavar="ISO",
+        help=(
+            "run as if the current time were this fixed instant, e.g. 2027-03-08T09:00:00Z "
+            f"(default: ${NOW_ENV} if set, else the real clock; not accepted by serve)"
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -108,7 +143,7 @@ def _push(args: argparse.Namespace) -> int:
 
     from autopilot_cli.configfile import published_document, validate_file
 
-    report = validate_file(args.file)
+    report = validate_file(args.file, now=get_clock().now())
     for finding in [*report.errors, *report.warnings]:
         print(finding)
     if not report.ok:
@@ -123,7 +158,7 @@ def _push(args: argparse.Namespace) -> int:
         if not bucket:
             print(f"stack {args.stack} has no ConfigBucketName output", file=sys.stderr)
             return 1
-    body = published_document(report.loaded, published_at=datetime.now(UTC))
+    body = published_document(report.loaded, published_at=get_clock().now())
     response = session.client("s3").put_object(
         Bucket=bucket, Key=args.key, Body=body, ContentType="application/json"
     )
@@ -135,34 +170,70 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fixed_now(parser: argparse.ArgumentParser, args: argparse.Namespace) -> datetime | None:
+    """The instant of ``--now``, else of ``$AUTOPILOT_NOW``, else None (the real clock)."""
+    now: datetime | None = args.now
+    if now is None and os.environ.get(NOW_ENV):
+        try:
+            now = _iso(os.environ[NOW_ENV])
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"${NOW_ENV}: {exc}")
+    command = _command_path(args)
+    if now is not None and command in REAL_TIME_COMMANDS:
+        parser.error(
+            f"`{command}` acts on a live system and runs on the real clock: "
+            f"drop --now and unset ${NOW_ENV} (`autopilot simulate` runs on a simulated clock)"
+        )
+    return now
+
+
+def _command_path(args: argparse.Namespace) -> str:
+    """``"ledger adjust"`` for ``autopilot ledger adjust ...`` (the command words)."""
+    words = [args.command]
+    sub = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+    if sub:
+        words.append(sub)
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    now = _fixed_now(parser, args)
+    if now is None:
+        # The clock already installed: the real one, or a test's ManualClock.
+        return _run(args)
+    previous = set_clock(ManualClock(now))
+    try:
+        return _run(args)
+    finally:
+        set_clock(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "func", None) is not None:
         return int(args.func(args))
     if args.command == "config" and args.config_command == "validate":
         from autopilot_cli.configfile import cmd_validate
 
-        return cmd_validate(list(args.files))
+        return cmd_validate(list(args.files), now=get_clock().now())
     if args.command == "config" and args.config_command == "push":
         return _push(args)
     if args.command == "schedule":
         from autopilot_cli.configfile import validate_file
         from autopilot_cli.preview import preview_rows, print_preview
 
-        report = validate_file(args.config)
+        now = get_clock().now()
+        report = validate_file(args.config, now=now)
         if not report.ok:
             for finding in report.errors:
                 print(finding, file=sys.stderr)
             return 1
         assert report.config is not None
-        rows = preview_rows(
-            report.config, args.start or datetime.now(UTC), args.days, args.community
-        )
+        rows = preview_rows(report.config, args.start or now, args.days, args.community)
         print_preview(rows)
         return 0
     if args.command == "simulate":
-        import os
-
         from autopilot_cli.simulate import Outage, default_start, run_simulation
 
         try:
@@ -173,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("AUTOPILOT_TEMPLATE", "template.yaml")
         result = run_simulation(
             args.config,
-            start=args.start or default_start(),
+            start=args.start or default_start(get_clock().now()),
             days=args.days,
             members=args.members,
             seed=args.seed,
@@ -188,8 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "serve":
-        import os
-
         from autopilot_cli.serve import serve
 
         os.environ["AUTOPILOT_OUTPUT_DIR"] = os.path.abspath(args.out)

@@ -102,7 +102,7 @@ def run_simulation(
     ``{"<community>/<channel>": {"webhook_url": …}}`` (under the template's
     ``ChannelSecretsPrefix``), or full parameter names starting with ``/``.
     """
-    report = validate_file(config_path)
+    report = validate_file(config_path, now=start)  # warnings look ahead from the simulated start
     if not report.ok:
         raise SystemExit("\n".join(str(f) for f in report.errors))
     config = report.config
@@ -436,7 +436,7 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
         )
 
 
-def default_start() -> datetime:
-    """Midnight UTC of the next Monday: a readable default week."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def default_start(now: datetime) -> datetime:
+    """Midnight UTC of the first Monday after ``now``: a readable default week."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today + timedelta(days=(7 - today.weekday()) % 7 or 7)

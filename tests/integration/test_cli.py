@@ -7,11 +7,13 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from autopilot_cli.main import main
 from autopilot_cli.serve import Route, serve
+from autopilot_cli.simulate import default_start
 
 
 def test_preview_lists_local_and_utc_with_dst_and_quiet_notes(capsys, repo_root, monkeypatch):
@@ -22,6 +24,123 @@ def test_preview_lists_local_and_utc_with_dst_and_quiet_notes(capsys, repo_root,
     assert "07:30 CST" in out and "2027-03-13T23:30:00Z" in out and "morning-post" in out
     assert "DST gap: 02:30 does not exist that day; runs at 03:00 EDT" in out
     assert "quiet hours: deferred to 07:00" in out
+
+
+def _preview_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "Z" in line]
+
+
+def test_now_option_and_env_set_the_clock_of_every_computing_command(
+    capsys, repo_root, monkeypatch
+):
+    monkeypatch.chdir(repo_root)
+    assert main(["schedule", "preview", "--from", "2027-03-13T00:00:00Z", "--days", "2"]) == 0
+    reference = _preview_lines(capsys.readouterr().out)
+    assert reference
+    assert main(["--now", "2027-03-13T00:00:00Z", "schedule", "preview", "--days", "2"]) == 0
+    assert _preview_lines(capsys.readouterr().out) == reference
+    monkeypatch.setenv("AUTOPILOT_NOW", "2027-03-13T08:00:00+08:00")
+    assert main(["schedule", "preview", "--days", "2"]) == 0
+    assert _preview_lines(capsys.readouterr().out) == reference
+    # --now wins over the environment.
+    assert main(["--now", "2027-03-12T00:00:00Z", "schedule", "preview", "--days", "1"]) == 0
+    assert "2027-03-12T23:30:00Z" in capsys.readouterr().out
+
+
+def test_now_is_installed_for_the_command_only(capsys, repo_root, monkeypatch):
+    from autopilot.clock import ManualClock, get_clock, set_clock
+
+    monkeypatch.chdir(repo_root)
+    mine = ManualClock(datetime(2026, 6, 1, tzinfo=UTC))
+    previous = set_clock(mine)
+    try:
+        # Without --now the command uses the clock already installed (a test's, here).
+        assert main(["schedule", "preview", "--days", "1"]) == 0
+        assert "2026-06-01T23:30:00Z" in capsys.readouterr().out
+        assert main(["--now", "2027-01-01T00:00:00Z", "schedule", "preview", "--days", "1"]) == 0
+        assert "2027-01-01T23:30:00Z" in capsys.readouterr().out
+        assert get_clock() is mine
+    finally:
+        set_clock(previous)
+
+
+def test_dev_token_is_issued_at_the_injected_time(capsys, repo_root, monkeypatch):
+    import base64
+
+    monkeypatch.chdir(repo_root)
+    monkeypatch.setenv("AUTOPILOT_DEV_JWT_SECRET", "test-secret-" + "x" * 32)
+    assert main(["--now", "2027-03-08T00:00:00Z", "dev-token", "--member", "a", "--ttl", "1h"]) == 0
+    payload = capsys.readouterr().out.strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    start = int(datetime(2027, 3, 8, tzinfo=UTC).timestamp())
+    assert (claims["iat"], claims["exp"]) == (start, start + 3600)
+
+
+def test_simulate_default_start_is_the_monday_after_now():
+    assert default_start(datetime(2027, 3, 10, 15, 0, tzinfo=UTC)) == datetime(
+        2027, 3, 15, tzinfo=UTC
+    )
+    # A Monday is followed by the next one, not itself; Shanghai's Monday morning is
+    # still Sunday in UTC.
+    assert default_start(datetime(2027, 3, 8, 0, 0, tzinfo=UTC)) == datetime(
+        2027, 3, 15, tzinfo=UTC
+    )
+    assert default_start(
+        datetime(2027, 3, 8, 7, 0, tzinfo=timezone(timedelta(hours=8)))
+    ) == datetime(2027, 3, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],
+        ["config", "push", "--bucket", "b"],
+        [
+            "ledger",
+            "adjust",
+            "--table",
+            "t",
+            "--community",
+            "c",
+            "--member",
+            "m",
+            "--amount",
+            "1",
+            "--reason",
+            "r",
+            "--ref",
+            "x",
+        ],
+        ["members", "add", "--table", "t", "--community", "c", "--member", "m"],
+        ["members", "leave", "--table", "t", "--community", "c", "--member", "m"],
+        ["channel", "test", "console"],
+    ],
+)
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_commands_acting_on_a_live_system_refuse_a_made_up_time(
+    capsys, monkeypatch, argv, how, request_counter
+):
+    if how == "option":
+        argv = ["--now", "2027-03-08T00:00:00Z", *argv]
+    else:
+        monkeypatch.setenv("AUTOPILOT_NOW", "2027-03-08T00:00:00Z")
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "acts on a live system and runs on the real clock" in err
+    assert request_counter.total == 0
+
+
+def test_a_bad_now_is_a_usage_error(capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exited:
+        main(["--now", "2027-03-08T00:00:00", "schedule", "preview"])
+    assert exited.value.code == 2 and "--now" in capsys.readouterr().err
+    monkeypatch.setenv("AUTOPILOT_NOW", "tomorrow")
+    with pytest.raises(SystemExit) as exited:
+        main(["schedule", "preview"])
+    assert exited.value.code == 2
+    assert "$AUTOPILOT_NOW: 'tomorrow' is not an ISO-8601 instant" in capsys.readouterr().err
 
 
 def test_preview_refuses_an_invalid_config(capsys, tmp_path):

@@ -26,6 +26,9 @@ def test_members_adjust_reconcile_and_export(stack, repo_root, monkeypatch, tmp_
     start = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
     for day in range(8):  # a 7-day streak bonus on the 7th day
         app.checkins.check_in(community, "wx:alice", start + timedelta(days=day))
+    # The CLI dates what it writes by the injected clock, never the wall clock: the
+    # last evening of November, 23:00 in Shanghai (15:00 UTC).
+    stack.clock.set(datetime(2026, 11, 30, 15, 0, tzinfo=UTC))
 
     assert (
         main(
@@ -41,6 +44,8 @@ def test_members_adjust_reconcile_and_export(stack, repo_root, monkeypatch, tmp_
         )
         == 0
     )
+    assert "(joined 2026-11-30T15:00:00Z)" in capsys.readouterr().out
+    stack.clock.set(datetime(2026, 11, 30, 15, 59, tzinfo=UTC))  # 23:59 in Shanghai
     argv = [
         *cli(stack, "ledger", "adjust"),
         "--community",
@@ -83,12 +88,15 @@ def test_members_adjust_reconcile_and_export(stack, repo_root, monkeypatch, tmp_
     assert [r["reason"] for r in rows].count("checkin") == 8
     assert [r["reason"] for r in rows].count("streak_bonus") == 1
     assert [
-        (r["member_id"], r["amount"], r["note"]) for r in rows if r["reason"] == "adjustment"
-    ] == [("wx:bob", "25", "活动补发")]
+        (r["member_id"], r["amount"], r["note"], r["at_utc"])
+        for r in rows
+        if r["reason"] == "adjustment"
+    ] == [("wx:bob", "25", "活动补发", "2026-11-30T15:59:00Z")]
     manifest = json.loads((tmp_path / "nov.csv.manifest.json").read_text(encoding="utf-8"))
     assert manifest["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
     assert manifest["count"] == len(rows) == 10 and manifest["net"] == 155
 
+    stack.clock.set(datetime(2026, 11, 30, 16, 30, tzinfo=UTC))  # 1 December in Shanghai
     assert (
         main(
             [
@@ -101,7 +109,7 @@ def test_members_adjust_reconcile_and_export(stack, repo_root, monkeypatch, tmp_
         )
         == 0
     )
-    assert "balance and history kept" in capsys.readouterr().out
+    assert "left sunrise-readers at 2026-11-30T16:30:00Z" in capsys.readouterr().out
 
 
 def test_reconcile_fails_loudly_on_a_mismatch(stack, repo_root, monkeypatch, capsys):

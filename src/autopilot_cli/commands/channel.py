@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Any
+
+from autopilot.clock import get_clock
 
 DEFAULT_CONFIG = "config/communities.yaml"
 DEFAULT_PREFIX = "/community-autopilot/channels"
@@ -50,7 +51,7 @@ def run_test(args: argparse.Namespace) -> int:
 
     from autopilot_cli.configfile import validate_file
 
-    report = validate_file(args.config)
+    report = validate_file(args.config, now=get_clock().now())
     if not report.ok or report.config is None:
         for finding in report.errors:
             print(finding, file=sys.stderr)
@@ -82,7 +83,7 @@ def run_test(args: argparse.Namespace) -> int:
     secrets = SecretStore(args.prefix, region)
     env = ChannelEnvironment(region=region, output_dir=args.out, secrets=secrets)
     channel = build_channel(spec, env)
-    now = datetime.now(UTC)
+    now = get_clock().now()
     text = args.text or f"Community Autopilot: test message for #{spec.id} of {community.name}"
     message = Message(
         text=text, key=f"{community.id}:channel-test:{now:%Y%m%dT%H%M%S}", community_id=community.id

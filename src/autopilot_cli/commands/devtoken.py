@@ -13,9 +13,10 @@ identity provider (template parameters ``JwtIssuer``/``JwtAudience``).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
+
+from autopilot.clock import get_clock
 
 ROLES = ("member", "ops", "finance")
 SCOPE_PREFIX = "autopilot/"
@@ -56,7 +57,7 @@ def dev_claims(
     Every token has the member scope (staff check in too); ``ops`` and
     ``finance`` add their own scope and role.
     """
-    now = int(time.time() if now_s is None else now_s)
+    now = int(get_clock().now().timestamp() if now_s is None else now_s)
     roles = sorted(set(roles) | {"member"}, key=ROLES.index)
     claims: dict[str, Any] = {
         "iss": issuer,

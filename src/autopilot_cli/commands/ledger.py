@@ -11,6 +11,8 @@ ops roles), using the same domain services as the functions:
     autopilot members add|leave --stack … --community … --member …
 
 ``--table`` (and ``--bucket``) name the resources directly instead of ``--stack``.
+Entries and membership changes are dated by the injected clock
+(:func:`autopilot.clock.get_clock`), as in the functions.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
+
+from autopilot.clock import get_clock
 
 DEFAULT_CONFIG = "config/communities.yaml"
 
@@ -91,7 +94,7 @@ def _services(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     from autopilot_cli.configfile import validate_file
 
-    report = validate_file(args.config)
+    report = validate_file(args.config, now=get_clock().now())
     if not report.ok:
         for finding in report.errors:
             print(finding, file=sys.stderr)
@@ -165,7 +168,7 @@ def _adjust(args: argparse.Namespace) -> int:
     actor = f"ops:{args.actor or getpass.getuser()}"
     try:
         result = ledger.adjust(
-            community, args.member, args.amount, args.reason, args.ref, actor, datetime.now(UTC)
+            community, args.member, args.amount, args.reason, args.ref, actor, get_clock().now()
         )
     except RequestError as exc:
         print(f"autopilot ledger adjust: {exc}", file=sys.stderr)
@@ -189,7 +192,7 @@ def _members_add(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     try:
-        account = members.upsert(community, args.member, fields, datetime.now(UTC))
+        account = members.upsert(community, args.member, fields, get_clock().now())
     except RequestError as exc:
         print(f"autopilot members add: {exc}", file=sys.stderr)
         return 1
@@ -203,7 +206,7 @@ def _members_leave(args: argparse.Namespace) -> int:
     config, _, members = _services(args)
     community = _community(config, args.community)
     try:
-        account = members.leave(community, args.member, datetime.now(UTC))
+        account = members.leave(community, args.member, get_clock().now())
     except RequestError as exc:
         print(f"autopilot members leave: {exc}", file=sys.stderr)
         return 1

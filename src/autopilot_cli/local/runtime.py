@@ -43,6 +43,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlencode
 
 import boto3
+from autopilot.clock import get_clock
 
 from autopilot_cli.local import fast_queries as _fast_queries
 from autopilot_cli.local import fast_transactions as _fast_transactions
@@ -281,7 +282,7 @@ def sqs_event(
     attributes as Lambda delivers them.
     """
     arn = queue_arn or f"arn:aws:sqs:{region}:{account_id}:local-queue"
-    sent_ms = str(int(_utc(sent_time_utc or datetime.now(UTC)).timestamp() * 1000))
+    sent_ms = str(int(_utc(sent_time_utc or get_clock().now()).timestamp() * 1000))
     fifo = arn.endswith(".fifo")
     built: list[dict[str, Any]] = []
     for index, record in enumerate(records):
@@ -361,7 +362,7 @@ def http_api_event(
     ``HttpApi`` event with ``Path``/``Method`` produces).
     """
     method = method.upper()
-    when = _utc(time_utc or datetime.now(UTC))
+    when = _utc(time_utc or get_clock().now())
     all_headers = {
         "accept": "*/*",
         "host": f"{api_id}.execute-api.{region}.amazonaws.com",
@@ -865,7 +866,7 @@ class LocalRuntime:
             memory_limit_in_mb=spec.memory_mb,
             aws_request_id=str(uuid.uuid4()),
             log_group_name=f"/aws/lambda/{spec.function_name}",
-            log_stream_name=f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+            log_stream_name=f"{get_clock().now():%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
             timeout_s=spec.timeout_s,
         )
 
