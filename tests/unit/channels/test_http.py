@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import socket
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from autopilot.channels.base import Deadline
-from autopilot.channels.http import HttpClient, HttpRequest, RetryPolicy, Verdict, parse_retry_after
+from autopilot.channels.http import (
+    HttpClient,
+    HttpRequest,
+    RetryPolicy,
+    Verdict,
+    body_retry_after,
+    parse_retry_after,
+)
+from autopilot.channels.webhooks import errcode_verdict
 from autopilot.secrets import register_secret
 
 from .conftest import FAST
@@ -136,6 +148,105 @@ def test_retries_stop_at_the_deadline(sleeps):
         fake.close()
 
 
+class TricklingServer:
+    """A real HTTP server on 127.0.0.1 that answers one byte every ``pace_s`` seconds.
+
+    Its answer is valid and would take ``len(ANSWER) * pace_s`` (≈ 14 s) to arrive:
+    every single read gets a byte long before any per-read timeout, so only a
+    total bound on the attempt can stop it.
+    """
+
+    BODY = b'{"errcode": 0, "errmsg": "ok, eventually"}'
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (
+            len(BODY),
+            BODY,
+        )
+    )
+
+    def __init__(self, pace_s: float = 0.2) -> None:
+        self.pace_s = pace_s
+        self.requests = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(2.0)
+            request = b""
+            while b"\r\n\r\n" not in request:  # the headers (the tiny body comes with them)
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            self.requests += 1
+            for byte in self.ANSWER:
+                if self.stop.wait(self.pace_s):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the client hung up: what a real server sees too
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.listener.close()
+
+
+def test_a_trickling_answer_is_cut_off_at_the_invocation_deadline():
+    """A platform answering a byte every 0.2 s cannot keep a send past the deadline."""
+    server = TricklingServer(pace_s=0.2)
+    try:
+        client = HttpClient(RetryPolicy(timeout_s=10.0, min_attempt_s=0.05))
+        started = time.monotonic()  # an upper bound of real time, not a benchmark
+        result = client.send(
+            lambda: HttpRequest.json(server.url, {"text": "hi"}),
+            accept,
+            deadline=Deadline(lambda: 1_000, reserve_ms=0),  # 1 s left in the invocation
+        )
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0 + 1.5, f"the send ran {elapsed:.1f}s past a 1 s deadline"
+        assert not result.ok and result.attempts == 1 and server.requests == 1
+        assert "deadline reached" in result.error
+        assert "outcome unknown" in result.error and "may have posted it" in result.error
+    finally:
+        server.close()
+
+
+def test_a_trickling_answer_is_cut_off_at_the_attempt_timeout_without_a_deadline():
+    """Outside Lambda (no deadline) the attempt's own timeout is a total bound too."""
+    server = TricklingServer(pace_s=0.2)
+    try:
+        client = HttpClient(RetryPolicy(timeout_s=0.8, min_attempt_s=0.05))
+        started = time.monotonic()
+        result = client.send(
+            lambda: HttpRequest.json(server.url, {"text": "hi"}), accept, deadline=Deadline()
+        )
+        elapsed = time.monotonic() - started
+        assert elapsed < 0.8 + 1.5, f"the attempt ran {elapsed:.1f}s, its limit is 0.8 s"
+        assert not result.ok and result.attempts == 1 and server.requests == 1
+        assert "timed out after 0.8s" in result.error and "outcome unknown" in result.error
+    finally:
+        server.close()
+
+
 class FakeTime:
     """A monotonic clock that only moves when slept on."""
 
@@ -174,3 +285,48 @@ def test_retry_after_parses_seconds_and_http_dates():
         == 0.0
     )
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_retry_after_from_a_hostile_platform_never_raises():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=now) > 2.5e11  # refused later
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 -2359", now=now) > 2.5e11
+    assert parse_retry_after("Mon, 01 Jan 0001 00:00:00 +2359", now=now) == 0.0
+    assert parse_retry_after("Sat, 01 Jan 10000 00:00:00 GMT", now=now) is None
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:05 +9999", now=now) is None
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("1e400") == math.inf and parse_retry_after("9" * 400) == math.inf
+    assert parse_retry_after("nan") is None and parse_retry_after("soon") is None
+    assert body_retry_after({"retry_after": 10**400}) == math.inf  # float() would overflow
+    assert body_retry_after({"parameters": {"retry_after": -3}}) == 0.0
+    assert body_retry_after({"retry_after": True}) is None
+    assert body_retry_after({"retry_after": float("nan")}) is None
+
+
+def test_hostile_answers_fail_or_retry_the_send_never_raise(sleeps):
+    """Huge/negative/non-numeric/far-future Retry-After, deep JSON, infinite numbers."""
+    fake = FakePlatform(ok)
+    try:
+        deep = "[" * 30_000 + "]" * 30_000  # 60 KB: json.loads raises RecursionError
+        fake.queue(
+            Reply(429, "", {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}),
+            Reply(429, '{"retry_after": 1' + "0" * 400 + "}", {"Content-Type": "x"}),
+            Reply(503, "", {"Retry-After": "-5"}),
+            Reply(503, "", {"Retry-After": "soon"}),
+            Reply(200, deep),
+        )
+        result = send(fake, sleeps)
+        assert not result.ok and result.attempts == 1 and "more than 5s" in result.error
+        result = send(fake, sleeps)
+        assert not result.ok and result.attempts == 1 and "retry after infs" in result.error
+        result = send(fake, sleeps)  # -5: now, "soon": the backoff; then the deep body
+        assert not result.ok and result.attempts == 3 and sleeps == [0.01, 0.02]
+        fake.queue(Reply(200, '{"errcode": Infinity}'))
+        client = HttpClient(FAST, sleep=sleeps, rand=lambda: 1.0)
+        result = client.send(
+            lambda: HttpRequest.json(fake.base + "/hook", {}),
+            partial(errcode_verdict, retry_codes=frozenset()),
+        )
+        assert not result.ok and "unexpected errcode" in result.error
+    finally:
+        fake.close()

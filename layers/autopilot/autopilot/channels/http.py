@@ -1,8 +1,18 @@
 """HTTP for chat platforms: one POST, retried only when that cannot post twice.
 
 Standard library only (``http.client``): the layer stays lean and cold starts
-stay short. Every attempt has a timeout; every retry sleep is bounded by the
-invocation's :class:`~autopilot.channels.base.Deadline`.
+stay short.
+
+**Hard time bounds.** A send never outlives the invocation's
+:class:`~autopilot.channels.base.Deadline`: the connection, the TLS handshake,
+writing the request, *every* read of the answer, the retry sleeps — all of it.
+A socket timeout alone bounds one ``recv`` only, so a platform that answers one
+byte at a time would keep an attempt alive for ever; here every socket
+operation gets the time left until the attempt's end as its timeout (see
+:class:`_DeadlineSocket`), and the attempt's end is the earlier of
+``RetryPolicy.timeout_s`` after its start and the invocation's deadline. An
+answer cut off at the deadline is an *unknown outcome* (the platform may have
+accepted the request): reported as such, never retried.
 
 Retry policy (see docs/channels.md):
 
@@ -15,17 +25,24 @@ Retry policy (see docs/channels.md):
   retried the same way: nothing reached the platform.
 * **Other 4xx** and platform error codes are permanent: reported, not retried.
 * A request that was sent but got **no answer** (read timeout, connection dropped
-  mid-answer) is *not* retried: the platform may already have posted it, and a
-  duplicate post is worse than a recorded failure. It is reported as failed.
+  mid-answer, the deadline reached mid-answer) is *not* retried: the platform may
+  already have posted it, and a duplicate post is worse than a recorded failure.
+  It is reported as failed, outcome unknown.
+* Answers are read defensively: a hostile or broken platform (``Retry-After`` of
+  ``1e400``, ``-5``, ``soon`` or a date in year 9999; a JSON body nested 30,000
+  levels deep; an ``errcode`` of ``Infinity``) gets a failed or retried delivery,
+  never an exception.
 """
 
 from __future__ import annotations
 
 import email.utils
 import http.client
+import io
 import json
 import math
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +63,7 @@ class RetryPolicy:
     """Bounds of one send's retries. Tests shrink the delays; production keeps these."""
 
     max_attempts: int = 4
-    timeout_s: float = 10.0  # connect and read timeout of one attempt
+    timeout_s: float = 10.0  # total time of one attempt: connect, send, read the whole answer
     base_delay_s: float = 0.5  # first backoff; doubles per attempt
     max_delay_s: float = 8.0  # cap of one computed backoff
     max_retry_after_s: float = 30.0  # a longer Retry-After fails the send instead of waiting
@@ -82,10 +99,10 @@ class HttpResponse:
         return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body as JSON, or ``None`` if it is not JSON."""
+        """The body as JSON, or ``None`` if it is not JSON (or too deeply nested to read)."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: `[[[[…` from a hostile server
             return None
 
     def header(self, name: str) -> str | None:
@@ -143,18 +160,43 @@ def http_verdict(response: HttpResponse) -> Verdict | None:
     return Verdict.failure(summary)
 
 
+def seconds_value(value: Any) -> float | None:
+    """A platform's "seconds" number as a float ≥ 0, or ``None`` if it is not one.
+
+    Platforms are not trusted: ``true``, strings, NaN and integers too large for a
+    float (``10**400`` overflows ``float()``) are ``None``; negatives are 0;
+    infinity stays infinite (the caller refuses to wait that long).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return math.inf if value > 0 else 0.0
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
 def body_retry_after(body: Any) -> float | None:
     """``retry_after`` seconds from a JSON answer (Discord top level, Telegram ``parameters``)."""
     if not isinstance(body, dict):
         return None
     for holder in (body, body.get("parameters")):
-        if isinstance(holder, dict) and isinstance(holder.get("retry_after"), int | float):
-            return max(0.0, float(holder["retry_after"]))
+        if isinstance(holder, dict):
+            seconds = seconds_value(holder.get("retry_after"))
+            if seconds is not None:
+                return seconds
     return None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    ``None`` when it is neither (the backoff applies); a past date or a negative
+    number is 0; a far-future date (year 9999) is a large number the caller
+    refuses to wait for. Never raises, whatever the platform sent.
+    """
     if not value:
         return None
     value = value.strip()
@@ -163,14 +205,27 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            # `now` is only for tests; a send measures a delay, so real time is right here.
+            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if math.isnan(seconds) or seconds < 0:
-        return 0.0
-    return seconds
+    return seconds_value(seconds)
+
+
+def _read(interpret: Interpret, response: HttpResponse) -> Verdict:
+    """The platform's reading of an answer; an answer it cannot read is a plain failure.
+
+    The platform readers are written defensively, but the answer comes from a
+    server we do not control: whatever it sent must end as a recorded delivery,
+    not an exception that loses the others' (and it was answered, so it is not
+    retried).
+    """
+    try:
+        return interpret(response)
+    except Exception as exc:
+        return Verdict.failure(f"unreadable answer ({type(exc).__name__}): {response.text()[:200]}")
 
 
 class _NoAnswer(Exception):
@@ -179,6 +234,90 @@ class _NoAnswer(Exception):
 
 class _NotConnected(Exception):
     """No connection could be opened: the request never left."""
+
+
+class _AttemptTimeout(TimeoutError):
+    """The attempt's time ran out between two socket operations."""
+
+
+class _DeadlineSocket:
+    """A connected socket whose every operation ends by one monotonic instant.
+
+    ``http.client`` only knows per-operation timeouts; this gives each ``send``
+    and ``recv`` the time left until ``expires_at`` instead, and refuses to start
+    one when none is left, so the whole exchange — however the server paces its
+    bytes — ends by then (plus at most one scheduling slice).
+    """
+
+    def __init__(self, sock: socket.socket, expires_at: float, monotonic: Callable[[], float]):
+        self._sock = sock
+        self._expires_at = expires_at
+        self._monotonic = monotonic
+
+    def _arm(self) -> None:
+        left = self._expires_at - self._monotonic()
+        if left <= 0:
+            raise _AttemptTimeout("time is up")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            self._arm()
+            sent = self._sock.send(view)
+            view = view[sent:]
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":  # http.client only ever reads the answer through it
+            raise ValueError(f"unsupported mode {mode!r}")
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _connect(
+    host: str, port: int, expires_at: float, monotonic: Callable[[], float]
+) -> socket.socket:
+    """A TCP connection to ``host``, every address tried within one deadline.
+
+    (``socket.create_connection`` gives *each* address the whole timeout.) Name
+    resolution itself cannot be bounded by a socket timeout; in Lambda it answers
+    from the resolver within milliseconds.
+    """
+    error: OSError = TimeoutError("connect timed out")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        left = expires_at - monotonic()
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The raw stream ``http.client`` reads the answer from: one armed ``recv`` per read."""
+
+    def __init__(self, sock: _DeadlineSocket):
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
 
 
 class HttpClient:
@@ -230,22 +369,25 @@ class HttpClient:
                 )
                 break
             attempt += 1
+            # The attempt's hard end: its own timeout, or the invocation's deadline if sooner.
+            at_deadline = left() <= policy.timeout_s
             timeout = min(policy.timeout_s, left())
             retry_after: float | None = None
             try:
-                response = self._once(make_request(), timeout)
+                response = self._once(make_request(), timeout, at_deadline=at_deadline)
             except _NotConnected as exc:
                 last_error = f"could not connect: {exc}"
                 history.append(f"attempt {attempt}: {last_error}")
                 verdict = Verdict.failure(last_error, retry=True)
             except _NoAnswer as exc:
                 last_error = (
-                    f"no answer ({exc}); not retried: the platform may have posted it already"
+                    f"no answer ({exc}); outcome unknown, not retried: "
+                    "the platform may have posted it already"
                 )
                 history.append(f"attempt {attempt}: {last_error}")
                 return self._result(False, attempt, None, last_answer, last_error, history)
             else:
-                verdict = http_verdict(response) or interpret(response)
+                verdict = http_verdict(response) or _read(interpret, response)
                 last_answer = f"HTTP {response.status} {response.text()[:500]}"
                 history.append(f"attempt {attempt}: {verdict.summary or response.status}")
                 if verdict.ok:
@@ -299,37 +441,52 @@ class HttpClient:
             tuple(redact(line) for line in history),
         )
 
-    def _once(self, request: HttpRequest, timeout: float) -> HttpResponse:
+    def _once(self, request: HttpRequest, timeout: float, *, at_deadline: bool) -> HttpResponse:
+        """One attempt, over by ``timeout`` seconds from now whatever the server does."""
         parts = urlsplit(request.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _NotConnected(f"not an http(s) URL: {parts.scheme or '?'}://…")
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
+        expires_at = self._monotonic() + timeout
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname,
-                parts.port,
-                timeout=timeout,
-                context=self._ssl_context or ssl.create_default_context(),
-            )
+            context = self._ssl_context or ssl.create_default_context()
+            connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
         else:
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+            connection = http.client.HTTPConnection(parts.hostname, parts.port)
+        raw: socket.socket | None = None
         try:
             try:
-                connection.connect()
+                # Connect ourselves (not connection.connect()): the TCP connect and the TLS
+                # handshake each get only the time left, and the connection then talks
+                # through the deadline-bound socket.
+                raw = _connect(parts.hostname, connection.port, expires_at, self._monotonic)
+                if parts.scheme == "https":
+                    raw.settimeout(max(0.001, expires_at - self._monotonic()))
+                    raw = context.wrap_socket(raw, server_hostname=parts.hostname)
             except OSError as exc:  # refused, unreachable, DNS, TLS handshake, connect timeout
                 raise _NotConnected(type(exc).__name__ + ": " + str(exc)) from None
+            connection.sock = _DeadlineSocket(raw, expires_at, self._monotonic)  # type: ignore[assignment]
             try:
                 headers = {"User-Agent": "community-autopilot", **request.headers}
                 connection.request(request.method, target, body=request.body, headers=headers)
                 answer = connection.getresponse()
                 body = answer.read(MAX_RESPONSE_BYTES)
             except TimeoutError:
-                raise _NoAnswer(f"read timed out after {timeout:.1f}s") from None
+                if at_deadline:
+                    raise _NoAnswer(
+                        f"deadline reached: the invocation's time ran out after {timeout:.1f}s "
+                        "before the platform's answer was complete"
+                    ) from None
+                raise _NoAnswer(
+                    f"timed out after {timeout:.1f}s without a complete answer"
+                ) from None
             except (OSError, http.client.HTTPException) as exc:
                 raise _NoAnswer(f"{type(exc).__name__}: {exc}") from None
             return HttpResponse(answer.status, dict(answer.getheaders()), body)
         finally:
             connection.close()
+            if raw is not None:
+                raw.close()

@@ -37,7 +37,14 @@ from autopilot.channels.base import (
     Delivery,
     Message,
 )
-from autopilot.channels.http import HttpRequest, HttpResponse, Interpret, SendResult, Verdict
+from autopilot.channels.http import (
+    HttpRequest,
+    HttpResponse,
+    Interpret,
+    SendResult,
+    Verdict,
+    body_retry_after,
+)
 from autopilot.channels.ratelimit import Rate, RateLimited
 from autopilot.channels.split import TextLimit, split_text, utf8_bytes, utf16_units
 from autopilot.config.model import Channel as ChannelSpec
@@ -73,7 +80,7 @@ def errcode_verdict(response: HttpResponse, retry_codes: frozenset[int]) -> Verd
         return Verdict.failure(f"unexpected answer: {response.text()[:200]}")
     try:
         code = int(body["errcode"])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: `Infinity`
         return Verdict.failure(f"unexpected errcode: {body['errcode']!r}")
     message = str(body.get("errmsg", ""))
     if code == 0:
@@ -620,12 +627,10 @@ def telegram_verdict(response: HttpResponse) -> Verdict:
             None if message_id is None else str(message_id), f"ok message_id={message_id}"
         )
     code = body.get("error_code")
-    parameters = body.get("parameters") or {}
-    retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
     return Verdict.failure(
         f"{code}: {body.get('description', '')}",
         retry=code == 429 or (isinstance(code, int) and code >= 500),
-        retry_after_s=float(retry_after) if isinstance(retry_after, int | float) else None,
+        retry_after_s=body_retry_after(body),
     )
 
 
