@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
+
+from autopilot.clock import get_clock
 
 from autopilot_cli.configfile import published_document, validate_file
 from autopilot_cli.local.gateway import LocalHttpApi, Route, http_routes
@@ -44,7 +46,7 @@ def _publish(runtime: LocalRuntime, config_path: str, log: TextIO) -> bool:
     client("s3", runtime.region).put_object(
         Bucket=runtime.physical_id("ConfigBucket"),
         Key=env.get("CONFIG_KEY", "communities.json"),
-        Body=published_document(report.loaded, published_at=datetime.now(UTC)),
+        Body=published_document(report.loaded, published_at=get_clock().now()),
     )
     log.write(f"published {config_path}\n")
     return True
@@ -62,7 +64,9 @@ def serve(
     with LocalRuntime(template_path) as runtime:
         if not _publish(runtime, config_path, log):
             raise SystemExit(1)
-        gateway = LocalHttpApi(runtime)
+        # One clock for ticks, publish time and token expiry: the real one (SystemClock)
+        # unless a test installed a ManualClock.
+        gateway = LocalHttpApi(runtime, now_s=lambda: get_clock().now().timestamp())
         routes = gateway.routes
         lock = threading.Lock()  # one invocation at a time: moto's backend is not thread-safe
 
@@ -122,7 +126,7 @@ def serve(
         ticks = 0
         try:
             while max_ticks is None or ticks < max_ticks:
-                now = datetime.now(UTC)
+                now = get_clock().now()
                 next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
                 if max_ticks is None:
                     time.sleep(max(0.0, (next_minute - now).total_seconds()))
@@ -131,7 +135,7 @@ def serve(
                     mtime = current
                     with lock:
                         _publish(runtime, config_path, log)
-                tick_at = datetime.now(UTC)
+                tick_at = get_clock().now()
                 with lock:
                     result = runtime.invoke("DispatcherFunction", scheduled_event(tick_at))
                 ticks += 1
