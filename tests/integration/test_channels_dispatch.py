@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from autopilot.channels.http import HttpClient, RetryPolicy
 from autopilot.channels.ratelimit import Rate, RateLimiter
 
 from ..unit.channels.platforms import PLATFORMS, SECRET_VALUES, FakePlatform, Reply, texts_of
+from ..unit.channels.trickle import TricklingServer
 from .conftest import make_config
 
 FIRE_AT = datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC)  # 07:30:05 Asia/Shanghai
@@ -164,19 +166,69 @@ def test_slow_answer_and_dropped_connection_are_failed_never_resent(stack, fakes
     assert len(fakes["telegram"].received) == 1 and len(fakes["dingtalk"].received) == 1
 
 
+class CountdownContext:
+    """Like Lambda's context: the remaining time really runs down (monotonic time)."""
+
+    def __init__(self, total_ms: int) -> None:
+        self._ends_at = time.monotonic() + total_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._ends_at - time.monotonic()) * 1000)
+
+
 def test_retries_are_bounded_by_the_invocation_time(stack, fakes):
-    setup(stack, fakes, ["slack"])
-    fakes["slack"].queue(*[Reply(503, "", {"Retry-After": "2"})] * 3)
-    stack.clock.set(FIRE_AT)
-    app = app_with_fast_retries(stack, Sleeps())
-    # 20 s left: the dispatcher starts the run, the post keeps 5 s to record; a 2 s
-    # retry fits, but less than 15 s remain by then in this (frozen) Lambda clock.
-    report = app.tick(remaining_ms=lambda: 6_500)
-    (occurrence,) = report.occurrences if report.occurrences else (None,)
-    assert occurrence is None  # under the dispatcher's 10 s safety margin: not even started
-    report = app.tick(remaining_ms=lambda: 16_000)
-    (occurrence,) = report.occurrences
-    assert occurrence.status == "failed" and "HTTP 503" in occurrence.reason
+    """Real time passes (real sleeps, a real countdown): every send stops in time.
+
+    Two chat channels share the invocation: Slack answers 503 with
+    ``Retry-After: 1`` (retried, then given up), then a Discord webhook whose
+    server trickles its answer a byte every 0.2 s (about 20 s in all) — only a
+    total bound can cut it. The post must return with the 5 s it reserves for
+    recording still on the clock.
+    """
+    slack = fakes["slack"] = FakePlatform(PLATFORMS["slack"].check)
+    slack.queue(*[Reply(503, "", {"Retry-After": "1"})] * 3)
+    put_secret(stack, "slack-group", PLATFORMS["slack"].secret(slack.base))
+    trickling = TricklingServer(pace_s=0.2)
+    try:
+        put_secret(stack, "discord-group", {"webhook_url": trickling.url})
+        channels = [
+            {"id": "slack-group", "type": "slack"},
+            {"id": "discord-group", "type": "discord"},
+        ]
+        job = {
+            "id": "morning-post",
+            "cron": "30 7 * * *",
+            "action": "post",
+            "params": {
+                "pool": "morning",
+                "channels": [c["id"] for c in channels],
+                "template": "早安！{content}",
+            },
+        }
+        stack.push(make_config(jobs=[job], channels=channels))
+        stack.clock.set(FIRE_AT)
+        app = stack.app()
+        # Production timeouts (10 s an attempt), real sleeps: nothing here is frozen.
+        app.channel_env.http_client = HttpClient(
+            RetryPolicy(max_attempts=3, timeout_s=10.0, base_delay_s=0.01, min_attempt_s=0.5)
+        )
+        # Under the dispatcher's 10 s safety margin: not even started.
+        report = app.tick(remaining_ms=CountdownContext(9_500).get_remaining_time_in_millis)
+        assert report.occurrences == [] and slack.received == []
+        context = CountdownContext(12_000)  # 12 s: started; 7 s to send, 5 s kept back
+        report = app.tick(remaining_ms=context.get_remaining_time_in_millis)
+        left_ms = context.get_remaining_time_in_millis()
+        (occurrence,) = report.occurrences
+        assert occurrence.status == "failed"
+        assert "slack-group: gave up after 3 attempts: HTTP 503" in occurrence.reason
+        assert "discord-group: no answer (deadline reached" in occurrence.reason
+        assert "outcome unknown" in occurrence.reason
+        assert left_ms > 3_000, f"the post ran into the time it keeps back: {left_ms} ms left"
+        assert len(slack.received) == 3 and trickling.requests == 1
+        (post,) = app.post_store.posts("sunrise")
+        assert post.deliveries["discord-group"]["status"] == "failed"
+    finally:
+        trickling.close()
 
 
 def test_missing_secret_fails_the_delivery_and_names_the_parameter(stack, fakes):
