@@ -205,16 +205,28 @@ def test_route_matching():
 
 
 def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch, tmp_path):
+    from autopilot.clock import ManualClock, set_clock
+
+    from autopilot_cli.commands.devtoken import dev_claims, template_audience
+    from autopilot_cli.local import devjwt
+
     monkeypatch.chdir(repo_root)
     monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTOPILOT_DEV_JWT_SECRET", "serve-ticks-secret")
+    # 07:29 in Shanghai on Monday 2027-03-08: the 07:30 morning post is one minute away.
+    clock = ManualClock(datetime(2027, 3, 7, 23, 29, tzinfo=UTC))
+    previous = set_clock(clock)
     log = io.StringIO()
-    ready = threading.Event()
+    port: dict[str, int] = {}
+    started, release = threading.Event(), threading.Event()
 
     class Log(io.StringIO):
         def write(self, text: str) -> int:
             log.write(text)
             if "HTTP API on" in text:
-                ready.set()
+                port["port"] = int(text.split("127.0.0.1:")[1].split()[0])
+                started.set()
+                release.wait(timeout=60)  # serve ticks once the test has called it
             return len(text)
 
     thread = threading.Thread(
@@ -223,12 +235,45 @@ def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch,
         kwargs={"port": 0, "log": Log(), "max_ticks": 3},
         daemon=True,
     )
-    thread.start()
-    thread.join(timeout=60)
-    assert ready.is_set()
+    try:
+        thread.start()
+        assert started.wait(timeout=60)
+        issuer, audience = template_audience()
+        token = devjwt.encode(
+            dev_claims("alice", [], issuer=issuer, audience=audience, ttl_s=600),
+            b"serve-ticks-secret",
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port['port']}/checkins",
+            data=json.dumps({"community": "sunrise-readers"}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            assert answer.status == 200
+            body = json.loads(answer.read())
+        assert (body["member"], body["day"], body["streak"]) == ("alice", "2027-03-08", 1)
+        clock.set(datetime(2027, 3, 7, 23, 30, tzinfo=UTC))  # 07:30 in Shanghai
+        release.set()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    finally:
+        release.set()
+        set_clock(previous)
     text = log.getvalue()
     assert "published config/communities.yaml" in text
     assert "9 route(s)" in text  # every HttpApi event of template.yaml
+    assert 'http: "POST /checkins HTTP/1.1" 200' in text
+    # Three ticks in the 07:30 minute: the morning post fires on the first, once.
+    assert [line for line in text.splitlines() if line.startswith("tick ")] == [
+        'tick 23:30:00Z: {"fired": 1}'
+    ]
+    posts = [
+        json.loads(line)
+        for line in (tmp_path / "sunrise" / "group.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert [p["key"] for p in posts] == ["sunrise-readers:morning-post:2027-03-08T07:30"]
+    assert posts[0]["text"].startswith("早安！今天是2027年3月8日，星期一。")
 
 
 def test_serve_http_unknown_route_is_404(aws_env, repo_root, monkeypatch, tmp_path):
