@@ -14,6 +14,7 @@ from autopilot.aws import client
 from autopilot.channels import ChannelEnvironment
 from autopilot.channels.ratelimit import RateLimiter
 from autopilot.checkins.fields import CHECKIN_FIELDS
+from autopilot.checkins.rules import checkin_day
 from autopilot.checkins.service import CheckinService
 from autopilot.clock import Clock
 from autopilot.config.model import Config
@@ -29,7 +30,7 @@ from autopilot.scheduler.service import Dispatcher, TickReport
 from autopilot.scheduler.store import SchedulerStore
 from autopilot.secrets import SecretStore
 from autopilot.settings import Settings
-from autopilot.timeutil import local_wall, zone
+from autopilot.timeutil import zone
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,13 @@ class App:
         self.dispatcher = Dispatcher(self.scheduler_store, actions, clock=clock)
 
     def _checkin_fields(self, ctx: PostContext) -> dict[str, Any]:
-        """Live check-in counts for post templates (read from the sharded counters)."""
-        today = local_wall(ctx.at_utc, zone(ctx.community.timezone)).date()
+        """Live check-in counts for post templates (read from the sharded counters).
+
+        "Today" is the community's current check-in day (after the day boundary),
+        the day the counters count check-ins on.
+        """
+        community = ctx.community
+        today = checkin_day(ctx.at_utc, zone(community.timezone), community.day_boundary)
 
         return {
             "checkins_today": self.ledger_store.checkins_on(ctx.community.id, today),

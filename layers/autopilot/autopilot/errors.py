@@ -115,3 +115,10 @@ class Conflict(RequestError):
     """A concurrent change could not be resolved in time; safe to retry."""
 
     status = 409
+
+
+class IdempotencyKeyReused(RequestError):
+    """An idempotency key (request id, ``Idempotency-Key``, adjustment ref) was sent
+    again with a different request; the first request's answer is not repeated."""
+
+    status = 422

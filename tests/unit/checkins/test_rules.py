@@ -86,10 +86,12 @@ def test_repeat_same_day_is_refused() -> None:
     assert info.value.day == D0
 
 
-def test_day_going_back_is_an_error() -> None:
+def test_day_going_back_is_a_repeat_of_the_last_check_in_day() -> None:
+    # The check-in day never goes back (a zone moved west): already checked in.
     state = run(CheckinRules(), 5).state
-    with pytest.raises(ValueError, match="before the last check-in day"):
+    with pytest.raises(AlreadyCheckedIn) as info:
         check_in(state, day(4), CheckinRules())
+    assert info.value.day == day(5)
 
 
 def test_missed_day_without_freeze_restarts_and_keeps_longest() -> None:
@@ -281,9 +283,10 @@ def test_makeup_refusals(rules: CheckinRules, state: AccountState, today: date, 
     assert str(info.value)
 
 
-def test_makeup_with_today_before_last_day_is_an_error() -> None:
-    with pytest.raises(ValueError):
+def test_makeup_with_today_before_last_day_is_already_checked_in_today() -> None:
+    with pytest.raises(MakeupNotAllowed) as info:
         make_up(AccountState(balance=50, last_day=day(5)), day(3), CheckinRules(makeup_cost=1))
+    assert info.value.code == "already_checked_in_today"
 
 
 # --- tiers -----------------------------------------------------------------------------------

@@ -34,8 +34,9 @@ Gaps are counted in calendar days with ``date`` subtraction:
 ``gap = (day - last_day).days``.
 
 * first check-in ever: streak 1;
-* ``gap == 0``: :class:`AlreadyCheckedIn` (a repeat credits nothing);
-* ``gap < 0``: ``ValueError`` (the check-in day never goes back);
+* ``gap <= 0``: :class:`AlreadyCheckedIn` for the last check-in day (a repeat
+  credits nothing; the check-in day never goes back, so a day before the last
+  one, reached by moving the member's zone west, is "already checked in" too);
 * ``gap == 1``: streak + 1;
 * ``gap == k > 1``: the ``k - 1`` missed days are bridged by freezes when the
   member holds at least ``k - 1`` of them (all ``k - 1`` are used; the streak
@@ -68,6 +69,29 @@ make-ups are disabled, when yesterday or today is already checked in, or when
 the balance *before* the day's awards is below the cost, so the balance never
 goes below zero. A make-up costing 0 points writes no ``makeup`` entry.
 
+Zone changes
+------------
+A member (or a community) may change time zone between two check-ins.
+:func:`check_in_at` computes the day in the *current* zone and remembers that
+zone on the state (``last_zone``). When the zone changed since the last
+check-in, the **gap** is the smaller of the gaps measured in the current zone and
+in ``last_zone``:
+
+* moving **west** makes the local day lag: a day <= the last check-in day is
+  answered as already checked in (never an error, never a second credit), and
+  the next day arrives later, with gap 1, so the streak goes on;
+* moving **east** makes the local day jump ahead: the next check-in credits only
+  once the day of the last check-in has ended *where it was made* as well (no
+  second credit seconds after the first one by moving east, nor by moving east
+  then west), and a date skipped by the jump is not a missed day (the gap in
+  the old zone counts), so a zone change never breaks a streak by itself;
+* the day recorded is the current zone's, so from then on days follow the new
+  zone.
+
+So however zones change, check-in days strictly increase, and one member earns
+at most as many check-ins in a stretch of real time as a member who stays in
+one zone with 23-hour DST days (tested with a property test).
+
 Tiers
 -----
 The tier is the last tier (tiers ascend by ``min_lifetime_points``) whose
@@ -82,6 +106,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
+
+from autopilot.timeutil import zone
 
 CHECKIN = "checkin"
 STREAK_BONUS = "streak_bonus"
@@ -168,6 +194,7 @@ class AccountState:
     tier: str | None = None
     checkins: int = 0
     version: int = 0
+    last_zone: str | None = None  # the zone ``last_day`` was computed in (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -257,31 +284,93 @@ def tier_for(lifetime_points: int, tiers: tuple[Tier, ...]) -> str | None:
     return reached
 
 
-def check_in(state: AccountState, day: date, rules: CheckinRules) -> CheckinOutcome:
-    """Check in for the check-in day ``day``; raises :class:`AlreadyCheckedIn` on a repeat."""
-    return _apply(state, day, rules, (), made_up=False)
+def _known_zone(name: str | None) -> ZoneInfo | None:
+    """The zone ``name`` or ``None`` when it is unset or no longer a valid zone."""
+    if not name:
+        return None
+    try:
+        return zone(name)
+    except ValueError:
+        return None
 
 
-def make_up(state: AccountState, today: date, rules: CheckinRules) -> CheckinOutcome:
+def day_gap(
+    state: AccountState, at_utc: datetime, tz: ZoneInfo, boundary: time
+) -> tuple[date, int | None]:
+    """The check-in day of ``at_utc`` in ``tz`` and the gap since the last check-in day.
+
+    The gap is ``None`` before the first check-in. When the zone changed since the
+    last check-in (``state.last_zone``), it is the smaller of the gaps in the two
+    zones (see "Zone changes" in the module docstring).
+    """
+    today = checkin_day(at_utc, tz, boundary)
+    if state.last_day is None:
+        return today, None
+    gap = (today - state.last_day).days
+    previous = _known_zone(state.last_zone)
+    if previous is not None and previous.key != tz.key:
+        gap = min(gap, (checkin_day(at_utc, previous, boundary) - state.last_day).days)
+    return today, gap
+
+
+def check_in_at(
+    state: AccountState,
+    at_utc: datetime,
+    tz: ZoneInfo,
+    boundary: time,
+    rules: CheckinRules,
+    *,
+    makeup: bool = False,
+) -> CheckinOutcome:
+    """Check in (or make up yesterday) at the instant ``at_utc`` in the member's zone ``tz``.
+
+    The day and the gap come from :func:`day_gap`; the new state remembers ``tz``
+    as ``last_zone``. Raises :class:`AlreadyCheckedIn` (with the last check-in
+    day) or :class:`MakeupNotAllowed`; never ``ValueError`` for any instant or zone
+    sequence.
+    """
+    today, gap = day_gap(state, at_utc, tz, boundary)
+    outcome = (
+        make_up(state, today, rules, gap=gap) if makeup else check_in(state, today, rules, gap=gap)
+    )
+    return replace(outcome, state=replace(outcome.state, last_zone=tz.key))
+
+
+def check_in(
+    state: AccountState, day: date, rules: CheckinRules, *, gap: int | None = None
+) -> CheckinOutcome:
+    """Check in for the check-in day ``day``; raises :class:`AlreadyCheckedIn` on a repeat.
+
+    ``gap`` overrides ``(day - last_day).days`` (a zone change, see :func:`day_gap`).
+    A day on or before the last check-in day is a repeat of the last check-in.
+    """
+    return _apply(state, day, rules, (), made_up=False, gap=gap)
+
+
+def make_up(
+    state: AccountState, today: date, rules: CheckinRules, *, gap: int | None = None
+) -> CheckinOutcome:
     """Check in for ``today - 1`` at the cost of ``rules.makeup_cost`` points (补签).
 
     Raises :class:`MakeupNotAllowed` when make-ups are disabled, yesterday or
-    today is already checked in, or the balance cannot pay the cost.
+    today is already checked in (a ``today`` before the last check-in day, after a
+    zone change west, counts as checked in), or the balance cannot pay the cost.
+    ``gap`` is today's gap since the last check-in day (see :func:`day_gap`).
     """
     if rules.makeup_cost is None:
         raise MakeupNotAllowed("make-up check-ins are disabled", "disabled")
     yesterday = today - timedelta(days=1)
     last = state.last_day
     if last is not None:
-        if last > today:
-            raise ValueError(f"today {today} is before the last check-in day {last}")
-        if last == today:
+        if gap is None:
+            gap = (today - last).days
+        if gap <= 0 or last >= today:
             # Making up yesterday after today would rewrite a streak already built on.
             raise MakeupNotAllowed(
                 "already checked in today; yesterday can no longer be made up",
                 "already_checked_in_today",
             )
-        if last == yesterday:
+        if gap == 1 or last >= yesterday:
             raise MakeupNotAllowed(
                 "nothing to make up: yesterday is already checked in", "nothing_to_make_up"
             )
@@ -296,7 +385,7 @@ def make_up(state: AccountState, today: date, rules: CheckinRules) -> CheckinOut
         if rules.makeup_cost
         else ()
     )
-    return _apply(state, yesterday, rules, cost, made_up=True)
+    return _apply(state, yesterday, rules, cost, made_up=True, gap=None if gap is None else gap - 1)
 
 
 def _apply(
@@ -306,6 +395,7 @@ def _apply(
     leading: tuple[Award, ...],
     *,
     made_up: bool,
+    gap: int | None = None,
 ) -> CheckinOutcome:
     """The check-in for ``day`` with ``leading`` awards (a make-up cost) placed first."""
     freezes = state.freezes
@@ -313,11 +403,12 @@ def _apply(
     if state.last_day is None:
         streak = 1
     else:
-        gap = (day - state.last_day).days
-        if gap == 0:
-            raise AlreadyCheckedIn(day)
-        if gap < 0:
-            raise ValueError(f"check-in day {day} is before the last check-in day {state.last_day}")
+        if gap is None:
+            gap = (day - state.last_day).days
+        if gap <= 0 or day <= state.last_day:
+            # The check-in day never goes back: a day before the last one (the
+            # zone moved west) is the last day's check-in, already recorded.
+            raise AlreadyCheckedIn(state.last_day)
         missed = gap - 1
         if missed == 0:
             streak = state.streak + 1

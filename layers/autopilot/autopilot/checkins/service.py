@@ -22,14 +22,14 @@ from collections import OrderedDict
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from autopilot.checkins.rules import (
     AlreadyCheckedIn,
     CheckinOutcome,
     MakeupNotAllowed,
-    check_in,
+    check_in_at,
     checkin_day,
-    make_up,
 )
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, Conflict, InsufficientPoints, MemberLeft, NotAMember
@@ -40,7 +40,7 @@ from autopilot.timeutil import iso_utc, local_wall, zone
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 4
+MAX_ATTEMPTS = 6  # a refresh of a stale cached account plus commit retries
 CACHE_SIZE = 50_000
 
 
@@ -67,6 +67,11 @@ class AccountCache:
 
     def forget(self, community_id: str, member_id: str) -> None:
         self._items.pop((community_id, member_id), None)
+
+
+def _marker(day: date) -> str:
+    """The idempotency marker of the check-in for ``day`` (a make-up's is the made-up day)."""
+    return f"REF#checkin#{day.isoformat()}"
 
 
 def _result(
@@ -114,9 +119,31 @@ class CheckinService:
         self._members = members
         self.cache = cache or AccountCache()
 
-    def _day(self, community: Community, account: Account | None, at_utc: datetime) -> date:
-        tz_name = account.timezone if account and account.timezone else community.timezone
-        return checkin_day(at_utc, zone(tz_name), community.day_boundary)
+    def _zone(self, community: Community, account: Account) -> ZoneInfo:
+        """The member's own zone if set (and still valid), else the community's."""
+        if account.timezone:
+            try:
+                return zone(account.timezone)
+            except ValueError:
+                logger.warning(
+                    "member %s has an unknown zone; using the community's", account.member_id
+                )
+        return zone(community.timezone)
+
+    def _read(
+        self, community: Community, member_id: str, marker_sk: str | None, at_utc: datetime
+    ) -> tuple[Account, dict[str, dict[str, Any]]]:
+        """The stored account (or a new, unsaved one) and, if asked, one marker: 1 request."""
+        markers: dict[str, dict[str, Any]] = {}
+        if marker_sk is None:
+            account = self._store.account(community.id, member_id)
+        else:
+            account, stored = self._store.account_and_marker(community.id, member_id, marker_sk)
+            if stored is not None:
+                markers[marker_sk] = stored
+        if account is None:
+            account = self._members.new_account(community, member_id, at_utc, "checkin")
+        return account, markers
 
     def check_in(
         self,
@@ -131,50 +158,62 @@ class CheckinService:
         """Check ``member_id`` in (``makeup``: for yesterday, at the configured cost).
 
         Returns the answer; a repeat returns the first answer with ``repeat`` True.
-        """
-        account = self.cache.get(community.id, member_id)
-        today = self._day(community, account, at_utc)
-        day = today - timedelta(days=1) if makeup else today
-        marker = f"REF#checkin#{day.isoformat()}"
-        if account is None:
-            account, stored = self._store.account_and_marker(community.id, member_id, marker)
-            if stored is not None:
-                return {**stored, "repeat": True}
-            if account is None:
-                account = self._members.new_account(community, member_id, at_utc, "checkin")
-                if display_name:
-                    account = replace(account, display_name=display_name[:200])
-            elif account.timezone:
-                # A member's own zone can move their day: recompute before writing.
-                today = self._day(community, account, at_utc)
-                day = today - timedelta(days=1) if makeup else today
-                marker = f"REF#checkin#{day.isoformat()}"
-        if not account.active:
-            raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
 
+        The cached account only ever *proposes* a write: the transaction is
+        conditioned on its version (which every profile, membership and zone change
+        bumps) and on the member being active, and every refusal (left, already
+        checked in, make-up refused) is decided on a fresh read, never on the
+        cache. Each attempt recomputes the day in the member's current zone.
+        """
+        rules = community.checkins
+        boundary = community.day_boundary
+        account = self.cache.get(community.id, member_id)
+        fresh = False
+        markers: dict[str, dict[str, Any]] = {}
+        if account is None:
+            # Guess the day in the community's zone so a repeat costs one request.
+            guess = checkin_day(at_utc, zone(community.timezone), boundary)
+            guess -= timedelta(days=1) if makeup else timedelta(0)
+            account, markers = self._read(community, member_id, _marker(guess), at_utc)
+            fresh = True
         for _ in range(MAX_ATTEMPTS):
-            if account.state.last_day is not None and account.state.last_day >= day:
-                stored = self._store.marker(community.id, member_id, marker)
-                if stored is not None:
-                    return {**stored, "repeat": True}
-                if makeup:
-                    raise BadRequest("nothing to make up: yesterday or today is already checked in")
+            if not account.exists and display_name:
+                account = replace(account, display_name=display_name[:200])
+            if not account.active:
+                if not fresh:  # the cache may not know the member rejoined
+                    account, markers = self._read(community, member_id, None, at_utc)
+                    fresh = True
+                    continue
+                raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
+            tz = self._zone(community, account)
             try:
-                outcome = (
-                    make_up(account.state, today, community.checkins)
-                    if makeup
-                    else check_in(account.state, day, community.checkins)
+                outcome = check_in_at(account.state, at_utc, tz, boundary, rules, makeup=makeup)
+            except AlreadyCheckedIn as done:
+                sk = _marker(done.day)
+                if not fresh:  # decide on the stored account, not the cached one
+                    account, markers = self._read(community, member_id, sk, at_utc)
+                    fresh = True
+                    continue
+                stored = (
+                    markers[sk]
+                    if sk in markers
+                    else self._store.marker(community.id, member_id, sk)
                 )
-            except AlreadyCheckedIn:
-                stored = self._store.marker(community.id, member_id, marker)
                 if stored is None:
                     raise Conflict("check-in state is inconsistent; retry") from None
+                self.cache.put(account)
                 return {**stored, "repeat": True}
             except MakeupNotAllowed as exc:
-                text = str(exc)
-                if "balance" in text:
-                    raise InsufficientPoints(text) from exc
-                raise BadRequest(text) from exc
+                if not fresh:
+                    account, markers = self._read(community, member_id, None, at_utc)
+                    fresh = True
+                    continue
+                if exc.code == "insufficient_balance":
+                    raise InsufficientPoints(str(exc)) from exc
+                raise BadRequest(str(exc)) from exc
+            marker = _marker(outcome.day)
+            if marker in markers:  # read with the account: recorded already
+                return {**markers[marker], "repeat": True}
             entries = build_entries(
                 community.id,
                 member_id,
@@ -185,6 +224,7 @@ class CheckinService:
                 account.state.balance,
                 at_utc,
                 actor=f"{source}:{member_id}",
+                seq=account.state.version + 1,
             )
             result = _result(community, account, outcome, entries, at_utc, source, makeup)
             try:
@@ -197,7 +237,9 @@ class CheckinService:
                         entries=entries,
                         local_day=local_wall(at_utc, zone(community.timezone)).date(),
                         checkin=True,
+                        checkin_day=outcome.day,
                         tier_change=outcome.tier_change,
+                        require_active=True,
                     ),
                     at_utc,
                 )
@@ -205,11 +247,13 @@ class CheckinService:
                 self.cache.forget(community.id, member_id)
                 return {**dup.result, "repeat": True}
             except StaleAccount as stale:
-                if stale.current is None:
-                    self.cache.forget(community.id, member_id)
-                    account = self._members.new_account(community, member_id, at_utc, "checkin")
-                else:
-                    account = stale.current
+                # The stored account moved on (or left, or changed zone): start over
+                # from it; the loop re-checks membership and recomputes the day.
+                account = stale.current or self._members.new_account(
+                    community, member_id, at_utc, "checkin"
+                )
+                fresh = True
+                markers = {}
                 continue
             account = replace(account, state=new_state, exists=True)
             self.cache.put(account)
@@ -217,11 +261,12 @@ class CheckinService:
                 "check-in %s/%s day %s streak %d +%d",
                 community.id,
                 member_id,
-                day,
+                outcome.day,
                 new_state.streak,
                 result["points_awarded"],
             )
             return result
+        self.cache.forget(community.id, member_id)
         raise Conflict("too many concurrent changes to this member; retry")
 
     def me(self, community: Community, member_id: str, recent: int = 10) -> dict[str, Any]:

@@ -8,12 +8,20 @@ crediting twice. Entries are never updated or deleted; a correction is a new
 
 * ``balance_after`` chains: each entry's ``balance_after`` is the previous
   one's plus its ``amount``, starting at 0 for a member's first entry.
+* Every entry carries ``seq``, the account version its write committed as: the
+  commit order of a member's movements. ``at_utc`` is taken *before* the
+  transaction commits, so a write that lost a version race and retried can
+  carry an earlier time than an entry committed before it; time is for people,
+  ``seq`` is the order.
 * Reconciliation checks, per member, that the entries sum to the stored balance,
-  that ids are unique, and that the chain holds. Entries are ordered by
-  ``(at_utc, entry_id)``; entries sharing one ``at_utc`` (one write: a check-in
-  and its bonus, or two writes within the timestamp's precision) are accepted
-  in *any* order that chains, because the hash-based id says nothing about the
+  that ids are unique, and that the chain holds. The chain is followed in
+  commit order: entries without ``seq`` (written before it existed) first, by
+  ``(at_utc, entry_id)``, then by ``seq``. Entries of one step (one ``seq``: a
+  check-in and its bonus; or, without ``seq``, one ``at_utc``) are accepted in
+  *any* order that chains, because the hash-based id says nothing about the
   order in which they were applied.
+* Amounts are bounded by :data:`MAX_POINTS` in both directions: DynamoDB keeps
+  38 significant digits, and no real movement comes near a billion points.
 * Totals group entries by the community's *local calendar* day or month (not by
   the check-in day boundary: finance periods are calendar periods).
 """
@@ -52,7 +60,10 @@ CSV_COLUMNS = (
     "actor",
     "note",
 )
-MISMATCH_KINDS = ("balance", "duplicate_id", "chain")
+MISMATCH_KINDS = ("balance", "duplicate_id", "chain", "aggregate")
+# The largest |amount| of one movement, shared by the API parser, the CLI and the
+# ledger domain (defence in depth: every path that moves points checks it).
+MAX_POINTS = 1_000_000_000
 # A spreadsheet evaluates a cell starting with one of these as a formula (OWASP
 # "CSV injection"); a leading apostrophe makes it plain text.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -74,11 +85,12 @@ class Entry:
     at_utc: datetime
     actor: str
     note: str = ""
+    seq: int | None = None  # commit sequence (the account version written); None: legacy
 
 
 @dataclass(frozen=True)
 class Mismatch:
-    """A reconciliation finding; ``kind`` is ``balance``, ``duplicate_id`` or ``chain``."""
+    """A reconciliation finding; ``kind`` is one of :data:`MISMATCH_KINDS`."""
 
     member_id: str
     kind: str
@@ -98,12 +110,15 @@ def build_entries(
     balance_before: int,
     at_utc: datetime,
     actor: str,
+    seq: int | None = None,
 ) -> list[Entry]:
     """Entries for ``movements`` (``(reason, amount, ref, note)``) applied in order.
 
-    ``balance_after`` accumulates from ``balance_before``. Raises ``ValueError``
-    on an unknown reason, a non-integer or zero amount, a balance going below
-    zero at any step, or two movements with the same id in one batch.
+    ``balance_after`` accumulates from ``balance_before``; every entry gets the
+    commit sequence ``seq``. Raises ``ValueError`` on an unknown reason, a
+    non-integer, zero or out-of-bounds (``|amount| > MAX_POINTS``) amount, a
+    balance going below zero at any step, or two movements with the same id in
+    one batch.
     """
     if at_utc.tzinfo is None:
         raise ValueError("naive datetime where an aware one is required")
@@ -121,6 +136,8 @@ def build_entries(
             raise ValueError(f"amount must be an int, got {amount!r}")
         if amount == 0:
             raise ValueError(f"zero amount for {reason} {ref!r}: the ledger has no empty entries")
+        if abs(amount) > MAX_POINTS:
+            raise ValueError(f"amount {amount} of {reason} {ref!r} is beyond +-{MAX_POINTS}")
         balance += amount
         if balance < 0:
             raise ValueError(f"{reason} {ref!r} of {amount} would take the balance to {balance}")
@@ -140,6 +157,7 @@ def build_entries(
                 at_utc=moment,
                 actor=actor,
                 note=note,
+                seq=seq,
             )
         )
     return entries
@@ -205,15 +223,34 @@ def reconcile(entries: Iterable[Entry], balances: Mapping[str, int]) -> list[Mis
     return found
 
 
+def outstanding_mismatch(aggregate: int, balances: Iterable[int]) -> Mismatch | None:
+    """A mismatch when the all-time aggregate (the outstanding points) is not the
+    sum of the members' balances, else ``None``."""
+    total = sum(balances)
+    if aggregate == total:
+        return None
+    return Mismatch(
+        "*", "aggregate", f"aggregate outstanding {aggregate} != sum of balances {total}"
+    )
+
+
+def _step(entry: Entry) -> tuple[int, int, datetime]:
+    """The entry's place in commit order: legacy entries (no ``seq``) by time, first."""
+    if entry.seq is None:
+        return (0, 0, entry.at_utc)
+    return (1, entry.seq, datetime.min.replace(tzinfo=UTC))
+
+
 def _chain_mismatches(member: str, member_entries: list[Entry]) -> list[Mismatch]:
     """Breaks in the member's ``balance_after`` chain (see the module docstring)."""
-    groups: dict[datetime, list[Entry]] = defaultdict(list)
+    groups: dict[tuple[int, int, datetime], list[Entry]] = defaultdict(list)
     for entry in member_entries:
-        groups[entry.at_utc].append(entry)
+        groups[_step(entry)].append(entry)
     found: list[Mismatch] = []
     balance = 0
-    for moment in sorted(groups):
-        group = sorted(groups[moment], key=lambda e: e.entry_id)
+    for step in sorted(groups):
+        moment = groups[step][0].at_utc
+        group = sorted(groups[step], key=lambda e: e.entry_id)
         ordered = _chain_order(balance, group)
         if ordered is not None:
             balance = ordered[-1].balance_after

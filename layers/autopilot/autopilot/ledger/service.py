@@ -27,6 +27,7 @@ from autopilot.config.model import Community
 from autopilot.errors import (
     BadRequest,
     Conflict,
+    IdempotencyKeyReused,
     InsufficientPoints,
     MemberLeft,
     NotAMember,
@@ -35,11 +36,13 @@ from autopilot.errors import (
 )
 from autopilot.ledger.rules import (
     CSV_COLUMNS,
+    MAX_POINTS,
     REASONS,
     Entry,
     Mismatch,
     build_entries,
     csv_row,
+    outstanding_mismatch,
     reconcile,
 )
 from autopilot.ledger.store import (
@@ -67,7 +70,7 @@ def _check_ref(ref: Any, what: str) -> str:
         raise BadRequest(
             f"{what} must be a non-empty string of at most {REF_PATTERN_MAX} characters"
         )
-    if any(ch in ref for ch in "#\n\r\t"):
+    if any(ch == "#" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in ref):
         raise BadRequest(f"{what} must not contain '#' or control characters")
     return ref.strip()
 
@@ -75,6 +78,22 @@ def _check_ref(ref: Any, what: str) -> str:
 def local_day_of(at_utc: datetime, community: Community) -> date:
     """The community-local calendar date of an instant (finance periods)."""
     return local_wall(at_utc, zone(community.timezone)).date()
+
+
+def _days(since: date, until: date) -> Iterator[date]:
+    """``since``..``until`` inclusive, without stepping past ``date.max``."""
+    for offset in range((until - since).days + 1):
+        yield since + timedelta(days=offset)
+
+
+def _same_request(stored: dict[str, Any], expected: dict[str, Any], key: str) -> None:
+    """Refuse a reused idempotency key whose first request differed (as Stripe does)."""
+    differing = sorted(k for k, v in expected.items() if k in stored and stored[k] != v)
+    if differing:
+        raise IdempotencyKeyReused(
+            f"{key} was already used for a different request "
+            f"({', '.join(f'{k}: {stored[k]!r}' for k in differing)}); use a new key"
+        )
 
 
 class LedgerService:
@@ -109,13 +128,24 @@ class LedgerService:
         stock: tuple[str, int] | None = None,
         require_active: bool = True,
         extra_result: dict[str, Any] | None = None,
+        same: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Write one movement; ``same`` are the result fields a repeat must match."""
+        key = ref.split(":", 1)[-1]
+
+        def repeat(stored: dict[str, Any]) -> dict[str, Any]:
+            _same_request(stored, same or {}, f"idempotency key {key!r}")
+            return {**stored, "repeat": True}
+
         account, stored = self._load(community, member_id, marker)
         if stored is not None:
-            return {**stored, "repeat": True}
-        if require_active and not account.active:
-            raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
+            return repeat(stored)
         for _ in range(4):
+            # Checked on every attempt: a retry's fresh account may have left.
+            if require_active and not account.active:
+                raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
+            if stock is not None and stock[1] <= 0:
+                raise RewardOutOfStock(f"reward {stock[0]!r} is out of stock")
             if account.state.balance + amount < 0:
                 raise InsufficientPoints(
                     f"balance {account.state.balance} does not cover {-amount} points"
@@ -127,6 +157,7 @@ class LedgerService:
                 account.state.balance,
                 at_utc,
                 actor,
+                seq=account.state.version + 1,
             )
             lifetime = account.state.lifetime_points + max(amount, 0)
             new_tier = tier_for(lifetime, community.checkins.tiers)
@@ -161,11 +192,12 @@ class LedgerService:
                         local_day=local_day_of(at_utc, community),
                         tier_change=tier_change,
                         stock=stock,
+                        require_active=require_active,
                     ),
                     at_utc,
                 )
             except Duplicate as dup:
-                return {**dup.result, "repeat": True}
+                return repeat(dict(dup.result))
             except StaleAccount as stale:
                 if stale.current is None:
                     raise NotAMember(
@@ -212,6 +244,7 @@ class LedgerService:
             f"member:{member_id}",
             stock=stock,
             extra_result={"reward": reward.id, "reward_name": reward.name},
+            same={"reward": reward.id},
         )
 
     def adjust(
@@ -225,8 +258,8 @@ class LedgerService:
         at_utc: datetime,
     ) -> dict[str, Any]:
         """An ops correction: a new ``adjustment`` entry with a required reason."""
-        if type(amount) is not int or amount == 0:
-            raise BadRequest("amount must be a non-zero integer")
+        if type(amount) is not int or amount == 0 or abs(amount) > MAX_POINTS:
+            raise BadRequest(f"amount must be a non-zero integer within +-{MAX_POINTS}")
         if not isinstance(reason_text, str) or not reason_text.strip():
             raise BadRequest("an adjustment needs a reason")
         ref = _check_ref(ref, "ref")
@@ -241,6 +274,7 @@ class LedgerService:
             at_utc,
             actor,
             require_active=False,
+            same={"amount": amount},
         )
 
     # -- reading ------------------------------------------------------------------
@@ -265,6 +299,11 @@ class LedgerService:
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be 1-{MAX_PAGE}")
         position = _decode_cursor(cursor)
+        if position is not None:
+            try:  # a forged instant at the ends of the calendar cannot be a local day
+                local_day_of(parse_iso(position.split("#", 1)[0]), community)
+            except (OverflowError, ValueError):
+                raise BadRequest("invalid cursor") from None
         items: list[Entry] = []
         next_cursor = None
         stream = (
@@ -302,15 +341,14 @@ class LedgerService:
         ``after`` (``<at UTC>#<entry id>``, from a cursor) resumes right after that
         entry without reading what came before it.
         """
-        day = since
+        start = since
         if after:
-            day = max(since, local_day_of(parse_iso(after.split("#", 1)[0]), community))
-        while day <= until:
+            start = max(since, local_day_of(parse_iso(after.split("#", 1)[0]), community))
+        for day in _days(start, until) if start <= until else ():
             shards = [
                 self._day_shard(community.id, day, shard, after) for shard in range(ENTRY_SHARDS)
             ]
             yield from heapq.merge(*shards, key=lambda e: (iso_utc(e.at_utc), e.entry_id))
-            day += timedelta(days=1)
 
     def _day_shard(
         self, community_id: str, day: date, shard: int, after: str | None
@@ -334,8 +372,7 @@ class LedgerService:
         by_period: dict[str, dict[str, int]] = {}
         by_reason: dict[str, int] = {}
         checkins = 0
-        day = since
-        while day <= until:
+        for day in _days(since, until):
             key = day.isoformat() if by == "day" else day.isoformat()[:7]
             for agg in self._store.aggregates(community.id, day.isoformat()):
                 for reason, amount in agg.by_reason().items():
@@ -344,7 +381,6 @@ class LedgerService:
                         bucket[reason] = bucket.get(reason, 0) + amount
                         by_reason[reason] = by_reason.get(reason, 0) + amount
                 checkins += int(agg.checkins or 0)
-            day += timedelta(days=1)
         outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
         awarded = sum(v for v in by_reason.values() if v > 0)
         redeemed = -by_reason.get("redemption", 0)
@@ -372,9 +408,9 @@ class LedgerService:
         """
         try:
             first = date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise BadRequest(f"invalid month {month!r} (expected YYYY-MM)") from None
-        last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        except (ValueError, OverflowError):
+            raise BadRequest(f"invalid month {month!r} (expected YYYY-MM up to 9999-11)") from None
         digest = hashlib.sha256()
         count = 0
         totals: dict[str, int] = {}
@@ -410,11 +446,16 @@ class LedgerService:
         """Check every member: entries sum to the balance, the chain holds, ids are unique."""
         mismatches: list[Mismatch] = []
         members = 0
+        balances: list[int] = []
         for account in self._store.scan_accounts(community.id):
             members += 1
+            balances.append(account.state.balance)
             entries = list(self._store.member_entries(community.id, account.member_id))
             mismatches += reconcile(entries, {account.member_id: account.state.balance})
         outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
+        aggregate = outstanding_mismatch(outstanding, balances)
+        if aggregate is not None:
+            mismatches.append(aggregate)
         return {
             "community": community.id,
             "members": members,
@@ -438,6 +479,7 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
         "ref": entry.ref,
         "actor": entry.actor,
         "note": entry.note,
+        "seq": entry.seq,
     }
 
 

@@ -95,6 +95,7 @@ class AccountItem(Model):
     tier = UnicodeAttribute(null=True)
     checkins = NumberAttribute(default=0)
     version = NumberAttribute(default=0)
+    last_zone = UnicodeAttribute(null=True)  # the zone last_day was computed in
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -128,6 +129,9 @@ class EntryItem(Model):
     at_utc = UnicodeAttribute()
     actor = UnicodeAttribute()
     note = UnicodeAttribute(default="")
+    # Commit sequence: the account version the entry's movement wrote (absent on
+    # entries written before it existed). Reconciliation chains by it, not by time.
+    seq = NumberAttribute(null=True)
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
     by_period = PeriodIndex()
@@ -243,6 +247,7 @@ def account_from_item(item: AccountItem) -> Account:
         tier=item.tier,
         checkins=int(item.checkins),
         version=int(item.version),
+        last_zone=item.last_zone,
     )
     return Account(
         item.community_id,
@@ -282,6 +287,7 @@ def _account_item(account: Account, state: AccountState, now: datetime) -> Accou
         tier=state.tier,
         checkins=state.checkins,
         version=state.version,
+        last_zone=state.last_zone,
         updated_at=iso_utc(now),
     )
 
@@ -299,6 +305,7 @@ def entry_from_item(item: EntryItem) -> Entry:
         parse_iso(item.at_utc),
         item.actor,
         item.note,
+        None if item.seq is None else int(item.seq),
     )
 
 
@@ -311,8 +318,10 @@ class Movement:
     marker_sk: str  # REF#<reason>#<ref>
     result: Mapping[str, Any]  # the answer, stored on the marker
     entries: Sequence[Entry]
-    local_day: date  # for aggregates and the period index
+    local_day: date  # community-local calendar day: money aggregates and the period index
     checkin: bool = False
+    checkin_day: date | None = None  # the check-in day counted (defaults to local_day)
+    require_active: bool = False  # condition the write on the member not having left
     tier_change: tuple[str | None, str] | None = None
     stock: tuple[str, int] | None = None  # (reward id, stock limit) when redeeming
     aggregates: bool = True
@@ -421,7 +430,7 @@ class LedgerStore:
         return list(AggItem.batch_get(keys))
 
     def checkins_on(self, community_id: str, day: date) -> int:
-        """Check-ins of a community-local calendar day, from the sharded counters."""
+        """Check-ins *for* the check-in day ``day`` (make-ups on the day they make up)."""
         return sum(int(a.checkins or 0) for a in self.aggregates(community_id, day.isoformat()))
 
     def scan_accounts(self, community_id: str | None = None) -> Iterator[Account]:
@@ -469,6 +478,12 @@ class LedgerStore:
             if not account.exists
             else AccountItem.version == expected
         )
+        if movement.require_active and account.exists:
+            # Belt and braces: leaving bumps the version too, but the rule that a
+            # member who left earns and spends nothing is stated in the write itself.
+            account_condition &= AccountItem.left_at.does_not_exist()
+        if movement.stock is not None and movement.stock[1] <= 0:
+            raise OutOfStock(movement.stock[0])
         day = movement.local_day.isoformat()
         entry_shard = shard_of(account.member_id, ENTRY_SHARDS)
         agg_shard = shard_of(account.member_id, AGG_SHARDS)
@@ -493,6 +508,7 @@ class LedgerStore:
                             at_utc=at,
                             actor=entry.actor,
                             note=entry.note,
+                            seq=entry.seq,
                             gsi1pk=f"L#{account.community_id}#{day}#{entry_shard}",
                             gsi1sk=f"{at}#{entry.entry_id}",
                         ),
@@ -513,12 +529,11 @@ class LedgerStore:
                         condition=TierItem.pk.does_not_exist(),
                     )
                     puts.append("tier")
-                if movement.aggregates and movement.entries:
-                    for period in (day, "ALL"):
-                        tx.update(
-                            AggItem(f"AGG#{account.community_id}#{period}#{agg_shard}", "TOTALS"),
-                            actions=self._agg_actions(movement),
-                        )
+                for period, actions in self._agg_updates(movement).items():
+                    tx.update(
+                        AggItem(f"AGG#{account.community_id}#{period}#{agg_shard}", "TOTALS"),
+                        actions=actions,
+                    )
                 if movement.stock is not None:
                     reward_id, limit = movement.stock
                     tx.update(
@@ -533,18 +548,28 @@ class LedgerStore:
         return new_state
 
     @staticmethod
-    def _agg_actions(movement: Movement) -> list[Action]:
-        totals: dict[str, int] = {}
-        for entry in movement.entries:
-            totals[entry.reason] = totals.get(entry.reason, 0) + entry.amount
-        actions: list[Action] = [AggItem.net.add(sum(totals.values()))]
-        # ADD works on top-level attributes only, hence one attribute per reason.
-        actions += [
-            getattr(AggItem, f"r_{reason}").add(amount) for reason, amount in totals.items()
-        ]
+    def _agg_updates(movement: Movement) -> dict[str, list[Action]]:
+        """The aggregate updates by period: money on the calendar day and ``ALL``, the
+        check-in count on the check-in day (one update per item: a transaction may
+        not touch an item twice)."""
+        updates: dict[str, list[Action]] = {}
+        if not movement.aggregates:
+            return updates
+        if movement.entries:
+            totals: dict[str, int] = {}
+            for entry in movement.entries:
+                totals[entry.reason] = totals.get(entry.reason, 0) + entry.amount
+            money: list[Action] = [AggItem.net.add(sum(totals.values()))]
+            # ADD works on top-level attributes only, hence one attribute per reason.
+            money += [
+                getattr(AggItem, f"r_{reason}").add(amount) for reason, amount in totals.items()
+            ]
+            for period in (movement.local_day.isoformat(), "ALL"):
+                updates[period] = list(money)
         if movement.checkin:
-            actions.append(AggItem.checkins.add(1))
-        return actions
+            counted = (movement.checkin_day or movement.local_day).isoformat()
+            updates.setdefault(counted, []).append(AggItem.checkins.add(1))
+        return updates
 
     @staticmethod
     def _explain(exc: TransactWriteError, puts: list[str], movement: Movement) -> None:
