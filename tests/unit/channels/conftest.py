@@ -71,13 +71,22 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def make_channel(tmp_path, sleeps) -> Callable[..., Any]:
-    """``make_channel("wecom", fake, msgtype="markdown")`` → a channel wired to ``fake``."""
+    """``make_channel("wecom", fake, msgtype="markdown")`` → a channel wired to ``fake``.
 
-    def make(platform_type: str, fake: FakePlatform | None, policy: RetryPolicy = FAST, **options):
+    ``secret`` adds keys to the channel's SSM parameter (e.g. Discord's ``channel_id``).
+    """
+
+    def make(
+        platform_type: str,
+        fake: FakePlatform | None,
+        policy: RetryPolicy = FAST,
+        secret: dict[str, str] | None = None,
+        **options,
+    ):
         ssm = StaticSsm()
         if fake is not None:
             ssm.parameters[f"/community-autopilot/channels/club/{platform_type}-ch"] = json.dumps(
-                PLATFORMS[platform_type].secret(fake.base)
+                {**PLATFORMS[platform_type].secret(fake.base), **(secret or {})}
             )
         env = ChannelEnvironment(
             region="us-east-1",

@@ -269,8 +269,66 @@ def slack_check(request: Received) -> Reply:
 _discord_ids = iter(range(1_100_000_000_000_000_000, 2**63))
 
 
+class DiscordMessages:
+    """What the fake Discord created, per server (its ``Host``), and its nonce memory.
+
+    Like Discord's Create Message: a ``nonce`` is a string of at most 25 characters
+    (or an integer); with ``enforce_nonce`` a second request with a nonce the same
+    bot already used answers the message created then, creating nothing. Webhooks
+    ignore ``nonce`` (they do not deduplicate). ``lose_answers`` makes the server
+    create the message and then drop the connection: the lost answer of a crash.
+    """
+
+    def __init__(self) -> None:
+        self.created: dict[str, list[dict[str, Any]]] = {}  # host -> messages, in order
+        self.by_nonce: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lose_answers: dict[str, int] = {}  # host -> how many answers to drop
+        self.lock = threading.Lock()
+
+    def of(self, base: str) -> list[dict[str, Any]]:
+        """The messages the server at ``base`` (``http://127.0.0.1:port``) created."""
+        return self.created.get(base.removeprefix("http://"), [])
+
+    def lose_next_answers(self, base: str, count: int = 1) -> None:
+        self.lose_answers[base.removeprefix("http://")] = count
+
+    def create(self, request: Received, channel: str) -> Reply:
+        payload = request.json()
+        host = request.headers.get("host", "")
+        nonce = payload.get("nonce")
+        if nonce is not None and (
+            isinstance(nonce, bool)
+            or not isinstance(nonce, str | int)
+            or (isinstance(nonce, str) and len(nonce) > 25)
+        ):
+            return Reply(400, {"message": "Invalid Form Body", "code": 50035})
+        if payload.get("enforce_nonce") and nonce is None:
+            return Reply(400, {"message": "Invalid Form Body", "code": 50035})
+        with self.lock:
+            key = (host, str(nonce))
+            known = self.by_nonce.get(key) if payload.get("enforce_nonce") else None
+            if known is not None:
+                return Reply(200, known)  # the message created before: no new one
+            message = {
+                "id": str(next(_discord_ids)),
+                "channel_id": channel,
+                "content": payload.get("content", ""),
+                "nonce": nonce,
+            }
+            self.created.setdefault(host, []).append(message)
+            if nonce is not None:
+                self.by_nonce[key] = message
+            if self.lose_answers.get(host, 0) > 0:
+                self.lose_answers[host] -= 1
+                return Reply(drop=True)
+        return Reply(200, message)
+
+
+DISCORD = DiscordMessages()
+
+
 def discord_check(request: Received) -> Reply:
-    """Discord webhook with ?wait=true (answers the message), and the bot DM calls."""
+    """Discord webhook with ?wait=true (answers the message), and the bot calls."""
     if request.path.startswith("/api/users/@me/channels") or request.path.startswith(
         "/api/channels/"
     ):
@@ -278,7 +336,8 @@ def discord_check(request: Received) -> Reply:
             return Reply(401, {"message": "401: Unauthorized", "code": 0})
         if request.path.endswith("/users/@me/channels"):
             return Reply(200, {"id": "998877", "type": 1})
-        return Reply(200, {"id": str(next(_discord_ids))})
+        channel = request.path.removeprefix("/api/channels/").removesuffix("/messages")
+        return DISCORD.create(request, channel)
     if request.path != DISCORD_PATH:
         return Reply(401, {"message": "Invalid Webhook Token", "code": 50027})
     if request.query.get("wait") != "true":
@@ -289,7 +348,10 @@ def discord_check(request: Received) -> Reply:
         return Reply(400, {"message": "Invalid Form Body", "code": 50035})
     if not content and not payload.get("embeds"):
         return Reply(400, {"message": "Cannot send an empty message", "code": 50006})
-    return Reply(200, {"id": str(next(_discord_ids)), "content": content})
+    message = {"id": str(next(_discord_ids)), "content": content}
+    with DISCORD.lock:  # webhooks ignore `nonce`: every request is a new message
+        DISCORD.created.setdefault(request.headers.get("host", ""), []).append(message)
+    return Reply(200, message)
 
 
 _telegram_ids = iter(range(1, 10**9))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from autopilot.channels.base import Message
 
-from .platforms import PLATFORMS, TELEGRAM_CHAT, Reply, texts_of
+from .platforms import DISCORD, PLATFORMS, TELEGRAM_CHAT, Reply, texts_of
 
 NOW = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
 MESSAGE = Message(
@@ -162,3 +162,64 @@ def test_group_robots_cannot_send_direct_messages(platform_type, platforms, make
     delivery = make_channel(platform_type, fake).send_to_member("someone", MESSAGE, now=NOW)
     assert not delivery.ok and "cannot send direct messages" in delivery.error
     assert fake.received == []
+
+
+def _discord_bot_channel(platforms, make_channel):
+    fake = platforms("discord")
+    return fake, make_channel("discord", fake, secret={"channel_id": "4242"})
+
+
+def test_discord_bot_posts_carry_a_nonce_per_part_and_a_lost_answer_posts_once(
+    platforms, make_channel
+):
+    """A post whose answer is lost is sent again with the same nonce: one message."""
+    fake, channel = _discord_bot_channel(platforms, make_channel)
+    message = Message(
+        text="早" * 3000, key="k", community_id="club", idempotency_key="club/morning/2026-11-27"
+    )
+    DISCORD.lose_next_answers(fake.base)  # Discord creates part 1, the answer never arrives
+    delivery = channel.send_to_community(message, now=NOW)
+    assert delivery.ok, delivery.error
+    assert delivery.parts == 2 and delivery.attempts == 3  # part 1 twice, part 2 once
+    created = DISCORD.of(fake.base)
+    assert len(created) == 2  # not 3: the second request for part 1 made nothing new
+    sent = [r.json() for r in fake.received]
+    assert all(p["enforce_nonce"] is True for p in sent)
+    nonces = [p["nonce"] for p in sent]
+    assert nonces[0] == nonces[1] != nonces[2] and all(len(n) <= 25 for n in nonces)
+    assert delivery.message_id == ",".join(m["id"] for m in created)
+    assert all(r.path == "/api/channels/4242/messages" for r in fake.received)
+
+    # The container crashed before recording: a rerun (a new container) posts nothing new.
+    rerun = make_channel("discord", fake, secret={"channel_id": "4242"})
+    again = rerun.send_to_community(message, now=NOW)
+    assert again.ok and again.message_id == delivery.message_id
+    assert len(DISCORD.of(fake.base)) == 2
+
+
+def test_discord_nonces_differ_per_occurrence_channel_and_member(platforms, make_channel):
+    fake, channel = _discord_bot_channel(platforms, make_channel)
+    first = Message(text="早安", key="k", community_id="club", idempotency_key="occ-1")
+    second = Message(text="早安", key="k", community_id="club", idempotency_key="occ-2")
+    assert channel.send_to_community(first, now=NOW).ok
+    assert channel.send_to_community(second, now=NOW).ok  # same text, another occurrence
+    for member in ("111", "222"):  # the same occurrence to two members: two DMs
+        assert channel.send_to_member(member, first, now=NOW).ok
+    assert channel.send_to_member("111", first, now=NOW).ok  # a rerun: nothing new
+    assert len(DISCORD.of(fake.base)) == 4
+    nonces = [r.json().get("nonce") for r in fake.received if r.path.endswith("/messages")]
+    assert len(set(nonces)) == 4
+
+
+def test_without_a_key_a_lost_answer_is_not_resent(platforms, make_channel):
+    """No idempotency key (a manual send), or a webhook (Discord ignores nonces there)."""
+    fake, channel = _discord_bot_channel(platforms, make_channel)
+    DISCORD.lose_next_answers(fake.base)
+    delivery = channel.send_to_community(MESSAGE, now=NOW)
+    assert not delivery.ok and "outcome unknown, not retried" in delivery.error
+    assert len(fake.received) == 1 and "nonce" not in fake.received[0].json()
+    webhook_fake = platforms("discord")
+    webhook = make_channel("discord", webhook_fake)
+    keyed = Message(text="早安", key="k", community_id="club", idempotency_key="occ-1")
+    assert webhook.send_to_community(keyed, now=NOW).ok
+    assert "nonce" not in webhook_fake.received[0].json()

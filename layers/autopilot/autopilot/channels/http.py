@@ -27,7 +27,9 @@ Retry policy (see docs/channels.md):
 * A request that was sent but got **no answer** (read timeout, connection dropped
   mid-answer, the deadline reached mid-answer) is *not* retried: the platform may
   already have posted it, and a duplicate post is worse than a recorded failure.
-  It is reported as failed, outcome unknown.
+  It is reported as failed, outcome unknown — unless the request carries an
+  idempotency key the platform deduplicates on (``idempotent=True``): then it
+  is retried like a 5xx, and the platform answers the message it already made.
 * Answers are read defensively: a hostile or broken platform (``Retry-After`` of
   ``1e400``, ``-5``, ``soon`` or a date in year 9999; a JSON body nested 30,000
   levels deep; an ``errcode`` of ``Infinity``) gets a failed or retried delivery,
@@ -349,8 +351,16 @@ class HttpClient:
         interpret: Interpret,
         *,
         deadline: Deadline = UNLIMITED,
+        idempotent: bool = False,
     ) -> SendResult:
-        """Send until the platform accepts, refuses for good, or attempts/time run out."""
+        """Send until the platform accepts, refuses for good, or attempts/time run out.
+
+        ``idempotent``: the request carries a key the platform deduplicates on
+        (Discord ``nonce`` with ``enforce_nonce``), so a request whose answer was
+        lost may be sent again — the platform answers the message it already
+        created instead of posting a second one. Otherwise a lost answer ends the
+        send (outcome unknown).
+        """
         policy = self.policy
         started = self._monotonic()
         budget_s = deadline.remaining_s()
@@ -380,12 +390,17 @@ class HttpClient:
                 history.append(f"attempt {attempt}: {last_error}")
                 verdict = Verdict.failure(last_error, retry=True)
             except _NoAnswer as exc:
-                last_error = (
-                    f"no answer ({exc}); outcome unknown, not retried: "
-                    "the platform may have posted it already"
-                )
-                history.append(f"attempt {attempt}: {last_error}")
-                return self._result(False, attempt, None, last_answer, last_error, history)
+                if idempotent:
+                    last_error = f"no answer ({exc}); outcome unknown"
+                    history.append(f"attempt {attempt}: {last_error}, retried with the same key")
+                    verdict = Verdict.failure(last_error, retry=True)
+                else:
+                    last_error = (
+                        f"no answer ({exc}); outcome unknown, not retried: "
+                        "the platform may have posted it already"
+                    )
+                    history.append(f"attempt {attempt}: {last_error}")
+                    return self._result(False, attempt, None, last_answer, last_error, history)
             else:
                 verdict = http_verdict(response) or _read(interpret, response)
                 last_answer = f"HTTP {response.status} {response.text()[:500]}"

@@ -61,6 +61,28 @@ class Step:
 
     make_request: Callable[[], HttpRequest]
     interpret: Interpret
+    # The request carries a key the platform deduplicates on: a lost answer may be retried.
+    idempotent: bool = False
+
+
+def part_key(
+    message: Message, channel_id: str, address: str | None, index: int, length: int
+) -> str | None:
+    """The platform idempotency key of one part of one send, or ``None`` without a key.
+
+    Derived from the message's ``idempotency_key`` (the occurrence's id), the
+    channel, the recipient (DMs: one message per member) and the part's index, so
+    every part of every destination has its own key and the same part of the same
+    occurrence always gets the same one — in a rerun on another container too.
+    Hashed (SHA-256, hex) to the platform's length limit: Discord's ``nonce`` takes
+    25 characters, 100 bits.
+    """
+    if not message.idempotency_key:
+        return None
+    source = "\x1f".join(
+        (message.idempotency_key, message.community_id, channel_id, address or "", str(index))
+    )
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:length]
 
 
 def with_title(message: Message, text: str | None = None) -> str:
@@ -203,7 +225,9 @@ class HttpChannel(Channel):
                 )
             except RateLimited as exc:
                 return SendResult(False, 0, error=str(exc))
-        return http.send(step.make_request, step.interpret, deadline=deadline)
+        return http.send(
+            step.make_request, step.interpret, deadline=deadline, idempotent=step.idempotent
+        )
 
 
 def _mentions(options: Mapping[str, Any], key: str) -> list[str]:
@@ -528,7 +552,11 @@ class DiscordChannel(HttpChannel):
         embed = self.spec.options.get("msgtype") == "embed"
         return self.EMBED_LIMIT if embed else self.CONTENT_LIMIT
 
-    def _payloads(self, message: Message, *, mentions: bool) -> list[dict[str, Any]]:
+    NONCE_LENGTH = 25  # Discord: a nonce is at most 25 characters
+
+    def _payloads(
+        self, message: Message, *, mentions: bool, username: bool
+    ) -> list[dict[str, Any]]:
         options = self.spec.options
         mention_all = mentions and bool(options.get("mention_all"))
         allowed = {"parse": ["everyone"] if mention_all else []}
@@ -547,16 +575,61 @@ class DiscordChannel(HttpChannel):
             if mention_all:
                 text = "@everyone " + text
             payloads = [{"content": p, "allowed_mentions": allowed} for p in self.parts(text)]
-        if mentions and options.get("username"):
+        if username and options.get("username"):  # webhooks only: a bot has its own name
             for payload in payloads:
                 payload["username"] = str(options["username"])
         return payloads
 
+    def _bot_steps(
+        self,
+        payloads: list[dict[str, Any]],
+        message: Message,
+        address: str | None,
+        channel: Callable[[], str],
+        api: str,
+        headers: Mapping[str, str],
+    ) -> list[Step]:
+        """Create Message requests, each part with its own ``nonce`` (``enforce_nonce``).
+
+        With ``enforce_nonce`` Discord answers the message it already created for
+        a nonce (same bot, last few minutes) instead of creating another: a
+        request whose answer was lost is safe to send again, and so is a rerun.
+        """
+
+        def request(payload: dict[str, Any]) -> HttpRequest:
+            # The channel id may only be known once an earlier step has run (DMs).
+            target = quote(channel(), safe="")
+            return HttpRequest.json(f"{api}/channels/{target}/messages", payload, headers)
+
+        steps = []
+        for index, payload in enumerate(payloads):
+            nonce = part_key(message, self.id, address, index, self.NONCE_LENGTH)
+            if nonce is not None:
+                payload = {**payload, "nonce": nonce, "enforce_nonce": True}
+            steps.append(
+                Step(partial(request, payload), discord_verdict, idempotent=nonce is not None)
+            )
+        return steps
+
     def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
+        channel_id = secret.get("channel_id", "").strip()
+        if channel_id:
+            # A bot posting to the channel: the only Discord route with deduplication.
+            token = secret.require("bot_token", "a bot token, to post to channel_id")
+            api = secret.get("api_base", "https://discord.com/api/v10").rstrip("/")
+            return self._bot_steps(
+                self._payloads(message, mentions=True, username=False),
+                message,
+                None,
+                lambda: channel_id,
+                api,
+                {"Authorization": f"Bot {token}"},
+            )
+        # Webhooks take no nonce (Discord ignores it there): no deduplication.
         url = _add_query(secret.require("webhook_url", "the webhook's address"), "wait=true")
         return [
             Step(partial(HttpRequest.json, url, p), discord_verdict)
-            for p in self._payloads(message, mentions=True)
+            for p in self._payloads(message, mentions=True, username=True)
         ]
 
     def member_steps(self, secret: ChannelSecret, address: str, message: Message) -> list[Step]:
@@ -586,16 +659,17 @@ class DiscordChannel(HttpChannel):
                         f"{api}/users/@me/channels", {"recipient_id": address}, headers
                     ),
                     opened,
+                    idempotent=True,  # opening a DM channel twice answers the same channel
                 )
             )
-
-        def dm_request(payload: dict[str, Any]) -> HttpRequest:
-            # The DM channel id is known once the first step has run.
-            channel = quote(channel_holder.get("id", ""), safe="")
-            return HttpRequest.json(f"{api}/channels/{channel}/messages", payload, headers)
-
-        for payload in self._payloads(message, mentions=False):
-            steps.append(Step(partial(dm_request, payload), discord_verdict))
+        steps += self._bot_steps(
+            self._payloads(message, mentions=False, username=False),
+            message,
+            address,
+            lambda: channel_holder.get("id", ""),
+            api,
+            headers,
+        )
         return steps
 
 
