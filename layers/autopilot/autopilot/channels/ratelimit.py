@@ -57,7 +57,11 @@ class RateLimited(Exception):
     """The next slot is further away than the time the send may still take."""
 
     def __init__(self, wait_s: float):
-        super().__init__(f"client-side rate limit: next slot in {wait_s:.1f}s, after the deadline")
+        if wait_s > 0:
+            text = f"client-side rate limit: next slot in {wait_s:.1f}s, after the deadline"
+        else:
+            text = "client-side rate limit: no time left in the invocation to take a slot"
+        super().__init__(text)
         self.wait_s = wait_s
 
 
@@ -96,12 +100,17 @@ class RateLimiter:
         """The partition key of a channel's bucket."""
         return f"RATE#{community_id}#{channel_id}" + ("#dm" if direct else "")
 
-    def acquire(self, bucket: str, rate: Rate, *, budget_s: float = math.inf) -> float:
+    def acquire(
+        self, bucket: str, rate: Rate, *, budget_s: float | Callable[[], float] = math.inf
+    ) -> float:
         """Take one token, sleeping until its slot if needed; return the seconds waited.
 
-        Raises :class:`RateLimited` (taking nothing) if the slot is more than
-        ``budget_s`` away.
+        Raises :class:`RateLimited` (taking nothing) if the slot is further away
+        than the time the send may still take: ``budget_s``, a number or — so the
+        time spent on DynamoDB round trips counts too — a function answering what
+        is left *now* (it is asked again before every request and before the wait).
         """
+        left = budget_s if callable(budget_s) else (lambda: budget_s)
         interval_ms = max(1, round(rate.interval_s * 1000))
         tolerance_ms = interval_ms * (rate.burst - 1)
         from botocore.exceptions import BotoCoreError, ClientError
@@ -113,7 +122,7 @@ class RateLimiter:
             tat = known if known is not None and known > now_ms else None
             allowed_ms = now_ms if tat is None else max(now_ms, tat - tolerance_ms)
             wait_s = (allowed_ms - now_ms) / 1000
-            if wait_s > budget_s:
+            if wait_s > left() or left() <= 0:
                 raise RateLimited(wait_s)
             new_tat = max(tat or now_ms, allowed_ms) + interval_ms
             if tat is None:

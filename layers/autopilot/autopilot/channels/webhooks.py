@@ -220,8 +220,11 @@ class HttpChannel(Channel):
         if self.env.rate_limiter is not None:
             bucket = self.env.rate_limiter.bucket(message.community_id, self.id, direct=direct)
             try:
+                # Asked afresh before every DynamoDB request and the wait: their time counts.
                 self.env.rate_limiter.acquire(
-                    bucket, rate, budget_s=deadline.remaining_s() - http.policy.min_attempt_s
+                    bucket,
+                    rate,
+                    budget_s=lambda: deadline.remaining_s() - http.policy.min_attempt_s,
                 )
             except RateLimited as exc:
                 return SendResult(False, 0, error=str(exc))
