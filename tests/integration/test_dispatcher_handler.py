@@ -150,12 +150,15 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
             tick,
         )
         other.scheduler_store.claim(late, now=tick, lease=timedelta(minutes=5), worker="other")
-        other.posts._prepare(
-            community,
+        (morning,) = occurrences_between(
+            "sunrise",
             community.job("morning-post"),
-            datetime(2026, 11, 26, 23, 30, tzinfo=UTC),
-            "2026-11-27T07:30",
+            zone("Asia/Shanghai"),
+            community.quiet_hours,
+            datetime(2026, 11, 26, 23, 29, tzinfo=UTC),
+            datetime(2026, 11, 26, 23, 31, tzinfo=UTC),
         )
+        other.posts._prepare(community, community.job("morning-post"), morning)
         assert invoke(stack, tick)["counts"] == {}
         assert len(slack.accepted) == 1
         # A member checks in; the evening post counts it, then the 1st of the month

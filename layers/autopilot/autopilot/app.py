@@ -108,4 +108,6 @@ class App:
 
     def tick(self, *, remaining_ms: Any = None) -> TickReport:
         """One dispatcher tick at the clock's current time."""
-        return self.dispatcher.tick(self.config(), remaining_ms=remaining_ms)
+        return self.dispatcher.tick(
+            self.config(), remaining_ms=remaining_ms, refresh=self.config_store.revalidate
+        )

@@ -34,6 +34,9 @@ class _Cached:
     etag: str
     version_id: str
     fetched_at: datetime
+    # Whether ``config`` is the object's newest version (False: an earlier version
+    # used because the newest does not parse, or a kept copy while S3 was unreadable).
+    newest: bool = True
 
 
 class ConfigStore:
@@ -79,6 +82,31 @@ class ConfigStore:
             assert self._cached is not None
             return self._cached.config
 
+    def revalidate(self) -> tuple[Config, bool]:
+        """The current config, revalidated now whatever the TTL, and whether it is the
+        newest published version.
+
+        The dispatcher calls this when the config epoch shows another version than
+        its cached one: a container must never run an older config's jobs once a
+        newer one is in force.
+        """
+        with self._lock:
+            now = self._now()
+            cached = self._cached
+            try:
+                self._cached = self._refresh(cached, now)
+            except ConfigUnavailable:
+                if cached is None:
+                    raise
+                logger.error(
+                    "config store unreadable; keeping last good config version %s",
+                    cached.version_id,
+                )
+                cached.fetched_at = now
+                return cached.config, False
+            assert self._cached is not None
+            return self._cached.config, self._cached.newest
+
     def _refresh(self, cached: _Cached | None, now: datetime) -> _Cached:
         from botocore.exceptions import ClientError
 
@@ -101,17 +129,21 @@ class ConfigStore:
         body = response["Body"].read()
         version_id = str(response.get("VersionId") or "null")
         etag = str(response.get("ETag", ""))
+        newest = True
         try:
-            config = self._parse(body, version_id)
+            config = self._parse(body, version_id, etag)
         except ConfigError as exc:
             logger.error("published config version %s is invalid: %s", version_id, exc)
             if cached is not None:
                 raise ConfigUnavailable(str(exc)) from exc
             config, version_id = self._fallback(version_id)
+            newest = False
             logger.warning("using earlier config version %s", version_id)
-        return _Cached(config=config, etag=etag, version_id=version_id, fetched_at=now)
+        return _Cached(
+            config=config, etag=etag, version_id=version_id, fetched_at=now, newest=newest
+        )
 
-    def _parse(self, body: bytes, version_id: str) -> Config:
+    def _parse(self, body: bytes, version_id: str, etag: str = "") -> Config:
         source = f"s3://{self._bucket}/{self._key}?versionId={version_id}"
         try:
             doc = json.loads(body.decode("utf-8"))
@@ -121,7 +153,9 @@ class ConfigStore:
         return Config(
             communities=config.communities,
             published_at=config.published_at,
-            version_tag=version_id,
+            # The S3 version id names the config version (the dispatcher's epoch);
+            # an unversioned bucket answers "null" for every version: use the ETag.
+            version_tag=version_id if version_id != "null" else f"etag:{etag}",
             warnings=config.warnings,
         )
 
@@ -138,7 +172,8 @@ class ConfigStore:
                 Bucket=self._bucket, Key=self._key, VersionId=version["VersionId"]
             )["Body"].read()
             try:
-                return self._parse(body, version["VersionId"]), version["VersionId"]
+                parsed = self._parse(body, version["VersionId"], str(version.get("ETag", "")))
+                return parsed, version["VersionId"]
             except ConfigError as exc:
                 logger.error(
                     "earlier config version %s is invalid too: %s", version["VersionId"], exc

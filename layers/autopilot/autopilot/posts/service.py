@@ -15,6 +15,7 @@ from autopilot.config.model import Community, Job, template_fields
 from autopilot.posts.context import PostContext, build_fields
 from autopilot.posts.rules import pick_next, render
 from autopilot.posts.store import PostRecord, PostStore, RotationConflict
+from autopilot.scheduler.rules import Occurrence
 from autopilot.scheduler.service import ActionContext, ActionResult
 from autopilot.secrets import redact
 from autopilot.timeutil import iso_utc
@@ -57,14 +58,19 @@ class PostService:
 
     def run(self, ctx: ActionContext) -> ActionResult:
         """The ``post`` action for one occurrence (safe to rerun: see the store)."""
-        record = self._prepare(ctx.community, ctx.job, ctx.occurrence.due_utc, ctx.occurrence.key)
+        occ = ctx.occurrence
+        record = self._prepare(ctx.community, ctx.job, occ)
         deliveries = dict(record.deliveries)
+        occurrence_ref = f"{ctx.community.id}:{ctx.job.id}:{occ.id}"
         message = Message(
             text=record.text,
             title=record.title,
             community_id=ctx.community.id,
             job_id=ctx.job.id,
-            key=f"{ctx.community.id}:{ctx.job.id}:{ctx.occurrence.key}",
+            key=occurrence_ref,
+            # The platforms that deduplicate (Discord nonce, Feishu uuid) get the
+            # occurrence's identity: a rerun after a crash cannot post it twice.
+            idempotency_key=occurrence_ref,
         )
         # Every channel of this run shares the invocation's remaining time: retries and
         # rate-limit waits stop early enough for the deliveries and outcome to be recorded.
@@ -72,6 +78,11 @@ class PostService:
         for channel_id in ctx.job.params["channels"]:
             if deliveries.get(channel_id, {}).get("status") == "published":
                 continue  # delivered by an earlier attempt of this occurrence
+            if ctx.still_holds is not None and not ctx.still_holds():
+                # Fencing: our claim was taken over (lease expired); the new holder
+                # sends. Sending now could post twice. Nothing more is recorded.
+                logger.warning("post %s: claim taken over; not sending", message.key)
+                return ActionResult(ok=False, error="claim taken over by another worker")
             delivery = self._send(ctx.community, channel_id, message, deadline)
             if not delivery.ok:  # already redacted by the channel: safe to log
                 logger.warning(
@@ -82,13 +93,7 @@ class PostService:
                     delivery.error,
                 )
             deliveries[channel_id] = delivery.as_dict()
-            self._store.record_delivery(
-                ctx.community.id,
-                ctx.occurrence.due_utc,
-                ctx.job.id,
-                channel_id,
-                deliveries[channel_id],
-            )
+            self._store.record_delivery(occ, channel_id, deliveries[channel_id])
         failed = {
             c: d.get("error", "") for c, d in deliveries.items() if d.get("status") != "published"
         }
@@ -125,8 +130,9 @@ class PostService:
                 error=redact(f"{type(exc).__name__}: {exc}"),
             )
 
-    def _prepare(self, community: Community, job: Job, due_utc: datetime, key: str) -> PostRecord:
+    def _prepare(self, community: Community, job: Job, occ: Occurrence) -> PostRecord:
         """The post for this occurrence: the existing one, or a new one with fresh content."""
+        due_utc = occ.due_utc
         pool = community.pool(job.params["pool"])
         for _ in range(MAX_ROTATION_RETRIES):
             state, version = self._store.read_rotation(community.id, pool.id)
@@ -143,7 +149,7 @@ class PostService:
             record = PostRecord(
                 community.id,
                 job.id,
-                key,
+                occ.key,
                 iso_utc(due_utc),
                 pool.id,
                 content_id,
@@ -152,11 +158,11 @@ class PostService:
                 {},
             )
             try:
-                if self._store.create_post(record, due_utc, new_state, version, self._now()):
+                if self._store.create_post(record, occ, new_state, version, self._now()):
                     return record
             except RotationConflict:
                 continue  # another job served this pool meanwhile: pick again
-            existing = self._store.get_post(community.id, due_utc, job.id)
+            existing = self._store.get_post(occ)
             if existing is not None:
                 return existing
         raise RuntimeError(

@@ -2,11 +2,13 @@
 
 * ``pk = POOL#<community>#<pool>``, ``sk = ROTATION`` — the pool's rotation state
   with an optimistic ``version``.
-* ``pk = POSTLOG#<community>``, ``sk = <due UTC>#<job>`` — one item per post
-  occurrence: the content chosen, the rendered text and, per channel, the
-  delivery (platform message id or answer, or the error). Created together with
-  the rotation update in one transaction, keyed by the occurrence, so a rerun of
-  the same occurrence reuses the same content and never consumes the pool twice.
+* ``pk = POSTLOG#<community>``, ``sk = <scheduled UTC>#<job>#<occurrence id>`` —
+  one item per post occurrence: the content chosen, the rendered text and, per
+  channel, the delivery (platform message id or answer, or the error). Created
+  together with the rotation update in one transaction, keyed by the occurrence's
+  identity (never by its due time: eight hourly posts deferred to the end of quiet
+  hours share a due time but are eight posts), so a rerun of the same occurrence
+  reuses the same content and never consumes the pool twice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pynamodb.models import Model
 
 from autopilot.dynamo import bind_table, transaction
 from autopilot.posts.rules import RotationState
+from autopilot.scheduler.rules import Occurrence
 from autopilot.timeutil import iso_utc
 
 POST_RETENTION = timedelta(days=400)
@@ -59,6 +62,8 @@ class PostItem(Model):
     community_id = UnicodeAttribute()
     job_id = UnicodeAttribute()
     occurrence_key = UnicodeAttribute()
+    occurrence_id = UnicodeAttribute(null=True)
+    due_utc = UnicodeAttribute(null=True)
     pool_id = UnicodeAttribute()
     content_id = UnicodeAttribute()
     text = UnicodeAttribute()
@@ -81,6 +86,7 @@ class PostRecord:
     text: str
     title: str | None
     deliveries: dict[str, dict[str, Any]]
+    occurrence_id: str = ""
 
 
 class RotationConflict(Exception):
@@ -92,12 +98,13 @@ def _record(item: PostItem) -> PostRecord:
         item.community_id,
         item.job_id,
         item.occurrence_key,
-        item.sk.split("#", 1)[0],
+        item.due_utc or item.sk.split("#", 1)[0],
         item.pool_id,
         item.content_id,
         item.text,
         item.title,
         dict(item.deliveries.as_dict() if item.deliveries else {}),
+        item.occurrence_id or "",
     )
 
 
@@ -108,13 +115,16 @@ class PostStore:
         bind_table(table_name, RotationItem, PostItem, region=region)
 
     @staticmethod
-    def post_key(community_id: str, due_utc: datetime, job_id: str) -> tuple[str, str]:
-        """(pk, sk) of a post occurrence."""
-        return f"POSTLOG#{community_id}", f"{iso_utc(due_utc)}#{job_id}"
+    def post_key(occ: Occurrence) -> tuple[str, str]:
+        """(pk, sk) of a post occurrence: its scheduled instant, job and identity."""
+        return (
+            f"POSTLOG#{occ.community_id}",
+            f"{iso_utc(occ.scheduled_utc)}#{occ.job_id}#{occ.id}",
+        )
 
-    def get_post(self, community_id: str, due_utc: datetime, job_id: str) -> PostRecord | None:
+    def get_post(self, occ: Occurrence) -> PostRecord | None:
         """The post recorded for an occurrence, if any."""
-        pk, sk = self.post_key(community_id, due_utc, job_id)
+        pk, sk = self.post_key(occ)
         try:
             return _record(PostItem.get(pk, sk, consistent_read=True))
         except PostItem.DoesNotExist:
@@ -134,7 +144,7 @@ class PostStore:
     def create_post(
         self,
         record: PostRecord,
-        due_utc: datetime,
+        occ: Occurrence,
         rotation: RotationState,
         expected_version: int | None,
         now: datetime,
@@ -144,13 +154,15 @@ class PostStore:
         Returns False if the occurrence already has a post (a rerun); raises
         ``RotationConflict`` if the rotation moved since it was read.
         """
-        pk, sk = self.post_key(record.community_id, due_utc, record.job_id)
+        pk, sk = self.post_key(occ)
         post = PostItem(
             pk,
             sk,
             community_id=record.community_id,
             job_id=record.job_id,
             occurrence_key=record.occurrence_key,
+            occurrence_id=occ.id,
+            due_utc=record.due_utc,
             pool_id=record.pool_id,
             content_id=record.content_id,
             text=record.text,
@@ -191,16 +203,9 @@ class PostStore:
             raise
         return True
 
-    def record_delivery(
-        self,
-        community_id: str,
-        due_utc: datetime,
-        job_id: str,
-        channel_id: str,
-        delivery: dict[str, Any],
-    ) -> None:
+    def record_delivery(self, occ: Occurrence, channel_id: str, delivery: dict[str, Any]) -> None:
         """Store one channel's delivery on the post."""
-        pk, sk = self.post_key(community_id, due_utc, job_id)
+        pk, sk = self.post_key(occ)
         PostItem(pk, sk).update(actions=[PostItem.deliveries[channel_id].set(delivery)])
 
     def posts(
@@ -209,7 +214,7 @@ class PostStore:
         since_utc: datetime | None = None,
         until_utc: datetime | None = None,
     ) -> Iterator[PostRecord]:
-        """The post log of a community in time order."""
+        """The post log of a community in order of the occurrences' scheduled instants."""
         condition: Condition | None = None
         if since_utc and until_utc:
             condition = PostItem.sk.between(iso_utc(since_utc), iso_utc(until_utc) + "~")

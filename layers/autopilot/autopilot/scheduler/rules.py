@@ -15,8 +15,12 @@ zone does. Each nominal time is then mapped to one UTC instant:
   into none if the job also has a real occurrence exactly there, so a ``*/15`` job
   never fires a burst at 03:00.
 
-The identity of an occurrence is ``(community, job, nominal local time)``, never
-the UTC instant: that is what makes a repeated 01:30 one occurrence, not two.
+The identity of an occurrence is ``(community, job, nominal local minute, the UTC
+instant it maps to)`` (:attr:`Occurrence.id`). The nominal minute is what makes a
+repeated 01:30 one occurrence, not two (it maps to one instant); the instant is what
+makes 08:00 in Tokyo and 08:00 in Los Angeles on the same date two occurrences, so a
+community that changes its timezone gets the new zone's posts. A zone renamed to an
+alias with the same rules (Asia/Calcutta to Asia/Kolkata) keeps every identity.
 
 Quiet hours then shift or drop message jobs: an occurrence whose instant falls in
 the window is *deferred* to the window's end (its ``due_utc``) or *dropped*.
@@ -73,8 +77,18 @@ class Occurrence:
 
     @property
     def key(self) -> str:
-        """The occurrence's identity within its job: the nominal local minute."""
+        """The nominal local minute (what people read: ``2026-11-27T07:30``)."""
         return self.nominal_local.strftime("%Y-%m-%dT%H:%M")
+
+    @property
+    def id(self) -> str:
+        """The occurrence's identity within its job: nominal local minute and UTC instant.
+
+        Every exactly-once record (claim, post log, platform idempotency key) is
+        keyed by it, never by ``due_utc``: several occurrences deferred to the same
+        moment stay several occurrences.
+        """
+        return f"{self.key}@{self.scheduled_utc.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
 @dataclass(frozen=True)
@@ -145,11 +159,101 @@ def occurrences_between(
     Sorted by ``(due_utc, nominal_local)``. Pure: the same arguments always give
     the same list, and adjacent windows never share an occurrence.
     """
+    return _occurrences(community_id, job, tz, quiet, start_utc, end_utc, by_due=True)
+
+
+def occurrences_scheduled_between(
+    community_id: str,
+    job: Job,
+    tz: ZoneInfo,
+    quiet: QuietHours | None,
+    start_utc: datetime,
+    end_utc: datetime,
+) -> list[Occurrence]:
+    """Occurrences of ``job`` whose ``scheduled_utc`` lies in ``(start_utc, end_utc]``.
+
+    The dispatcher's watermark moves over scheduled instants: an occurrence whose
+    instant has passed is decided, or persisted as pending while quiet hours defer
+    it, so that a config change while it waits cannot make it vanish. Sorted by
+    ``(scheduled_utc, nominal_local)``; adjacent windows never share an occurrence.
+    """
+    return _occurrences(community_id, job, tz, quiet, start_utc, end_utc, by_due=False)
+
+
+def _apply_quiet(occ: Occurrence, job: Job, tz: ZoneInfo, quiet: QuietHours | None) -> Occurrence:
+    """``occ`` with quiet hours applied: dropped, deferred to the window's end, or as is."""
+    quiet_policy = job.quiet_hours if (quiet is not None and job.sends_messages) else "ignore"
+    if (
+        quiet_policy != "ignore"
+        and quiet is not None
+        and quiet.contains(local_wall(occ.scheduled_utc, tz).time())
+    ):
+        if quiet_policy == "drop":
+            return replace(occ, quiet="dropped", due_utc=occ.scheduled_utc)
+        return replace(
+            occ, quiet="deferred", due_utc=_quiet_end_after(occ.scheduled_utc, quiet, tz)
+        )
+    return replace(occ, quiet=None, due_utc=occ.scheduled_utc)
+
+
+def reevaluate(
+    community_id: str,
+    job: Job,
+    tz: ZoneInfo,
+    quiet: QuietHours | None,
+    nominal_local: datetime,
+    scheduled_utc: datetime,
+    dst: str | None,
+) -> Occurrence:
+    """A persisted occurrence under the *current* config: quiet hours decide its due time.
+
+    The identity (nominal minute and instant) is kept; only whether and until when
+    it is deferred follows the config, so shortening quiet hours or switching the
+    job to ``ignore`` while it waits makes it due at once instead of losing it.
+    """
+    occ = Occurrence(community_id, job.id, nominal_local, scheduled_utc, scheduled_utc, None, dst)
+    return _apply_quiet(occ, job, tz, quiet)
+
+
+def count_scheduled(
+    job: Job, tz: ZoneInfo, start_utc: datetime, end_utc: datetime, cap: int
+) -> tuple[int, datetime | None, datetime | None]:
+    """How many occurrences of ``job`` are scheduled in ``(start_utc, end_utc]`` (at most
+    ``cap``), with the first and last nominal local times counted.
+
+    Used to summarise occurrences older than the look-back, which are never
+    computed one by one (a dispatcher down for months must not iterate them all).
+    """
+    count = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    start_wall = local_wall(start_utc, tz)
+    end_wall = local_wall(end_utc, tz)
+    for nominal in _nominal_times(job.cron, start_wall, end_wall):
+        count += 1
+        first = first or nominal
+        last = nominal
+        if count >= cap:
+            break
+    return count, first, last
+
+
+def _occurrences(
+    community_id: str,
+    job: Job,
+    tz: ZoneInfo,
+    quiet: QuietHours | None,
+    start_utc: datetime,
+    end_utc: datetime,
+    *,
+    by_due: bool,
+) -> list[Occurrence]:
     if end_utc <= start_utc:
         return []
     quiet_policy = job.quiet_hours if (quiet is not None and job.sends_messages) else "ignore"
     # Deferral can push an occurrence up to a day past its instant: look back that far.
-    lookback = _DST_MARGIN + (timedelta(days=1) if quiet_policy == "defer" else timedelta(0))
+    deferred = by_due and quiet_policy == "defer"
+    lookback = _DST_MARGIN + (timedelta(days=1) if deferred else timedelta(0))
     start_wall = local_wall(start_utc - lookback, tz)
     end_wall = local_wall(end_utc, tz) + _DST_MARGIN
 
@@ -163,19 +267,16 @@ def occurrences_between(
         # Coalesce skipped times: one occurrence per instant, preferring a real one.
         real = [g for g in group if g[1] != DST_GAP]
         nominal, dst = real[0] if real else group[0]
-        occ = Occurrence(community_id, job.id, nominal, instant, instant, None, dst)
-        if (
-            quiet_policy != "ignore"
-            and quiet is not None
-            and quiet.contains(local_wall(instant, tz).time())
-        ):
-            if quiet_policy == "drop":
-                occ = replace(occ, quiet="dropped")
-            else:
-                occ = replace(occ, quiet="deferred", due_utc=_quiet_end_after(instant, quiet, tz))
-        if start_utc < occ.due_utc <= end_utc:
+        occ = _apply_quiet(
+            Occurrence(community_id, job.id, nominal, instant, instant, None, dst), job, tz, quiet
+        )
+        moment = occ.due_utc if by_due else occ.scheduled_utc
+        if start_utc < moment <= end_utc:
             result.append(occ)
-    result.sort(key=lambda o: (o.due_utc, o.nominal_local))
+    if by_due:
+        result.sort(key=lambda o: (o.due_utc, o.nominal_local))
+    else:
+        result.sort(key=lambda o: (o.scheduled_utc, o.nominal_local))
     return result
 
 

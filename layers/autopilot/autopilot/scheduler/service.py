@@ -1,18 +1,25 @@
 """The dispatcher tick: decide, claim, run and record every due occurrence once.
 
-One tick, for every enabled job of every community:
+One tick, for every job of every community:
 
-1. compute the occurrences due in ``(watermark, now]`` (pure rules);
-2. decide what to do with them under the job's misfire policy;
-3. ``run``: claim with a conditional write, run the action, record the outcome;
-   ``missed``/``skipped``: record once;
-4. move the watermark forward — but never past an occurrence another worker still
-   holds, or one this tick had no time left to run.
+1. the candidates: occurrences *scheduled* in ``(watermark, now]`` plus the job's
+   pending ones, each re-evaluated under the current config (quiet hours decide
+   its due time);
+2. those due by ``now`` are decided under the job's misfire policy; those not due
+   yet (deferred by quiet hours) stay pending;
+3. ``run``: claim with a conditional write fenced by the config epoch, run the
+   action, record the outcome; ``missed``/``skipped``: record once; beyond the
+   catch-up bound or the look-back: one summary record;
+4. move the watermark to ``now``, storing what is still pending: deferred, held
+   by another worker, or not started for lack of time.
 
-Watermarks are cached per container. A cached watermark can only be *older* than
-the stored one, so if nothing is due since the cached watermark nothing is due at
-all: an idle tick in a warm container makes no DynamoDB request, and a cold one a
-single BatchGetItem.
+A disabled job has no occurrences: its watermark moves on without recording any,
+so re-enabling it never replays the days it was off.
+
+Job states are cached per container. A cached state can only be *older* than the
+stored one, so if nothing is due since the cached watermark (and no cached pending
+occurrence is due) nothing is due at all: an idle tick in a warm container makes
+no DynamoDB request, and a cold one a single BatchGetItem.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autopilot.clock import Clock, get_clock
@@ -31,21 +38,33 @@ from autopilot.scheduler.rules import (
     MAX_LOOKBACK,
     Decision,
     Occurrence,
-    occurrences_between,
+    count_scheduled,
+    occurrences_scheduled_between,
     plan_tick,
+    reevaluate,
+    resolve_local,
 )
-from autopilot.scheduler.store import SchedulerStore, job_pk
+from autopilot.scheduler.store import Epoch, JobState, Pending, SchedulerStore, job_pk
 from autopilot.timeutil import iso_utc, zone
 
 logger = logging.getLogger(__name__)
 
-# A claim's lease outlives the dispatcher's 60 s timeout, so a live run is never
-# taken over; a crashed run's occurrence is retried by the first tick after it.
-DEFAULT_LEASE = timedelta(seconds=90)
-# Stop starting new runs when less than this is left of the invocation.
+# The longest a run can last: the dispatcher function's Timeout in template.yaml.
+# Used for the lease when the invocation's remaining time is unknown (CLI, tests).
+MAX_RUN = timedelta(seconds=60)
+# The largest clock difference between two dispatcher containers we tolerate. A
+# claim's lease is judged on *another* container's clock, so it lasts the holder's
+# remaining invocation time plus this: a container whose clock is up to this far
+# ahead still cannot take over a claim whose holder can be sending. (Lambda clocks
+# are NTP-synchronised to milliseconds; a minute is a wide margin.)
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+DEFAULT_LEASE = MAX_RUN + MAX_CLOCK_SKEW
+# Stop starting new runs or records when less than this is left of the invocation.
 SAFETY_MARGIN_MS = 10_000
-# A job that has never been decided looks back this far on its first tick.
+# A config without published_at: a job first seen looks back this far.
 FIRST_TICK_LOOKBACK = timedelta(minutes=1)
+# Occurrences older than the look-back are counted for their summary up to this.
+MAX_COUNTED = 100_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,9 @@ class ActionContext:
     # Milliseconds left in this invocation (None outside Lambda): actions that
     # retry (channels) stop in time for the outcome to be recorded.
     remaining_ms: Callable[[], int] | None = None
+    # Whether this run still holds the occurrence's claim (the fencing check):
+    # actions call it before every send and stop if it answers False.
+    still_holds: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +109,14 @@ class OccurrenceReport:
     reason: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
 
+    occurrence_id: str = ""
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "community": self.community_id,
             "job": self.job_id,
             "key": self.key,
+            "id": self.occurrence_id,
             "scheduled_utc": self.scheduled_utc,
             "due_utc": self.due_utc,
             "status": self.status,
@@ -105,6 +130,9 @@ class TickReport:
 
     now_utc: datetime
     occurrences: list[OccurrenceReport] = field(default_factory=list)
+    # Set when this container's config is older than the one in force and it could
+    # not load the newer one: it ran nothing.
+    stale_config: bool = False
 
     @property
     def idle(self) -> bool:
@@ -117,8 +145,26 @@ class TickReport:
         return {
             "now_utc": iso_utc(self.now_utc),
             "counts": counts,
+            "stale_config": self.stale_config,
             "occurrences": [o.as_dict() for o in self.occurrences],
         }
+
+
+@dataclass
+class _JobWork:
+    """One job's candidates this tick."""
+
+    community: Community
+    job: Job
+    due: list[Occurrence]
+    waiting: list[Occurrence]
+    # Occurrences older than the look-back: (start, end) of the uncounted window.
+    beyond: tuple[datetime, datetime] | None = None
+    # Whether the job's stored state must change even if nothing is due.
+    dirty: bool = False
+
+
+ConfigRefresh = Callable[[], tuple[Config, bool]]
 
 
 class Dispatcher:
@@ -130,103 +176,300 @@ class Dispatcher:
         actions: Mapping[str, Action],
         *,
         clock: Clock | None = None,
-        lease: timedelta = DEFAULT_LEASE,
+        lease: timedelta | None = None,
     ):
         self._store = store
         self._actions = actions
         self._clock = clock
         self._lease = lease
-        self._watermarks: dict[str, datetime] = {}
+        self._states: dict[str, JobState] = {}
+        self._epoch: Epoch | None = None
         self.worker_id = uuid.uuid4().hex[:12]
 
     def _now(self) -> datetime:
         return (self._clock or get_clock()).now()
 
-    def tick(self, config: Config, *, remaining_ms: Callable[[], int] | None = None) -> TickReport:
-        """Run one tick at the clock's current time."""
+    def tick(
+        self,
+        config: Config,
+        *,
+        remaining_ms: Callable[[], int] | None = None,
+        refresh: ConfigRefresh | None = None,
+    ) -> TickReport:
+        """Run one tick at the clock's current time.
+
+        ``refresh`` reloads the config bypassing any cache and says whether it is
+        the newest published version; it is called only when the config epoch
+        shows a version other than ``config``'s.
+        """
         now = self._now()
         report = TickReport(now_utc=now)
-        jobs = [(c, j) for c in config.communities for j in c.jobs if j.enabled]
-        floor = now - MAX_LOOKBACK
-        default_start = max(
-            floor,
-            min(config.published_at, now - FIRST_TICK_LOOKBACK)
-            if config.published_at
-            else now - FIRST_TICK_LOOKBACK,
-        )
-
-        due_by_job = self._due_from(jobs, self._watermarks, default_start, floor, now)
-        if not due_by_job:
-            return report  # idle: nothing due even from the (possibly older) cached watermarks
-        # Something may be due: read the authoritative watermarks once, then recompute.
-        self._watermarks.update(self._store.read_watermarks(job_pk(c.id, j.id) for c, j in jobs))
-        due_by_job = self._due_from(jobs, self._watermarks, default_start, floor, now)
+        jobs = [(c, j) for c in config.communities for j in c.jobs]
+        work = self._work(jobs, self._states, self._epoch, config, now)
+        if not any(w.due or w.dirty or w.beyond for w in work):
+            return report  # idle: nothing due even from the (possibly older) cached states
+        # Something may be due: read the authoritative states once, then recompute.
+        states, epoch = self._store.read_states(job_pk(c.id, j.id) for c, j in jobs)
+        self._states.update(states)
+        entered = self._enter_epoch(config, epoch, now, refresh)
+        if isinstance(entered, Config):  # a newer config is in force: tick with it instead
+            return self.tick(entered, remaining_ms=remaining_ms)
+        if entered is None:
+            logger.warning(
+                "config version %r is not the one in force; ran nothing this tick",
+                config.version_tag,
+            )
+            report.stale_config = True
+            return report
+        self._epoch = epoch = entered
+        work = self._work(jobs, self._states, epoch, config, now)
 
         out_of_time = False
-        for community, job, due in due_by_job.values():
-            pk = job_pk(community.id, job.id)
-            hold: datetime | None = None
-            decisions = plan_tick(due, now, job.misfire)
-            decisions = self._collapse_overflow(decisions, now, report)
-            for decision in decisions:
-                if decision.verdict != "run":
-                    self._record_unrun(decision, now, report)
-                    continue
-                out_of_time = out_of_time or (
-                    remaining_ms is not None and remaining_ms() < SAFETY_MARGIN_MS
-                )
-                # Not started for lack of time, or held by another worker: the
-                # watermark must stay before it so a later tick picks it up.
-                if out_of_time or self._run(
-                    community, job, decision.occurrence, report, remaining_ms
-                ):
-                    held_from = decision.occurrence.due_utc
-                    hold = held_from if hold is None else min(hold, held_from)
-            target = now if hold is None else hold - timedelta(milliseconds=1)
-            if target > self._watermarks.get(pk, default_start):
-                self._store.advance_watermark(pk, target, now)
-                self._watermarks[pk] = target
+
+        def time_left() -> bool:
+            nonlocal out_of_time
+            out_of_time = out_of_time or (
+                remaining_ms is not None and remaining_ms() < SAFETY_MARGIN_MS
+            )
+            return not out_of_time
+
+        for item in work:
+            if not (item.due or item.dirty or item.beyond):
+                continue
+            if not time_left():
+                break  # the job keeps its state: the next tick does all of it
+            pending = self._process(item, epoch, now, report, time_left, remaining_ms)
+            if pending is None:
+                report.stale_config = True
+                break  # the epoch moved under us: stop; the next tick uses the new config
+            pk = job_pk(item.community.id, item.job.id)
+            state = JobState(now, tuple(pending), not item.job.enabled)
+            if self._store.advance_watermark(
+                pk, now, now, pending=state.pending, disabled=state.disabled
+            ):
+                self._states[pk] = state
+            else:
+                self._states.pop(pk, None)  # another worker moved it: re-read next time
         return report
 
-    def _due_from(
+    # -- the config epoch -------------------------------------------------------
+    def _enter_epoch(
+        self,
+        config: Config,
+        epoch: Epoch | None,
+        now: datetime,
+        refresh: ConfigRefresh | None,
+    ) -> Epoch | Config | None:
+        """The epoch this tick runs under; a newer ``Config`` to tick with; or None (stale).
+
+        The epoch names the config version in force. A container whose config is
+        another version reloads its config: if that gives a different version it
+        ticks with it; if its config is the newest published one (or was published
+        later than the epoch's) it puts its version in force; otherwise it runs
+        nothing (a newer config exists that it cannot load).
+        """
+        mine = config.version_tag
+        published_ms = _ms(config.published_at) if config.published_at else 0
+        if epoch is not None and epoch.version == mine:
+            return epoch
+        newest = False
+        if epoch is not None and refresh is not None:
+            fresh, newest = refresh()
+            if fresh.version_tag != mine:
+                return fresh
+        if epoch is not None and not newest and published_ms <= epoch.published_ms:
+            return None
+        if self._store.switch_epoch(epoch, mine, published_ms, now):
+            floor = 0 if epoch is None else max(epoch.floor_ms, epoch.max_due_ms)
+            logger.info("config version %r is now in force", mine)
+            return Epoch(mine, published_ms, floor, floor)
+        current = self._store.read_epoch()  # someone else switched meanwhile
+        return current if current is not None and current.version == mine else None
+
+    # -- candidates -------------------------------------------------------------
+    def _work(
         self,
         jobs: list[tuple[Community, Job]],
-        watermarks: Mapping[str, datetime],
-        default_start: datetime,
-        floor: datetime,
+        states: Mapping[str, JobState],
+        epoch: Epoch | None,
+        config: Config,
         now: datetime,
-    ) -> dict[str, tuple[Community, Job, list[Occurrence]]]:
-        due_by_job = {}
+    ) -> list[_JobWork]:
+        out = []
         for community, job in jobs:
-            start = max(watermarks.get(job_pk(community.id, job.id), default_start), floor)
-            due = occurrences_between(
-                community.id, job, zone(community.timezone), community.quiet_hours, start, now
-            )
-            if due:
-                due_by_job[job_pk(community.id, job.id)] = (community, job, due)
-        return due_by_job
+            state = states.get(job_pk(community.id, job.id))
+            out.append(self._candidates(community, job, state, epoch, config, now))
+        return out
 
-    def _collapse_overflow(
-        self, decisions: list[Decision], now: datetime, report: TickReport
+    def _first_start(self, config: Config, epoch: Epoch | None, now: datetime) -> datetime:
+        """Where a job with no watermark (new, renamed or re-enabled) starts looking.
+
+        Never before the config's publication, and never at or before the latest
+        due time claimed under an earlier config version (a renamed job must not
+        rerun what its old name ran while some container still had the old config).
+        """
+        start = config.published_at if config.published_at else now - FIRST_TICK_LOOKBACK
+        if epoch is not None and epoch.floor_ms:
+            start = max(start, _from_ms(epoch.floor_ms))
+        return start
+
+    def _candidates(
+        self,
+        community: Community,
+        job: Job,
+        state: JobState | None,
+        epoch: Epoch | None,
+        config: Config,
+        now: datetime,
+    ) -> _JobWork:
+        tz = zone(community.timezone)
+        quiet = community.quiet_hours
+        fresh = state is None or state.watermark is None
+        if fresh:
+            start = self._first_start(config, epoch, now)
+        else:
+            assert state is not None and state.watermark is not None
+            start = state.watermark
+            if state.disabled and job.enabled:
+                # Re-enabled: the days it was off are not replayed.
+                start = max(start, self._first_start(config, epoch, now))
+        floor = now - MAX_LOOKBACK
+        beyond = None
+        if start < floor:
+            if not fresh:
+                beyond = (start, floor)
+            start = floor
+        candidates: dict[str, Occurrence] = {}
+        pending = state.pending if state is not None else ()
+        for p in pending:
+            occ = reevaluate(community.id, job, tz, quiet, p.nominal_local, p.scheduled_utc, p.dst)
+            candidates[occ.id] = occ
+        dirty = False
+        if job.enabled:
+            for occ in occurrences_scheduled_between(community.id, job, tz, quiet, start, now):
+                if occ.id not in candidates:
+                    candidates[occ.id] = occ
+                    # Deferred past now: it must be persisted as pending this tick.
+                    dirty = dirty or occ.due_utc > now
+        else:
+            # A disabled job has no occurrences. The first time one would have been
+            # due, its state says "disabled" (one write), so that re-enabling it
+            # later starts from the enabling config, never replaying the days it was off.
+            beyond = None
+            if state is None or not state.disabled:
+                dirty = bool(
+                    occurrences_scheduled_between(community.id, job, tz, quiet, start, now)
+                )
+        ordered = sorted(candidates.values(), key=lambda o: (o.due_utc, o.nominal_local))
+        due = [o for o in ordered if o.due_utc <= now]
+        waiting = [o for o in ordered if o.due_utc > now]
+        return _JobWork(community, job, due, waiting, beyond, dirty)
+
+    # -- one job ------------------------------------------------------------------
+    def _process(
+        self,
+        work: _JobWork,
+        epoch: Epoch,
+        now: datetime,
+        report: TickReport,
+        time_left: Callable[[], bool],
+        remaining_ms: Callable[[], int] | None,
+    ) -> list[Pending] | None:
+        """Decide, run and record one job's due occurrences; return what stays pending.
+
+        None: the config epoch moved while running (nothing more may run).
+        """
+        community, job = work.community, work.job
+        if job.enabled:
+            decisions = plan_tick(work.due, now, job.misfire)
+        else:
+            # Pending from before it was disabled: recorded, never run.
+            decisions = [Decision(o, "missed", "the job was disabled") for o in work.due]
+        decisions = self._summarise(work, decisions, now, report)
+        carried: list[Occurrence] = []
+        stale = False
+        for decision in decisions:
+            occ = decision.occurrence
+            if stale or not time_left():
+                carried.append(occ)  # not started: the next tick decides it again
+                continue
+            if decision.verdict != "run":
+                self._record_unrun(decision, now, report)
+                continue
+            outcome = self._run(community, job, occ, report, epoch, remaining_ms)
+            if outcome == "stale":
+                stale = True
+                carried.append(occ)
+            elif outcome == "busy":
+                carried.append(occ)  # another worker is running it: look again later
+        pending = [
+            Pending(o.nominal_local, o.scheduled_utc, o.dst) for o in [*carried, *work.waiting]
+        ]
+        return None if stale else pending
+
+    def _summarise(
+        self, work: _JobWork, decisions: list[Decision], now: datetime, report: TickReport
     ) -> list[Decision]:
-        """Record missed occurrences beyond the catch-up bound as one summary item."""
-        missed = [d for d in decisions if d.verdict == "missed"]
-        if len(missed) <= MAX_CATCHUP:
-            return decisions
-        overflow = missed[: len(missed) - MAX_CATCHUP]
-        first, last = overflow[0].occurrence, overflow[-1].occurrence
-        self._store.record_gap(first, last, len(overflow), now)
-        report.occurrences.append(
-            OccurrenceReport(
-                first.community_id,
-                first.job_id,
-                f"{first.key}..{last.key}",
-                iso_utc(first.scheduled_utc),
-                iso_utc(first.due_utc),
-                "missed",
-                f"{len(overflow)} occurrences beyond the catch-up bound",
+        """One summary record for what is not recorded one by one.
+
+        That is every occurrence older than the look-back (counted, not computed)
+        and the oldest unrun ones beyond the catch-up bound (missed *and* skipped:
+        after a long outage a job that drops quiet-hour messages must not write
+        thousands of records either).
+        """
+        unrun = [d for d in decisions if d.verdict != "run"]
+        overflow = unrun[: max(0, len(unrun) - MAX_CATCHUP)]
+        old_count, old_first, old_last = 0, None, None
+        if work.beyond is not None:
+            tz = zone(work.community.timezone)
+            old_count, old_first, old_last = count_scheduled(
+                work.job, tz, work.beyond[0], work.beyond[1], MAX_COUNTED
             )
-        )
+        if not overflow and not old_count:
+            return decisions
+        community, job = work.community, work.job
+        parts = []
+        if old_count:
+            more = "at least " if old_count >= MAX_COUNTED else ""
+            parts.append(f"{more}{old_count} older than the {MAX_LOOKBACK.days}-day look-back")
+        if overflow:
+            parts.append(f"{len(overflow)} beyond the catch-up bound of {MAX_CATCHUP}")
+        count = old_count + len(overflow)
+        reason = f"{count} occurrences not run: " + ", ".join(parts)
+        if old_first is not None and old_last is not None:
+            first_key = old_first.strftime("%Y-%m-%dT%H:%M")
+            first_instant, _ = resolve_local(old_first, zone(community.timezone))
+            last_key = old_last.strftime("%Y-%m-%dT%H:%M")
+        else:
+            first_key = overflow[0].occurrence.key
+            first_instant = overflow[0].occurrence.scheduled_utc
+        if overflow:
+            last_key = overflow[-1].occurrence.key
+        first_id = f"{first_key}@{iso_utc(first_instant)}"
+        if self._store.record_gap(
+            community.id,
+            job.id,
+            first_id=first_id,
+            first_key=first_key,
+            last_key=last_key,
+            scheduled_utc=first_instant,
+            count=count,
+            reason=reason,
+            now=now,
+        ):
+            logger.warning("job %s/%s: %s", community.id, job.id, reason)
+            report.occurrences.append(
+                OccurrenceReport(
+                    community.id,
+                    job.id,
+                    f"{first_key}..{last_key}",
+                    iso_utc(first_instant),
+                    iso_utc(first_instant),
+                    "missed",
+                    reason,
+                    occurrence_id=f"GAP#{first_id}",
+                )
+            )
         dropped = {id(d) for d in overflow}
         return [d for d in decisions if id(d) not in dropped]
 
@@ -237,11 +480,24 @@ class Dispatcher:
                 "occurrence %s/%s@%s %s: %s",
                 occ.community_id,
                 occ.job_id,
-                occ.key,
+                occ.id,
                 decision.verdict,
                 decision.reason,
             )
             report.occurrences.append(self._report(occ, decision.verdict, decision.reason))
+
+    def _lease_for(self, remaining_ms: Callable[[], int] | None) -> timedelta:
+        """How long a claim made now is protected from takeover.
+
+        The holder cannot run past its invocation's end (Lambda stops it, and every
+        send is bounded by the remaining time), and another container's clock may
+        be up to ``MAX_CLOCK_SKEW`` ahead: together they bound when the holder can
+        still be sending.
+        """
+        if self._lease is not None:
+            return self._lease
+        run = MAX_RUN if remaining_ms is None else timedelta(milliseconds=remaining_ms())
+        return max(run, timedelta(0)) + MAX_CLOCK_SKEW
 
     def _run(
         self,
@@ -249,23 +505,42 @@ class Dispatcher:
         job: Job,
         occ: Occurrence,
         report: TickReport,
+        epoch: Epoch,
         remaining_ms: Callable[[], int] | None = None,
-    ) -> bool:
-        """Claim and run one occurrence; return True if it must hold the watermark."""
+    ) -> str:
+        """Claim and run one occurrence: ``done``, ``busy`` (held elsewhere) or ``stale``."""
         now = self._now()
-        claim = self._store.claim(occ, now=now, lease=self._lease, worker=self.worker_id)
-        if claim.state == "busy":
-            return True  # another worker is running it; do not move past it
+        token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
+        claim = self._store.claim(
+            occ, now=now, lease=self._lease_for(remaining_ms), worker=token, epoch=epoch.version
+        )
+        if claim.state in ("busy", "stale"):
+            return claim.state
+        if claim.state == "failed":  # every attempt crashed: this tick recorded it
+            logger.error(
+                "occurrence %s/%s@%s failed: %s", occ.community_id, occ.job_id, occ.id, claim.reason
+            )
+            report.occurrences.append(self._report(occ, "failed", claim.reason))
+            return "done"
         if claim.state == "done":
-            return False
+            return "done"
         action = self._actions.get(job.action)
         status = "deferred" if occ.quiet == "deferred" else "fired"
+        context = ActionContext(
+            community,
+            job,
+            occ,
+            now,
+            claim.attempt,
+            remaining_ms,
+            still_holds=lambda: self._store.holds(occ, token),
+        )
         try:
             if action is None:
                 raise RuntimeError(f"no action {job.action!r} in this function")
-            result = action(ActionContext(community, job, occ, now, claim.attempt, remaining_ms))
+            result = action(context)
         except Exception as exc:  # the action's failure is the occurrence's outcome
-            logger.exception("occurrence %s/%s@%s failed", occ.community_id, occ.job_id, occ.key)
+            logger.exception("occurrence %s/%s@%s failed", occ.community_id, occ.job_id, occ.id)
             result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         if not result.ok:
             status = "failed"
@@ -273,13 +548,21 @@ class Dispatcher:
             occ,
             status=status,
             now=self._now(),
-            worker=self.worker_id,
+            worker=token,
             outcome=dict(result.detail),
             reason=result.error,
         )
         if finished:
+            if status == "failed":
+                logger.error(
+                    "occurrence %s/%s@%s failed: %s",
+                    occ.community_id,
+                    occ.job_id,
+                    occ.id,
+                    result.error,
+                )
             report.occurrences.append(self._report(occ, status, result.error or "", result.detail))
-        return False
+        return "done"
 
     @staticmethod
     def _report(
@@ -294,4 +577,13 @@ class Dispatcher:
             status,
             reason,
             detail or {},
+            occurrence_id=occ.id,
         )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
