@@ -300,10 +300,14 @@ class LedgerService:
             raise BadRequest(f"limit must be 1-{MAX_PAGE}")
         position = _decode_cursor(cursor)
         if position is not None:
-            try:  # a forged instant at the ends of the calendar cannot be a local day
-                local_day_of(parse_iso(position.split("#", 1)[0]), community)
+            # A cursor names the last entry of a page of this query: its local day is
+            # in since..until (a forged instant at the ends of the calendar has none).
+            try:
+                resume = local_day_of(parse_iso(position.split("#", 1)[0]), community)
             except (OverflowError, ValueError):
                 raise BadRequest("invalid cursor") from None
+            if not since <= resume <= until:
+                raise BadRequest("invalid cursor: it does not belong to this period")
         items: list[Entry] = []
         next_cursor = None
         stream = (

@@ -407,15 +407,15 @@ class LedgerStore:
         self, community_id: str, member_id: str, after: str | None = None
     ) -> Iterator[Entry]:
         """Every entry of a member, oldest first (after ``<at UTC>#<id>`` if given)."""
-        condition = (
-            (EntryItem.sk > f"E#{after}") & (EntryItem.sk < "E#~")
-            if after
-            else EntryItem.sk.startswith("E#")
-        )
+        # A key condition takes one range operator: BETWEEN (inclusive) and skip the
+        # entry the cursor names. Two ANDed comparisons are not a key condition.
+        start = f"E#{after}" if after else None
+        condition = EntryItem.sk.between(start, "E#~") if start else EntryItem.sk.startswith("E#")
         for item in EntryItem.query(
             member_pk(community_id, member_id), condition, consistent_read=True
         ):
-            yield entry_from_item(item)
+            if item.sk != start:
+                yield entry_from_item(item)
 
     def entries_of_day(
         self, community_id: str, day: date, shard: int, after: str | None = None
