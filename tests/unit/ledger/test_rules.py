@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from autopilot.ledger.rules import (
     CSV_COLUMNS,
+    MAX_POINTS,
     REASONS,
     Entry,
     Mismatch,
     build_entries,
     csv_row,
     entry_id,
+    outstanding_mismatch,
     reconcile,
     summarize,
 )
@@ -274,6 +276,54 @@ def test_reconcile_reports_one_break_once() -> None:
 
 
 # --- summarize -----------------------------------------------------------------------------
+
+
+def test_reconcile_follows_commit_order_not_timestamps() -> None:
+    # The check-in took its time (AT) first, lost a version race to an adjustment
+    # stamped a second later, and committed after it: seq says so, time does not.
+    (adjustment,) = build_entries(
+        "c1",
+        "alice",
+        [("adjustment", 30, "adjustment:t-1", "gift")],
+        0,
+        AT + timedelta(seconds=1),
+        "ops:olga",
+        seq=1,
+    )
+    check_in = build_entries(
+        "c1",
+        "alice",
+        [("checkin", 10, "checkin:d", ""), ("streak_bonus", 5, "streak_bonus:d", "")],
+        30,
+        AT,
+        "api:alice",
+        seq=2,
+    )
+    assert reconcile([*check_in, adjustment], {"alice": 45}) == []
+    # Without seq (entries written before it existed) time is all there is.
+    legacy = [replace(e, seq=None) for e in (*check_in, adjustment)]
+    assert [m.kind for m in reconcile(legacy, {"alice": 45})] == ["chain", "chain", "chain"]
+
+
+def test_reconcile_puts_legacy_entries_before_sequenced_ones() -> None:
+    (old,) = entries_for("alice", [("checkin", 10, "checkin:a", "")], at=AT + timedelta(days=1))
+    (new,) = build_entries(
+        "c1", "alice", [("checkin", 10, "checkin:b", "")], 10, AT, "api:alice", seq=7
+    )
+    assert old.seq is None
+    assert reconcile([new, old], {"alice": 20}) == []
+
+
+def test_outstanding_aggregate_must_equal_the_sum_of_balances() -> None:
+    assert outstanding_mismatch(30, [10, 20]) is None
+    found = outstanding_mismatch(37, [10, 20])
+    assert found is not None and found.kind == "aggregate" and "37" in found.detail
+
+
+@pytest.mark.parametrize("amount", [MAX_POINTS + 1, -(MAX_POINTS + 1), 2**64, -(10**60)])
+def test_build_entries_refuses_amounts_beyond_the_bound(amount: int) -> None:
+    with pytest.raises(ValueError, match="beyond"):
+        entries_for("alice", [("adjustment", amount, "adjustment:x", "")], balance_before=10**70)
 
 
 def test_summarize_by_local_day_and_month() -> None:
