@@ -10,11 +10,10 @@ docs/api.md.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from autopilot.api import requests as req
 from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_event
-from autopilot.api.requests import Field
+from autopilot.api.requests import MAX_ADJUSTMENT, Field
 from autopilot.api.responses import entries_csv, install_error_answers, to_json
 from autopilot.app import App
 from autopilot.clock import get_clock
@@ -78,6 +77,10 @@ def redeem() -> dict[str, Any]:
         },
     )
     key, request_id = req.header(event, "Idempotency-Key"), body.get("request_id")
+    if key is not None:
+        key = req.request_key("the Idempotency-Key header", key)
+    if request_id is not None:
+        request_id = req.request_key("request_id", request_id)
     if key and request_id and key != request_id:
         raise BadRequest("request_id and the Idempotency-Key header differ; send one")
     if not (key or request_id):
@@ -135,7 +138,7 @@ def ledger_summary() -> dict[str, Any]:
 @api.put("/members/<member_id>")
 def put_member(member_id: str) -> dict[str, Any]:
     who = _caller(OPS)
-    member = req.member_id("member_id", unquote(member_id))
+    member = req.member_id("member_id", req.path_parameter("member_id", member_id))
     body = req.fields(
         req.json_object(api.current_event.raw_event),
         {"community": Field(str, required=True)},
@@ -151,7 +154,7 @@ def put_member(member_id: str) -> dict[str, Any]:
 @api.delete("/members/<member_id>")
 def delete_member(member_id: str) -> dict[str, Any]:
     who = _caller(OPS)
-    member = req.member_id("member_id", unquote(member_id))
+    member = req.member_id("member_id", req.path_parameter("member_id", member_id))
     query = req.query(api.current_event.raw_event, {"community"}, {"community"})
     community = _community(who, query["community"])
     account = app.members.leave(community, member, get_clock().now())
@@ -166,12 +169,13 @@ def adjust() -> dict[str, Any]:
         {
             "community": Field(str, required=True),
             "member": Field(str, required=True),
-            "amount": Field(int, required=True),
+            "amount": Field(int, required=True, low=-MAX_ADJUSTMENT, high=MAX_ADJUSTMENT),
             "reason": Field(str, required=True),
             "ref": Field(str, required=True),
         },
     )
     member = req.member_id("member", body["member"])
+    req.request_key("ref", body["ref"])
     community = _community(who, body["community"])
     return app.ledger.adjust(
         community,

@@ -21,14 +21,30 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# IANA names are at most ~30 characters; a longer one is refused before any file lookup.
+MAX_ZONE_NAME = 64
+
+
 @lru_cache(maxsize=256)
 def zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone ``name``; raises ``ValueError`` with a clear message if unknown."""
-    if not isinstance(name, str) or not name or name.startswith(("/", ".")):
+    """The IANA zone ``name``; raises ``ValueError`` with a clear message if unknown.
+
+    Every way a name can fail is this one error, so validators and the API can
+    answer "unknown time zone" instead of crashing: a folder of the zone
+    database (``America``, ``Etc``: ``IsADirectoryError``), a path (``..``,
+    ``Asia/``), a NUL or a surrogate, an over-long name (``File name too long``)
+    or a file of the database that is not a zone (``zone1970.tab``).
+    """
+    if not isinstance(name, str) or not name or len(name) > MAX_ZONE_NAME:
+        raise ValueError(f"unknown time zone {str(name)[:MAX_ZONE_NAME]!r}")
+    if name.startswith(("/", ".")):
         raise ValueError(f"unknown time zone {name!r}")
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    # ZoneInfoNotFoundError is a KeyError; OSError covers IsADirectoryError and
+    # over-long names; ValueError covers NUL, unnormalised paths, UnicodeError
+    # and files that are not TZif data.
+    except (KeyError, OSError, ValueError) as exc:
         raise ValueError(
             f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)"
         ) from exc

@@ -6,6 +6,15 @@ is not a boolean), a field or query parameter it does not know (a typo such as
 ``comunity`` must not silently fall back to a default), or a body over
 :data:`MAX_BODY_BYTES`. Parsing happens before any service call, so a refused
 request never reaches DynamoDB.
+
+Hostile input is refused here too, once for every route and webhook, so that no
+later layer can fail on it with a 500: JSON nested deeper than
+:data:`MAX_JSON_DEPTH` (Python's parser would recurse until ``RecursionError``),
+``NaN``/``Infinity`` and numbers that overflow a float, text with control
+characters or lone surrogates (``"\\ud800"`` cannot even be encoded to UTF-8 for
+DynamoDB), integers beyond :data:`MAX_INT`, dates outside
+:data:`MIN_DAY`..:data:`MAX_DAY`, and ids that break the one id rule
+(:func:`member_id`, :func:`request_key`).
 """
 
 from __future__ import annotations
@@ -13,11 +22,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from autopilot.config.model import Community, Config
 from autopilot.errors import BadRequest, RequestError
@@ -27,7 +39,22 @@ from autopilot.errors import BadRequest, RequestError
 MAX_BODY_BYTES = 16 * 1024
 MAX_TEXT = 200
 MAX_MEMBER_ID = 128
-_BAD_ID = re.compile(r"[#\s\x00-\x1f\x7f]")
+MAX_REQUEST_KEY = 128
+# Our bodies are flat; Telegram updates nest about 6 levels. Python's json module
+# recurses once per level, so depth is bounded before it parses (RecursionError).
+MAX_JSON_DEPTH = 64
+# Every integer the API accepts (points, amounts) is far below this; DynamoDB
+# refuses numbers of more than 38 digits, and sums of many values must stay exact.
+MAX_INT = 1_000_000_000
+# One adjustment moves at most a billion points either way (docs/api.md).
+MAX_ADJUSTMENT = MAX_INT
+MAX_QUERY_VALUE = 1024
+# Ledger periods: wide enough for any community's history and future, far enough
+# from date.min/date.max that a day's UTC bounds and "next day" never overflow.
+MIN_DAY = date(1970, 1, 1)
+MAX_DAY = date(2999, 12, 31)
+# In free text: C0 controls except tab/newline/CR, DEL, C1 controls, lone surrogates.
+_BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class PayloadTooLarge(RequestError):
@@ -44,10 +71,13 @@ class UnknownCommunity(RequestError):
 
 @dataclass(frozen=True)
 class Field:
-    """One expected body field: its JSON type and whether it must be present."""
+    """One expected body field: its JSON type, whether it must be present, and for
+    integers the accepted range (default ±:data:`MAX_INT`)."""
 
     kind: type
     required: bool = False
+    low: int = -MAX_INT
+    high: int = MAX_INT
 
 
 _TYPE_NAMES = {
@@ -77,20 +107,110 @@ def raw_body(event: Mapping[str, Any]) -> bytes:
     return data
 
 
+def json_depth(text: str) -> int:
+    """How deeply arrays/objects nest in JSON ``text`` (brackets inside strings ignored).
+
+    One linear pass without parsing, so it is safe on any input: used to refuse
+    deep documents before :func:`json.loads` recurses into them.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def plain_text(what: str, value: str) -> str:
+    """``value``, unless it has a control character (other than tab, newline, CR)
+    or a lone surrogate: then :class:`BadRequest` naming ``what``."""
+    if _BAD_TEXT.search(value):
+        raise BadRequest(
+            f"{what} contains a control character or an unpaired surrogate "
+            "(tab, newline and paired surrogates are fine)"
+        )
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_strings(value: Any, what: str, path: str = "") -> None:
+    # Depth is bounded by MAX_JSON_DEPTH, so this recursion is too.
+    if isinstance(value, str):
+        plain_text(f"{what}, at {path}," if path else what, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, f"a field name of {what}")
+            _check_strings(item, what, f"{path}.{key[:40]}" if path else key[:40])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, what, f"{path}[{index}]")
+
+
+def json_document(data: bytes, what: str = "the body") -> Any:
+    """Parse ``data`` as strict JSON text in UTF-8; :class:`BadRequest` naming ``what`` otherwise.
+
+    Refused: bytes that are not UTF-8, a byte order mark, nesting deeper than
+    :data:`MAX_JSON_DEPTH`, ``NaN``/``Infinity`` and numbers that overflow a
+    float, integers of more than 4300 digits, and any string (field names too)
+    with a control character other than tab/newline/CR or a lone surrogate.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not UTF-8 text") from None
+    if text.startswith("\ufeff"):
+        raise BadRequest(f"{what} starts with a byte order mark; send UTF-8 JSON without one")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise BadRequest(f"{what} nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        document = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:  # unreachable after json_depth; kept so no parser path can 500
+        raise BadRequest(f"{what} nests too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+    _check_strings(document, what)
+    return document
+
+
 def json_object(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The body parsed as a JSON object (400 for empty, malformed or non-object bodies)."""
+    """The body parsed as a JSON object (400 for empty, malformed or non-object bodies).
+
+    See :func:`json_document` for what is refused.
+    """
     data = raw_body(event)
     if not data.strip():
         raise BadRequest("the body is empty; send a JSON object")
-    try:
-        document = json.loads(data)
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    document = json_document(data)
     if not isinstance(document, dict):
-        raise BadRequest(f"the body must be a JSON object, not {type(document).__name__}")
+        raise BadRequest(f"the body must be a JSON object, not {_json_type(document)}")
     return document
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    return "null" if value is None else names.get(type(value), "a number")
 
 
 def fields(
@@ -118,6 +238,8 @@ def fields(
             raise BadRequest(f"{name} must be {_TYPE_NAMES.get(field.kind, field.kind.__name__)}")
         if isinstance(value, str) and (not value.strip() or len(value) > MAX_TEXT):
             raise BadRequest(f"{name} must be 1-{MAX_TEXT} characters")
+        if type(value) is int and not field.low <= value <= field.high:
+            raise BadRequest(f"{name} must be an integer from {field.low:,} to {field.high:,}")
         out[name] = value
     if allow_extra:
         out.update({k: v for k, v in document.items() if k not in spec})
@@ -127,32 +249,59 @@ def fields(
 def query(
     event: Mapping[str, Any], allowed: set[str], required: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, str]:
-    """The query parameters; 400 for an unknown or missing one."""
+    """The query parameters; 400 for an unknown or missing one, or a malformed value.
+
+    A value longer than :data:`MAX_QUERY_VALUE` or with a control character or
+    lone surrogate is refused. (API Gateway joins repeated keys with commas, so
+    ``?a=1&a=2`` arrives as ``"1,2"`` and fails the parameter's own check.)
+    """
     params = dict(event.get("queryStringParameters") or {})
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadRequest(
-            f"unknown query parameter {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+            f"unknown query parameter {str(unknown[0])[:40]!r} "
+            f"(allowed: {', '.join(sorted(allowed))})"
         )
+    out = {}
+    for name, value in params.items():
+        text = str(value)
+        if len(text) > MAX_QUERY_VALUE or _BAD_TEXT.search(text):
+            raise BadRequest(
+                f"query parameter {name!r} must be at most {MAX_QUERY_VALUE} characters "
+                "without control characters"
+            )
+        out[name] = text
     for name in sorted(required):
-        if not str(params.get(name) or "").strip():
+        if not out.get(name, "").strip():
             raise BadRequest(f"missing query parameter {name!r}")
-    return {k: str(v) for k, v in params.items()}
+    return out
 
 
 def day(name: str, text: str) -> date:
-    """A ``YYYY-MM-DD`` parameter (400 naming ``name`` otherwise)."""
+    """A ``YYYY-MM-DD`` parameter from :data:`MIN_DAY` to :data:`MAX_DAY` (400 otherwise).
+
+    The range keeps every date computation downstream (a local day's UTC bounds,
+    the next day) far from the ends of the calendar, where they would overflow.
+    """
     try:
-        if len(text) != 10:
+        if len(text) != 10 or not text.isascii():
             raise ValueError(text)
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise BadRequest(f"{name} must be a date YYYY-MM-DD, got {text[:40]!r}") from None
+    if not MIN_DAY <= value <= MAX_DAY:
+        raise BadRequest(f"{name} must be a date from {MIN_DAY} to {MAX_DAY}, got {text!r}")
+    return value
 
 
 def integer(name: str, text: str, low: int, high: int) -> int:
-    """An integer parameter within ``low``..``high``."""
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    """An integer parameter within ``low``..``high`` (plain ASCII digits)."""
+    # Length first: int() of thousands of digits is slow, and refused past 4300.
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > len(str(high)) + 1
+        or not low <= int(text) <= high
+    ):
         raise BadRequest(f"{name} must be an integer {low}-{high}, got {text[:40]!r}")
     return int(text)
 
@@ -164,17 +313,68 @@ def choice(name: str, text: str, options: tuple[str, ...]) -> str:
     return text
 
 
-def member_id(name: str, text: str) -> str:
-    """A member id: 1-128 characters without ``#`` or control characters.
+def _noncharacter(code: int) -> bool:
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
-    ``#`` separates the parts of the ledger's keys, so an id containing it could
-    address another member's items.
+
+def _id_char_refused(ch: str, *, spaces: bool) -> bool:
+    """Whether ``ch`` may not appear in an id (see :func:`member_id`)."""
+    if ch == "#" or _noncharacter(ord(ch)):
+        return True
+    category = unicodedata.category(ch)
+    if category in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return True
+    return category == "Zs" and not (spaces and ch == " ")
+
+
+def member_id(name: str, text: str) -> str:
+    """A member id: 1-128 characters, no ``#``, whitespace, control or format characters.
+
+    The one rule for every id that enters (token ``sub``, path, query, body,
+    chat user ids): refused are ``#`` (it separates the parts of the ledger's
+    keys, so an id containing it could address another member's items), every
+    Unicode space and line separator, control characters (C0, DEL, C1),
+    format characters (zero-width, bidi overrides, BOM), lone surrogates and
+    noncharacters. Ids are never truncated: a longer one is refused.
     """
-    if not 1 <= len(text) <= MAX_MEMBER_ID or _BAD_ID.search(text):
+    if not 1 <= len(text) <= MAX_MEMBER_ID or any(
+        _id_char_refused(ch, spaces=False) for ch in text
+    ):
         raise BadRequest(
-            f"{name} must be 1-{MAX_MEMBER_ID} characters without '#', spaces or control characters"
+            f"{name} must be 1-{MAX_MEMBER_ID} characters without '#', spaces, "
+            "control or format characters"
         )
     return text
+
+
+def request_key(name: str, text: str) -> str:
+    """An idempotency key or reference (``request_id``, ``Idempotency-Key``, ``ref``).
+
+    Like :func:`member_id` (1-128 characters, no ``#``, control or format
+    characters), except that inner plain spaces are allowed; surrounding
+    whitespace is refused rather than trimmed, so one key is never two.
+    """
+    if (
+        not 1 <= len(text) <= MAX_REQUEST_KEY
+        or text != text.strip()
+        or any(_id_char_refused(ch, spaces=True) for ch in text)
+    ):
+        raise BadRequest(
+            f"{name} must be 1-{MAX_REQUEST_KEY} characters without '#', control characters "
+            "or surrounding spaces"
+        )
+    return text
+
+
+def path_parameter(name: str, raw: str) -> str:
+    """A path parameter as sent (percent-encoded), decoded strictly as UTF-8.
+
+    ``%FF`` or a truncated sequence is a 400, never a silent U+FFFD.
+    """
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name} is not percent-encoded UTF-8") from None
 
 
 def header(event: Mapping[str, Any], name: str) -> str | None:

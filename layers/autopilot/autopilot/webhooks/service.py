@@ -3,7 +3,13 @@
 Which community: the path ``/webhooks/{platform}?community=<id>``; each
 (community, platform) pair has its own secret, so a leaked Slack secret of one
 community cannot check members in anywhere else. The member is
-``"{platform}:{user id}"`` (platform user ids are only unique per platform).
+``"{platform}:{user id}"`` (platform user ids are only unique per platform). A
+user id is never trusted as sent: it must pass the API's one member-id rule
+(:func:`autopilot.api.requests.member_id`) as a whole, is never truncated (two
+users must never become one member), and Telegram's numeric ``from.id`` must
+be a positive integer (``telegram:<digits>``); otherwise the request is a 400
+and nothing is written. Bodies are parsed with the API's strict JSON parser
+(bounded depth, no control characters or lone surrogates in any string).
 
 Replays: a verified request sent again (Slack and the generic scheme only within
 their 300 s window) is harmless, because a check-in is idempotent per member and
@@ -13,7 +19,6 @@ window, and bad signatures, are refused with 401 before anything is read or writ
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +28,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from autopilot.api.auth import Unauthorized
-from autopilot.api.requests import Field, fields
+from autopilot.api.requests import (
+    MAX_MEMBER_ID,
+    Field,
+    fields,
+    json_document,
+    member_id,
+    plain_text,
+)
 from autopilot.checkins.service import CheckinService
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, RequestError
@@ -39,6 +51,8 @@ logger = logging.getLogger(__name__)
 SLACK, TELEGRAM = "slack", "telegram"
 PLATFORM_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_NAME = 200
+# Telegram user ids are positive and below 2**52; anything else is not a user.
+MAX_TELEGRAM_ID = 2**63 - 1
 # "/checkin@MyBot" is how Telegram groups address one bot among several.
 _BOT_SUFFIX = re.compile(r"^(/[^\s@]+)@\S+$")
 
@@ -89,16 +103,37 @@ def is_keyword(message: ChatMessage, keywords: Sequence[str]) -> bool:
 # -- payloads ----------------------------------------------------------------------------
 
 
+def chat_member_id(platform: str, user_id: str) -> str:
+    """The member id of a chat user, ``"{platform}:{user id}"``, under the member-id rule.
+
+    Refused (400), never truncated or repaired: a user id with ``#``, spaces,
+    control or format characters, or one that makes the member id longer than
+    :data:`autopilot.api.requests.MAX_MEMBER_ID`.
+    """
+    try:
+        return member_id("member", f"{platform}:{user_id}")
+    except BadRequest:
+        limit = MAX_MEMBER_ID - len(platform) - 1
+        raise BadRequest(
+            f"the {platform} user id must be 1-{limit} characters without '#', spaces, "
+            "control or format characters"
+        ) from None
+
+
 def _slack_message(body: bytes) -> ChatMessage | None:
     try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
+        # errors="strict": a %FF in a field is refused, never turned into U+FFFD.
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
         raise BadRequest("the Slack body is not UTF-8 form data") from None
     first = {k: v[0] for k, v in form.items() if v}
+    for key, value in first.items():
+        plain_text("a Slack field name", key)
+        plain_text(f"the Slack field {key[:40]!r}", value)
     if first.get("ssl_check"):
         return None  # Slack's certificate probe: answer 200, do nothing
-    user_id = first.get("user_id", "").strip()
-    if not user_id:
+    user_id = first.get("user_id", "")
+    if not user_id.strip():
         raise BadRequest("the Slack payload has no user_id")
     return ChatMessage(
         user_id=user_id,
@@ -107,11 +142,17 @@ def _slack_message(body: bytes) -> ChatMessage | None:
     )
 
 
+def _optional_int(value: Any, what: str) -> int | None:
+    # type() not isinstance(): JSON true is not an id.
+    if value is None:
+        return None
+    if type(value) is not int or abs(value) > MAX_TELEGRAM_ID:
+        raise BadRequest(f"the Telegram update's {what} must be an integer")
+    return value
+
+
 def _telegram_message(body: bytes) -> ChatMessage | None:
-    try:
-        update = json.loads(body)
-    except ValueError:
-        raise BadRequest("the Telegram update is not valid JSON") from None
+    update = json_document(body, "the Telegram update")
     if not isinstance(update, dict):
         raise BadRequest("the Telegram update must be a JSON object")
     message = update.get("message")
@@ -121,16 +162,20 @@ def _telegram_message(body: bytes) -> ChatMessage | None:
     text = message.get("text")
     if not isinstance(sender, dict) or "id" not in sender or not isinstance(text, str):
         return None  # stickers, photos, channel posts without a sender
+    user = sender["id"]
+    if type(user) is not int or not 0 < user <= MAX_TELEGRAM_ID:
+        raise BadRequest("the Telegram update's message.from.id must be a positive integer")
     names = [sender.get("first_name"), sender.get("last_name")]
     display = " ".join(n for n in names if isinstance(n, str) and n) or sender.get("username")
     chat = message.get("chat")
     chat = chat if isinstance(chat, dict) else {}
+    chat_id = _optional_int(chat.get("id"), "message.chat.id")
     return ChatMessage(
-        user_id=str(sender["id"]),
+        user_id=str(user),
         display_name=display if isinstance(display, str) else None,
         texts=(text,),
-        chat_id=chat.get("id", sender["id"]),
-        message_id=message.get("message_id"),
+        chat_id=user if chat_id is None else chat_id,
+        message_id=_optional_int(message.get("message_id"), "message.message_id"),
     )
 
 
@@ -142,10 +187,7 @@ _GENERIC_FIELDS = {
 
 
 def _generic_message(body: bytes) -> ChatMessage:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
+    document = json_document(body)
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
     parsed = fields(document, _GENERIC_FIELDS)
@@ -246,13 +288,14 @@ class WebhookService:
             message = _generic_message(body)
         if message is None:
             return _reply(platform, None, "")
+        member = chat_member_id(platform, message.user_id)
         if not is_keyword(message, community.chat_keywords):
             return _reply(platform, message, answer_text(community, None, community.chat_keywords))
         name = (message.display_name or "").strip()[:MAX_NAME] or None
         try:
             result = self._checkins.check_in(
                 community,
-                f"{platform}:{message.user_id[:128]}",
+                member,
                 now,
                 source="chat",
                 display_name=name,
