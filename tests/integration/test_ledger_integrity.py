@@ -250,3 +250,40 @@ def test_adjustments_beyond_the_bound_are_refused_by_the_domain(app):
         MAX_POINTS
     )
     assert app.ledger.reconcile(c)["ok"]
+
+
+def test_post_fields_count_the_community_check_in_day(app):
+    from autopilot.posts.context import PostContext
+
+    c = community()  # Shanghai, boundary 04:00
+    app.checkins.check_in(c, "alice", T0)  # 09:00 on the 26th
+    # 02:00 on the 27th in Shanghai is still the check-in day of the 26th.
+    ctx = PostContext(c, None, None, None, datetime(2026, 11, 26, 18, 0, tzinfo=UTC))  # type: ignore[arg-type]
+    assert app._checkin_fields(ctx) == {"checkins_today": 1, "checkins_yesterday": 0}
+
+
+def test_the_write_itself_refuses_a_member_who_left(app):
+    from autopilot.ledger.rules import build_entries
+    from autopilot.ledger.store import Movement, StaleAccount
+
+    c = community()
+    app.checkins.check_in(c, "alice", T0)
+    app.members.leave(c, "alice", T0 + timedelta(hours=1))
+    stored = app.ledger_store.account("sunrise", "alice")
+    # Same version as stored, but claiming to be active: the condition still refuses.
+    pretend = replace(stored, left_at=None)
+    entries = build_entries(
+        "sunrise", "alice", [("adjustment", 5, "adjustment:x", "")], 10, T0, "t", seq=3
+    )
+    movement = Movement(
+        account=pretend,
+        new_state=replace(stored.state, balance=15),
+        marker_sk="REF#adjustment#x",
+        result={},
+        entries=entries,
+        local_day=T0.date(),
+        require_active=True,
+    )
+    with pytest.raises(StaleAccount):
+        app.ledger_store.commit(movement, T0 + timedelta(hours=2))
+    assert [reason for _, reason in ledger_rows(app)] == ["checkin"]
