@@ -111,6 +111,8 @@ def chat_member_id(platform: str, user_id: str) -> str:
     :data:`autopilot.api.requests.MAX_MEMBER_ID`.
     """
     try:
+        if not user_id:
+            raise BadRequest("empty user id")
         return member_id("member", f"{platform}:{user_id}")
     except BadRequest:
         limit = MAX_MEMBER_ID - len(platform) - 1
