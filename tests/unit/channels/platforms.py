@@ -152,6 +152,9 @@ DINGTALK_TOKEN = "dingtalk-access-token-5f2e9a7c3b1d"
 DINGTALK_SECRET = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
 FEISHU_HOOK = "feishu-hook-2b7c9d1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e"
 FEISHU_SECRET = "feishu-signing-secret-Qm9vYmFy"
+FEISHU_APP_ID = "cli_a1b2c3d4e5f60718"
+FEISHU_APP_SECRET = "feishu-app-secret-9Zx8Yw7Vu6Ts5Rq4"
+FEISHU_CHAT = "oc_5ad11d72b830411d72b836c20"
 SLACK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 SLACK_BOT_TOKEN = "xoxb-1111111111-2222222222-abcdefghijklmnop"
 DISCORD_PATH = "/api/webhooks/123456789012345678/discord-webhook-token-abcdefghijklmnop"
@@ -165,6 +168,7 @@ SECRET_VALUES = (
     DINGTALK_SECRET,
     FEISHU_HOOK,
     FEISHU_SECRET,
+    FEISHU_APP_SECRET,
     SLACK_PATH,
     SLACK_BOT_TOKEN,
     DISCORD_PATH,
@@ -216,8 +220,94 @@ def dingtalk_check(request: Received) -> Reply:
     return Reply(200, {"errcode": 0, "errmsg": "ok"})
 
 
+class FeishuMessages:
+    """The fake Feishu app API: tokens, messages per server (``Host``), uuid memory.
+
+    Like ``im/v1/messages``: ``uuid`` is at most 50 characters, and a request with
+    a ``uuid`` already used (within the hour) sends nothing new — it answers the
+    message sent then. ``lose_answers`` makes the server send the message and
+    then drop the connection. ``expire_tokens`` revokes every token issued.
+    """
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.created: dict[str, list[dict[str, Any]]] = {}
+        self.by_uuid: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lose_answers: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        self.lock = threading.Lock()
+        self._ids = iter(range(1, 10**9))
+
+    def of(self, base: str) -> list[dict[str, Any]]:
+        return self.created.get(base.removeprefix("http://"), [])
+
+    def lose_next_answers(self, base: str, count: int = 1) -> None:
+        self.lose_answers[base.removeprefix("http://")] = count
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.revoked.update(self.tokens)
+
+    def token(self, request: Received) -> Reply:
+        payload = request.json()
+        if payload.get("app_id") != FEISHU_APP_ID or payload.get("app_secret") != FEISHU_APP_SECRET:
+            return Reply(200, {"code": 10014, "msg": "app secret invalid"})
+        with self.lock:
+            value = f"t-g1044{next(self._ids):08d}feishutenanttoken"
+            self.tokens.append(value)
+        return Reply(200, {"code": 0, "msg": "ok", "tenant_access_token": value, "expire": 7200})
+
+    def send(self, request: Received) -> Reply:
+        auth = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if auth not in self.tokens or auth in self.revoked:
+            return Reply(400, {"code": 99991663, "msg": "Invalid access token for authorization."})
+        if request.query.get("receive_id_type") != "chat_id":
+            return Reply(400, {"code": 99992402, "msg": "field validation failed"})
+        payload = request.json()
+        if payload.get("receive_id") != FEISHU_CHAT:
+            return Reply(400, {"code": 230001, "msg": "invalid receive_id"})
+        uuid = payload.get("uuid")
+        if uuid is not None and (not isinstance(uuid, str) or len(uuid) > 50):
+            return Reply(400, {"code": 99992402, "msg": "field validation failed: uuid"})
+        kind = payload.get("msg_type")
+        content = json.loads(payload.get("content") or "null")
+        valid = (kind == "text" and isinstance(content, dict) and "text" in content) or (
+            kind == "post" and isinstance(content, dict) and "zh_cn" in content
+        )
+        if not valid:
+            return Reply(400, {"code": 230001, "msg": "invalid message content"})
+        host = request.headers.get("host", "")
+        with self.lock:
+            known = self.by_uuid.get((host, uuid)) if uuid is not None else None
+            if known is not None:
+                return Reply(200, {"code": 0, "msg": "success", "data": known})
+            message = {
+                "message_id": f"om_{next(self._ids):032x}",
+                "chat_id": FEISHU_CHAT,
+                "msg_type": kind,
+                "body": {"content": payload["content"]},
+            }
+            self.created.setdefault(host, []).append(message)
+            if uuid is not None:
+                self.by_uuid[(host, uuid)] = message
+            if self.lose_answers.get(host, 0) > 0:
+                self.lose_answers[host] -= 1
+                return Reply(drop=True)
+        return Reply(200, {"code": 0, "msg": "success", "data": message})
+
+
+FEISHU = FeishuMessages()
+
+
 def feishu_check(request: Received) -> Reply:
-    """Feishu: /open-apis/bot/v2/hook/<id>, body timestamp + sign, code answers."""
+    """Feishu: /open-apis/bot/v2/hook/<id>, body timestamp + sign, code answers.
+
+    And the app API: ``auth/v3/tenant_access_token/internal``, ``im/v1/messages``.
+    """
+    if request.path == "/open-apis/auth/v3/tenant_access_token/internal":
+        return FEISHU.token(request)
+    if request.path == "/open-apis/im/v1/messages":
+        return FEISHU.send(request)
     if request.path != f"/open-apis/bot/v2/hook/{FEISHU_HOOK}":
         return Reply(404, {"code": 19001, "msg": "param invalid: incoming webhook access token"})
     if len(request.body) > 20 * 1024:
@@ -453,6 +543,12 @@ def texts_of(platform_type: str, request: Received) -> str:
             else payload["markdown"]["text"]
         )
     if platform_type == "feishu":
+        if isinstance(payload.get("content"), str):  # the app API: content is a JSON string
+            content = json.loads(payload["content"])
+            if payload["msg_type"] == "text":
+                return content["text"]
+            paragraphs = content["zh_cn"]["content"]
+            return "\n".join("".join(e.get("text", "") for e in p) for p in paragraphs)
         if payload["msg_type"] == "text":
             return payload["content"]["text"]
         paragraphs = payload["content"]["post"]["zh_cn"]["content"]

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 import pytest
 from autopilot.channels.base import Message
 
-from .platforms import DISCORD, PLATFORMS, TELEGRAM_CHAT, Reply, texts_of
+from .platforms import (
+    DISCORD,
+    FEISHU,
+    FEISHU_APP_ID,
+    FEISHU_APP_SECRET,
+    FEISHU_CHAT,
+    PLATFORMS,
+    TELEGRAM_CHAT,
+    Reply,
+    texts_of,
+)
 
 NOW = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
 MESSAGE = Message(
@@ -204,7 +214,9 @@ def test_discord_nonces_differ_per_occurrence_channel_and_member(platforms, make
     assert channel.send_to_community(first, now=NOW).ok
     assert channel.send_to_community(second, now=NOW).ok  # same text, another occurrence
     for member in ("111", "222"):  # the same occurrence to two members: two DMs
-        assert channel.send_to_member(member, first, now=NOW).ok
+        dm = channel.send_to_member(member, first, now=NOW)
+        # Opening the DM channel is a setup request, not a part of the message.
+        assert dm.ok and dm.parts == 1 and dm.message_id and "," not in dm.message_id
     assert channel.send_to_member("111", first, now=NOW).ok  # a rerun: nothing new
     assert len(DISCORD.of(fake.base)) == 4
     nonces = [r.json().get("nonce") for r in fake.received if r.path.endswith("/messages")]
@@ -223,3 +235,61 @@ def test_without_a_key_a_lost_answer_is_not_resent(platforms, make_channel):
     keyed = Message(text="早安", key="k", community_id="club", idempotency_key="occ-1")
     assert webhook.send_to_community(keyed, now=NOW).ok
     assert "nonce" not in webhook_fake.received[0].json()
+
+
+FEISHU_APP = {"app_id": FEISHU_APP_ID, "app_secret": FEISHU_APP_SECRET, "chat_id": FEISHU_CHAT}
+
+
+def test_feishu_app_posts_carry_a_uuid_per_part_and_a_lost_answer_posts_once(
+    platforms, make_channel
+):
+    fake = platforms("feishu")
+    app = {**FEISHU_APP, "api_base": fake.base}
+    channel = make_channel("feishu", fake, secret=app, msgtype="post")
+    message = Message(
+        text="早" * 6000, key="k", community_id="club", title="晨读", idempotency_key="occ-9"
+    )
+    FEISHU.lose_next_answers(fake.base)  # Feishu sends part 1, the answer never arrives
+    delivery = channel.send_to_community(message, now=NOW)
+    assert delivery.ok, delivery.error
+    created = FEISHU.of(fake.base)
+    assert delivery.parts == len(created) > 1  # one message per part, none twice
+    assert delivery.attempts == 1 + len(created) + 1  # the token, each part, part 1 again
+    assert delivery.message_id == ",".join(m["message_id"] for m in created)
+    sends = [r.json() for r in fake.received if r.path == "/open-apis/im/v1/messages"]
+    uuids = [p["uuid"] for p in sends]
+    assert uuids[0] == uuids[1] and len(set(uuids)) == len(created)
+    assert all(len(u) <= 50 for u in uuids)
+    assert f"晨读 (1/{len(created)})" in sends[0]["content"]  # every part of a post has the title
+
+    # A rerun after a crash (a new container, a new token): nothing new is sent.
+    again = make_channel("feishu", fake, secret=app, msgtype="post").send_to_community(
+        message, now=NOW
+    )
+    assert again.ok and again.message_id == delivery.message_id
+    assert len(FEISHU.of(fake.base)) == len(created)
+    for token in FEISHU.tokens:  # a tenant token is a secret like the SSM values
+        assert token not in again.response + delivery.response
+
+
+def test_feishu_app_token_is_cached_and_renewed_when_revoked(platforms, make_channel):
+    fake = platforms("feishu")
+    channel = make_channel("feishu", fake, secret={**FEISHU_APP, "api_base": fake.base})
+    tokens_before = len(FEISHU.tokens)
+    assert channel.send_to_community(MESSAGE, now=NOW).ok
+    assert channel.send_to_community(MESSAGE, now=NOW).ok  # no key: sent again, token cached
+    assert len(FEISHU.tokens) == tokens_before + 1
+    FEISHU.expire_tokens()
+    failed = channel.send_to_community(MESSAGE, now=NOW)
+    assert not failed.ok and "99991663" in failed.error and failed.attempts == 1
+    assert channel.send_to_community(MESSAGE, now=NOW).ok  # a fresh token
+    assert len(FEISHU.tokens) == tokens_before + 2
+    assert len(FEISHU.of(fake.base)) == 3
+
+
+def test_feishu_custom_bot_webhook_carries_no_uuid(platforms, make_channel):
+    """Custom bots take no idempotency key: the webhook payload is unchanged."""
+    fake = platforms("feishu")
+    keyed = Message(text="早安", key="k", community_id="club", idempotency_key="occ-1")
+    assert make_channel("feishu", fake).send_to_community(keyed, now=NOW).ok
+    assert "uuid" not in fake.received[0].json()

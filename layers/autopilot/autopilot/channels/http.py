@@ -352,6 +352,7 @@ class HttpClient:
         *,
         deadline: Deadline = UNLIMITED,
         idempotent: bool = False,
+        on_answer: Callable[[HttpResponse], None] | None = None,
     ) -> SendResult:
         """Send until the platform accepts, refuses for good, or attempts/time run out.
 
@@ -359,7 +360,8 @@ class HttpClient:
         (Discord ``nonce`` with ``enforce_nonce``), so a request whose answer was
         lost may be sent again — the platform answers the message it already
         created instead of posting a second one. Otherwise a lost answer ends the
-        send (outcome unknown).
+        send (outcome unknown). ``on_answer`` sees every answer, whatever its
+        status (e.g. to forget a token the platform says is no longer valid).
         """
         policy = self.policy
         started = self._monotonic()
@@ -402,6 +404,8 @@ class HttpClient:
                     history.append(f"attempt {attempt}: {last_error}")
                     return self._result(False, attempt, None, last_answer, last_error, history)
             else:
+                if on_answer is not None:
+                    on_answer(response)
                 verdict = http_verdict(response) or _read(interpret, response)
                 last_answer = f"HTTP {response.status} {response.text()[:500]}"
                 history.append(f"attempt {attempt}: {verdict.summary or response.status}")

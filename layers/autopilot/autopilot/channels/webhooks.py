@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import html
+import json
 import re
 import threading
 import time
@@ -44,12 +45,13 @@ from autopilot.channels.http import (
     SendResult,
     Verdict,
     body_retry_after,
+    seconds_value,
 )
 from autopilot.channels.ratelimit import Rate, RateLimited
 from autopilot.channels.split import TextLimit, split_text, utf8_bytes, utf16_units
 from autopilot.config.model import Channel as ChannelSpec
 from autopilot.errors import ChannelError
-from autopilot.secrets import ChannelSecret, redact
+from autopilot.secrets import ChannelSecret, redact, register_secret
 from autopilot.timeutil import iso_utc
 
 DEFAULT_MAX_PARTS = 4
@@ -63,6 +65,10 @@ class Step:
     interpret: Interpret
     # The request carries a key the platform deduplicates on: a lost answer may be retried.
     idempotent: bool = False
+    # Sees every answer, 2xx or not (see HttpClient.send).
+    on_answer: Callable[[HttpResponse], None] | None = None
+    # False for a setup request (a token, opening a DM channel): not a part of the message.
+    part: bool = True
 
 
 def part_key(
@@ -177,16 +183,19 @@ class HttpChannel(Channel):
         ids: list[str] = []
         answers: list[str] = []
         attempts = 0
-        for index, step in enumerate(steps, start=1):
+        total = sum(1 for step in steps if step.part)  # setup requests are not parts
+        done = 0  # parts posted so far
+        for step in steps:
             result = self._post(step, message, rate, bucket_direct, deadline)
             attempts += result.attempts
             if not result.ok:
-                where = f"part {index}/{len(steps)}: " if len(steps) > 1 else ""
+                index = done + 1
+                where = f"part {index}/{total}: " if total > 1 else ""
                 posted = (
-                    f" (parts 1-{index - 1} were posted)"
-                    if index > 2
+                    f" (parts 1-{done} were posted)"
+                    if done > 1
                     else " (part 1 was posted)"
-                    if index == 2
+                    if done == 1
                     else ""
                 )
                 return Delivery(
@@ -197,11 +206,13 @@ class HttpChannel(Channel):
                     response=result.response,
                     attempts=attempts,
                     error=f"{where}{result.error}{posted}",
-                    parts=len(steps),
+                    parts=total,
                 )
-            if result.message_id:
-                ids.append(result.message_id)
-            answers.append(result.response)
+            if step.part:
+                done += 1
+                if result.message_id:
+                    ids.append(result.message_id)
+                answers.append(result.response)
         return Delivery(
             self.id,
             True,
@@ -209,7 +220,7 @@ class HttpChannel(Channel):
             message_id=",".join(ids) or None,
             response=" | ".join(dict.fromkeys(answers)),
             attempts=attempts,
-            parts=len(steps),
+            parts=total,
         )
 
     def _post(
@@ -229,7 +240,11 @@ class HttpChannel(Channel):
             except RateLimited as exc:
                 return SendResult(False, 0, error=str(exc))
         return http.send(
-            step.make_request, step.interpret, deadline=deadline, idempotent=step.idempotent
+            step.make_request,
+            step.interpret,
+            deadline=deadline,
+            idempotent=step.idempotent,
+            on_answer=step.on_answer,
         )
 
 
@@ -383,32 +398,56 @@ def feishu_verdict(response: HttpResponse) -> Verdict:
     return Verdict.failure(f"code {code}: {message}", retry=code in (9499, 11232))
 
 
-class FeishuChannel(HttpChannel):
-    """Feishu/Lark custom bot: ``msgtype`` text (default) or post (rich text with a title).
+# Feishu Open API answers: rate limits (retried) and tokens that are no longer valid.
+FEISHU_RETRY_CODES = frozenset({9499, 11232, 230020, 99991400})
+FEISHU_TOKEN_CODES = frozenset({99991661, 99991663, 99991668})
 
-    Documented limits: 100 requests a minute and 5 a second per bot; request body
-    at most 20 KB. Optional signature verification ("签名校验").
+
+class FeishuChannel(HttpChannel):
+    """Feishu/Lark: a custom bot's webhook, or an app bot (``im/v1/messages``).
+
+    ``msgtype`` text (default) or post (rich text with a title). The route is
+    chosen by the channel's secret: ``webhook_url`` (custom bot, optional
+    signature verification "签名校验") or ``app_id`` + ``app_secret`` + ``chat_id``
+    (an app bot in the group). Only the app route deduplicates: each part carries
+    a ``uuid`` derived from the occurrence (Feishu sends at most one message per
+    ``uuid`` in an hour), so a lost answer is retried and a rerun posts nothing
+    new. Custom bots take no such key.
+
+    Documented limits: 100 requests a minute and 5 a second per custom bot; request
+    body at most 20 KB (the app API allows more; the same limits are kept).
     """
 
     type = "feishu"
     community_rate = Rate(0.75, 3)  # at most 3 + 1 = 4 a second, 3 + 80 = 83 a minute
     # 20 KB per request body: text keeps room for the JSON around it.
     LIMIT = TextLimit(15_000, utf8_bytes, "bytes")
+    UUID_LENGTH = 50  # Feishu: uuid is at most 50 characters
+    TOKEN_MARGIN_S = 300.0  # refresh a tenant_access_token this long before it expires
 
-    def __init__(self, spec: ChannelSpec, env: ChannelEnvironment, *, wall=time.time):
+    def __init__(
+        self,
+        spec: ChannelSpec,
+        env: ChannelEnvironment,
+        *,
+        wall=time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         super().__init__(spec, env)
         self._wall = wall
+        self._monotonic = monotonic
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (api, app) -> token, until
+        self._token_lock = threading.Lock()
 
     def limit(self) -> TextLimit:
         return self.LIMIT
 
-    def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
-        url = secret.require("webhook_url", "the bot's webhook address")
-        signing_secret = secret.get("secret", "").strip()
+    def _contents(self, message: Message) -> list[tuple[str, dict[str, Any]]]:
+        """``(msg_type, content)`` per part; ``content`` as the app API takes it."""
         mention_all = bool(self.spec.options.get("mention_all"))
         post = self.spec.options.get("msgtype") == "post"
         parts = self.parts(message.text if post else with_title(message))
-        payloads: list[dict[str, Any]] = []
+        contents: list[tuple[str, dict[str, Any]]] = []
         for index, part in enumerate(parts):
             if post:
                 paragraphs: list[list[dict[str, str]]] = [
@@ -419,14 +458,23 @@ class FeishuChannel(HttpChannel):
                 title = message.title or ""
                 if len(parts) > 1 and title:
                     title = f"{title} ({index + 1}/{len(parts)})"
-                content: dict[str, Any] = {
-                    "post": {"zh_cn": {"title": title, "content": paragraphs}}
-                }
-                payloads.append({"msg_type": "post", "content": content})
+                contents.append(("post", {"zh_cn": {"title": title, "content": paragraphs}}))
             else:
                 if index == 0 and mention_all:
                     part = '<at user_id="all">所有人</at> ' + part
-                payloads.append({"msg_type": "text", "content": {"text": part}})
+                contents.append(("text", {"text": part}))
+        return contents
+
+    def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
+        if secret.get("app_id", "").strip():
+            return self._app_steps(secret, message)
+        url = secret.require("webhook_url", "the bot's webhook address")
+        signing_secret = secret.get("secret", "").strip()
+        payloads = [
+            # The custom bot wants a post's content under "post"; the app API does not.
+            {"msg_type": kind, "content": {"post": content} if kind == "post" else content}
+            for kind, content in self._contents(message)
+        ]
 
         def request(payload: dict[str, Any]) -> HttpRequest:
             if signing_secret:
@@ -439,6 +487,104 @@ class FeishuChannel(HttpChannel):
             return HttpRequest.json(url, payload)
 
         return [Step(partial(request, p), feishu_verdict) for p in payloads]
+
+    def _app_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
+        app_id = secret.require("app_id", "the app's App ID (cli_…)")
+        app_secret = secret.require("app_secret", "the app's App Secret")
+        chat_id = secret.require("chat_id", "the group's chat id (oc_…)")
+        api = secret.get("api_base", "https://open.feishu.cn").rstrip("/")
+        cache_key = (api, app_id)
+        token: dict[str, str] = {}
+        steps: list[Step] = []
+        with self._token_lock:
+            cached = self._tokens.get(cache_key)
+        if cached is not None and cached[1] > self._monotonic():
+            token["value"] = cached[0]
+        else:
+
+            def got_token(response: HttpResponse) -> Verdict:
+                body = response.json()
+                value = body.get("tenant_access_token") if isinstance(body, dict) else None
+                if (
+                    not isinstance(body, dict)
+                    or body.get("code") != 0
+                    or not isinstance(value, str)
+                ):
+                    code = body.get("code") if isinstance(body, dict) else None
+                    msg = body.get("msg", "") if isinstance(body, dict) else response.text()[:200]
+                    return Verdict.failure(
+                        f"tenant_access_token: code {code}: {msg}",
+                        retry=code in FEISHU_RETRY_CODES,
+                    )
+                register_secret(value)  # never logged or stored, like the SSM values
+                token["value"] = value
+                lifetime = seconds_value(body.get("expire")) or 0.0
+                with self._token_lock:
+                    self._tokens[cache_key] = (
+                        value,
+                        self._monotonic() + lifetime - self.TOKEN_MARGIN_S,
+                    )
+                return Verdict.success(None, "tenant_access_token ok")
+
+            steps.append(
+                Step(
+                    lambda: HttpRequest.json(
+                        f"{api}/open-apis/auth/v3/tenant_access_token/internal",
+                        {"app_id": app_id, "app_secret": app_secret},
+                    ),
+                    got_token,
+                    idempotent=True,  # asking for a token twice posts nothing
+                    part=False,
+                )
+            )
+
+        def forget_revoked_token(response: HttpResponse) -> None:
+            # Feishu answers an invalid token with HTTP 400 or 200 and one of these codes.
+            body = response.json()
+            if isinstance(body, dict) and body.get("code") in FEISHU_TOKEN_CODES:
+                with self._token_lock:  # the next send asks for a new token
+                    self._tokens.pop(cache_key, None)
+
+        def request(kind: str, content: dict[str, Any], uuid: str | None) -> HttpRequest:
+            payload: dict[str, Any] = {
+                "receive_id": chat_id,
+                "msg_type": kind,
+                "content": json.dumps(content, ensure_ascii=False),
+            }
+            if uuid is not None:
+                payload["uuid"] = uuid
+            return HttpRequest.json(
+                f"{api}/open-apis/im/v1/messages?receive_id_type=chat_id",
+                payload,
+                {"Authorization": f"Bearer {token.get('value', '')}"},
+            )
+
+        for index, (kind, content) in enumerate(self._contents(message)):
+            uuid = part_key(message, self.id, None, index, self.UUID_LENGTH)
+            steps.append(
+                Step(
+                    partial(request, kind, content, uuid),
+                    feishu_api_verdict,
+                    idempotent=uuid is not None,
+                    on_answer=forget_revoked_token,
+                )
+            )
+        return steps
+
+
+def feishu_api_verdict(response: HttpResponse) -> Verdict:
+    """Feishu Open API: ``{"code": 0, "data": {"message_id": "om_…"}}`` on success."""
+    body = response.json()
+    if not isinstance(body, dict):
+        return Verdict.failure(f"unexpected answer: {response.text()[:200]}")
+    code = body.get("code")
+    message = str(body.get("msg") or "")
+    if code == 0:
+        data = body.get("data")
+        message_id = data.get("message_id") if isinstance(data, dict) else None
+        message_id = str(message_id) if message_id else None
+        return Verdict.success(message_id, f"code 0 {message} message_id={message_id}".strip())
+    return Verdict.failure(f"code {code}: {message}", retry=code in FEISHU_RETRY_CODES)
 
 
 # --------------------------------------------------------------------------- Slack
@@ -663,6 +809,7 @@ class DiscordChannel(HttpChannel):
                     ),
                     opened,
                     idempotent=True,  # opening a DM channel twice answers the same channel
+                    part=False,
                 )
             )
         steps += self._bot_steps(
