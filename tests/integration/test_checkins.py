@@ -103,7 +103,7 @@ def test_milestone_bonus_freeze_and_tier_change(app):
     assert (bridged["streak"], bridged["freezes_used"], bridged["freezes"]) == (4, 1, 0)
 
 
-def test_make_up_yesterday_at_a_cost(app):
+def test_make_up_yesterday_at_a_cost(app, stack):
     c = community()
     app.checkins.check_in(c, "alice", T0)
     app.checkins.check_in(c, "alice", T0 + timedelta(days=1))
@@ -112,6 +112,13 @@ def test_make_up_yesterday_at_a_cost(app):
     assert [a["reason"] for a in made_up["awards"]] == ["makeup", "checkin", "streak_bonus"]
     assert made_up["awards"][0]["amount"] == -15
     assert app.checkins.check_in(c, "alice", T0 + timedelta(days=3))["streak"] == 4
+    # A retried make-up (before or after today's check-in) answers its first result.
+    again = app.checkins.check_in(c, "alice", T0 + timedelta(days=3, hours=1), makeup=True)
+    assert again == {**made_up, "repeat": True}
+    assert container(stack).checkins.check_in(c, "alice", T0 + timedelta(days=3), makeup=True)[
+        "repeat"
+    ]
+    assert app.checkins.me(c, "alice")["balance"] == 10 + 10 + (10 + 20 - 15) + 10
 
 
 def test_request_counts_of_the_money_path(stack, app):

@@ -7,12 +7,16 @@ Request cost (DynamoDB requests, see docs/benchmarks.md):
   after the initial read): **1** — the transaction;
 * a new check-in by a member this container has not seen: 2 — one BatchGetItem
   of the account *and* today's marker, then the transaction;
-* a repeat: 1 or 2 — the marker read answers it with the first result.
+* a repeat (of a check-in or a make-up): 1 — one BatchGetItem of the stored
+  account and the day's marker, which answers with the first result.
 
-The account's ``version`` is the transaction's condition, so a cached account
-that went stale (another container checked the member in) can never credit on
-stale numbers: the transaction fails, returns the current account with
-``ReturnValuesOnConditionCheckFailure`` and is recomputed — no extra read.
+The account's ``version`` (and, for the member being active, ``left_at``) is the
+transaction's condition, so a cached account that went stale (another container
+checked the member in, ops removed them or changed their zone) can never credit
+on stale facts: the transaction fails, returns the current account with
+``ReturnValuesOnConditionCheckFailure`` and is recomputed — membership checked
+again, the day recomputed in the current zone — with no extra read. A refusal is
+never decided on the cache: it re-reads the account first.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from autopilot.checkins.rules import (
     MakeupNotAllowed,
     check_in_at,
     checkin_day,
+    day_gap,
 )
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, Conflict, InsufficientPoints, MemberLeft, NotAMember
@@ -204,10 +209,22 @@ class CheckinService:
                 self.cache.put(account)
                 return {**stored, "repeat": True}
             except MakeupNotAllowed as exc:
+                # A retried make-up finds yesterday done: answer its first result.
+                today, _ = day_gap(account.state, at_utc, tz, boundary)
+                sk = _marker(today - timedelta(days=1))
                 if not fresh:
-                    account, markers = self._read(community, member_id, None, at_utc)
+                    account, markers = self._read(community, member_id, sk, at_utc)
                     fresh = True
                     continue
+                if exc.code in ("nothing_to_make_up", "already_checked_in_today"):
+                    stored = (
+                        markers[sk]
+                        if sk in markers
+                        else self._store.marker(community.id, member_id, sk)
+                    )
+                    if stored is not None and stored.get("makeup"):
+                        self.cache.put(account)
+                        return {**stored, "repeat": True}
                 if exc.code == "insufficient_balance":
                     raise InsufficientPoints(str(exc)) from exc
                 raise BadRequest(str(exc)) from exc

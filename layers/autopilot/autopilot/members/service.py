@@ -8,7 +8,7 @@ from typing import Any
 
 from autopilot.checkins.rules import AccountState
 from autopilot.config.model import Community
-from autopilot.errors import BadRequest, NotAMember
+from autopilot.errors import BadRequest, Conflict, NotAMember
 from autopilot.ledger.store import Account, LedgerStore, StaleAccount
 from autopilot.timeutil import iso_utc, zone
 
@@ -81,7 +81,7 @@ class MemberService:
                 return self._store.put_account(account, now, create=create)
             except StaleAccount:
                 continue
-        raise BadRequest("the member changed concurrently; retry")
+        raise Conflict("the member changed concurrently; retry")
 
     def leave(self, community: Community, member_id: str, now: datetime) -> Account:
         """Mark a member as left (history and balance are kept)."""
@@ -97,4 +97,4 @@ class MemberService:
                 )
             except StaleAccount:
                 continue
-        raise BadRequest("the member changed concurrently; retry")
+        raise Conflict("the member changed concurrently; retry")
