@@ -15,11 +15,40 @@ value left in a developer's shell cannot replace the clock a test installs.
 
 from __future__ import annotations
 
+import errno
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+def _sleep_is_broken() -> bool:
+    try:
+        time.sleep(1e-6)
+    except OSError as exc:
+        return exc.errno == errno.EINVAL
+    return False
+
+
+# `make test-moved-clock` runs the suite under libfaketime with the real monotonic
+# clock (FAKETIME_DONT_FAKE_MONOTONIC=1). libfaketime 0.9.10 (Debian 12) then breaks
+# Python's time.sleep, which sleeps with clock_nanosleep(CLOCK_MONOTONIC,
+# TIMER_ABSTIME): the deadline is shifted by the fake offset and the kernel answers
+# EINVAL (wolfcw/libfaketime#426). A timed wait on an event measures the same
+# monotonic interval through sem_clockwait, which libfaketime leaves alone. Done
+# before the project is imported, so that sleep functions bound as default
+# arguments get the replacement too.
+if _sleep_is_broken():
+
+    def _monotonic_sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        threading.Event().wait(seconds)
+
+    time.sleep = _monotonic_sleep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

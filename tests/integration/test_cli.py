@@ -272,7 +272,9 @@ def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch,
         json.loads(line)
         for line in (tmp_path / "sunrise" / "group.jsonl").read_text(encoding="utf-8").splitlines()
     ]
-    assert [p["key"] for p in posts] == ["sunrise-readers:morning-post:2027-03-08T07:30"]
+    assert [(p["job"], p["key"].split(":", 2)[2][:16]) for p in posts] == [
+        ("morning-post", "2027-03-08T07:30")
+    ]
     assert posts[0]["text"].startswith("早安！今天是2027年3月8日，星期一。")
 
 

@@ -123,7 +123,9 @@ def test_reconcile_fails_loudly_on_a_mismatch(stack, repo_root, monkeypatch, cap
     item.save()
     assert main([*cli(stack, "ledger", "reconcile"), "--community", "sunrise-readers"]) == 1
     captured = capsys.readouterr()
-    assert "1 MISMATCH" in captured.out and "MISMATCH balance member=wx:alice" in captured.err
+    # The balance disagrees with its entries, and the aggregate with the balances.
+    assert "2 MISMATCH(ES)" in captured.out and "MISMATCH balance member=wx:alice" in captured.err
+    assert "MISMATCH aggregate" in captured.err
 
 
 def test_bad_adjustments_are_refused_and_write_nothing(stack, repo_root, monkeypatch, capsys):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from autopilot_cli.configfile import validate_file
-from autopilot_cli.preview import preview_rows
 from autopilot_cli.simulate import Outage, run_simulation
 
 START = datetime(2027, 3, 8, tzinfo=UTC)  # a week with New York's spring-forward (03-14)
@@ -38,16 +37,170 @@ def week(repo_root, tmp_path_factory):
         )
 
 
-def test_every_scheduled_occurrence_runs_exactly_once(week, repo_root):
-    config = validate_file(str(repo_root / CONFIG)).config
-    expected = {
-        (r.community.id, r.job.id, r.occurrence.key)
-        for r in preview_rows(config, START, 7)
-        if r.occurrence.due_utc <= START + timedelta(days=7)
-    }
-    ran = [(o["community"], o["job"], o["key"]) for o in week.summary["occurrences"]]
+# The reference for what the example config schedules, written out by hand from
+# config/communities.yaml (never computed by the scheduler under test). Each row:
+# (community, job, local time of the occurrence, UTC offset that day, UTC due, status).
+# The simulation covers (start, start + 7 days]; the config is published at start.
+SR, DW = "sunrise-readers", "daybreak-writers"
+CN = "+08:00"  # Asia/Shanghai: China has no DST
+EST, EDT = "-05:00", "-04:00"  # New York springs forward on Sunday 2027-03-14 at 02:00
+F, D = "fired", "deferred"
+
+# Monday 2027-03-08 00:00Z (08:00 Mon in Shanghai, 19:00 Sun in New York) to
+# Monday 2027-03-15 00:00Z (08:00 Mon in Shanghai, 20:00 Sun in New York).
+DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
+    # 晨读社, quiet hours 00:00-07:00. Monday 09:00 preview: only the first Monday is
+    # inside the window (the next one is 2027-03-15T01:00Z).
+    (SR, "weekly-preview", "2027-03-08T09:00", CN, "2027-03-08T01:00:00Z", F),
+    # 07:30 of Monday the 8th (2027-03-07T23:30Z) is before the window.
+    (SR, "morning-post", "2027-03-09T07:30", CN, "2027-03-08T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-10T07:30", CN, "2027-03-09T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-11T07:30", CN, "2027-03-10T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-12T07:30", CN, "2027-03-11T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-13T07:30", CN, "2027-03-12T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-14T07:30", CN, "2027-03-13T23:30:00Z", F),
+    (SR, "morning-post", "2027-03-15T07:30", CN, "2027-03-14T23:30:00Z", F),
+    (SR, "evening-post", "2027-03-08T21:00", CN, "2027-03-08T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-09T21:00", CN, "2027-03-09T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-10T21:00", CN, "2027-03-10T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-11T21:00", CN, "2027-03-11T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-12T21:00", CN, "2027-03-12T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-13T21:00", CN, "2027-03-13T13:00:00Z", F),
+    (SR, "evening-post", "2027-03-14T21:00", CN, "2027-03-14T13:00:00Z", F),
+    # 03:00 is inside quiet hours, but a ledger job talks to no member: it runs on time.
+    (SR, "ledger-reconcile", "2027-03-09T03:00", CN, "2027-03-08T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-10T03:00", CN, "2027-03-09T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-11T03:00", CN, "2027-03-10T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-12T03:00", CN, "2027-03-11T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-13T03:00", CN, "2027-03-12T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-14T03:00", CN, "2027-03-13T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-03-15T03:00", CN, "2027-03-14T19:00:00Z", F),
+    # Daybreak Writers, quiet hours 22:00-07:00. 20:30 of Sunday the 7th (EST) is the
+    # first occurrence inside the window; 20:30 of Sunday the 14th (EDT) is 00:30Z on
+    # the 15th, after it.
+    (DW, "evening-reflection", "2027-03-07T20:30", EST, "2027-03-08T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-08T20:30", EST, "2027-03-09T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-09T20:30", EST, "2027-03-10T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-10T20:30", EST, "2027-03-11T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-11T20:30", EST, "2027-03-12T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-12T20:30", EST, "2027-03-13T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-03-13T20:30", EST, "2027-03-14T01:30:00Z", F),
+    (DW, "good-morning", "2027-03-08T08:00", EST, "2027-03-08T13:00:00Z", F),
+    (DW, "good-morning", "2027-03-09T08:00", EST, "2027-03-09T13:00:00Z", F),
+    (DW, "good-morning", "2027-03-10T08:00", EST, "2027-03-10T13:00:00Z", F),
+    (DW, "good-morning", "2027-03-11T08:00", EST, "2027-03-11T13:00:00Z", F),
+    (DW, "good-morning", "2027-03-12T08:00", EST, "2027-03-12T13:00:00Z", F),
+    (DW, "good-morning", "2027-03-13T08:00", EST, "2027-03-13T13:00:00Z", F),
+    # The first morning on daylight time: one hour earlier in UTC.
+    (DW, "good-morning", "2027-03-14T08:00", EDT, "2027-03-14T12:00:00Z", F),
+    # Sunday 02:30 does not exist on the 14th (02:00 EST -> 03:00 EDT); it falls into
+    # quiet hours either way and goes out when they end, 07:00 EDT.
+    (DW, "weekly-digest", "2027-03-14T02:30", EDT, "2027-03-14T11:00:00Z", D),
+]
+
+
+# Tuesday 2027-01-26 00:00Z to Tuesday 2027-02-02 00:00Z: the month ends in Shanghai
+# at 2027-01-31T16:00Z; New York is on standard time all week.
+MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
+    (SR, "weekly-preview", "2027-02-01T09:00", CN, "2027-02-01T01:00:00Z", F),
+    # The monthly export of January runs at 02:00 on the 1st, inside quiet hours: a
+    # ledger job ignores them.
+    (SR, "ledger-export", "2027-02-01T02:00", CN, "2027-01-31T18:00:00Z", F),
+    (SR, "morning-post", "2027-01-27T07:30", CN, "2027-01-26T23:30:00Z", F),
+    (SR, "morning-post", "2027-01-28T07:30", CN, "2027-01-27T23:30:00Z", F),
+    (SR, "morning-post", "2027-01-29T07:30", CN, "2027-01-28T23:30:00Z", F),
+    (SR, "morning-post", "2027-01-30T07:30", CN, "2027-01-29T23:30:00Z", F),
+    (SR, "morning-post", "2027-01-31T07:30", CN, "2027-01-30T23:30:00Z", F),
+    (SR, "morning-post", "2027-02-01T07:30", CN, "2027-01-31T23:30:00Z", F),
+    (SR, "morning-post", "2027-02-02T07:30", CN, "2027-02-01T23:30:00Z", F),
+    (SR, "evening-post", "2027-01-26T21:00", CN, "2027-01-26T13:00:00Z", F),
+    (SR, "evening-post", "2027-01-27T21:00", CN, "2027-01-27T13:00:00Z", F),
+    (SR, "evening-post", "2027-01-28T21:00", CN, "2027-01-28T13:00:00Z", F),
+    (SR, "evening-post", "2027-01-29T21:00", CN, "2027-01-29T13:00:00Z", F),
+    (SR, "evening-post", "2027-01-30T21:00", CN, "2027-01-30T13:00:00Z", F),
+    (SR, "evening-post", "2027-01-31T21:00", CN, "2027-01-31T13:00:00Z", F),
+    (SR, "evening-post", "2027-02-01T21:00", CN, "2027-02-01T13:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-01-27T03:00", CN, "2027-01-26T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-01-28T03:00", CN, "2027-01-27T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-01-29T03:00", CN, "2027-01-28T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-01-30T03:00", CN, "2027-01-29T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-01-31T03:00", CN, "2027-01-30T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-02-01T03:00", CN, "2027-01-31T19:00:00Z", F),
+    (SR, "ledger-reconcile", "2027-02-02T03:00", CN, "2027-02-01T19:00:00Z", F),
+    (DW, "evening-reflection", "2027-01-25T20:30", EST, "2027-01-26T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-26T20:30", EST, "2027-01-27T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-27T20:30", EST, "2027-01-28T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-28T20:30", EST, "2027-01-29T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-29T20:30", EST, "2027-01-30T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-30T20:30", EST, "2027-01-31T01:30:00Z", F),
+    (DW, "evening-reflection", "2027-01-31T20:30", EST, "2027-02-01T01:30:00Z", F),
+    (DW, "good-morning", "2027-01-26T08:00", EST, "2027-01-26T13:00:00Z", F),
+    (DW, "good-morning", "2027-01-27T08:00", EST, "2027-01-27T13:00:00Z", F),
+    (DW, "good-morning", "2027-01-28T08:00", EST, "2027-01-28T13:00:00Z", F),
+    (DW, "good-morning", "2027-01-29T08:00", EST, "2027-01-29T13:00:00Z", F),
+    (DW, "good-morning", "2027-01-30T08:00", EST, "2027-01-30T13:00:00Z", F),
+    (DW, "good-morning", "2027-01-31T08:00", EST, "2027-01-31T13:00:00Z", F),
+    (DW, "good-morning", "2027-02-01T08:00", EST, "2027-02-01T13:00:00Z", F),
+    # 02:30 is inside quiet hours (22:00-07:00): deferred to 07:00 EST.
+    (DW, "weekly-digest", "2027-01-31T02:30", EST, "2027-01-31T12:00:00Z", D),
+]
+
+
+@pytest.fixture(scope="module")
+def month_end_week(repo_root, tmp_path_factory):
+    """The week around the end of January 2027 (few members: only the schedule matters)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }.items():
+            patch.setenv(name, value)
+        patch.chdir(repo_root)
+        yield run_simulation(
+            CONFIG,
+            start=datetime(2027, 1, 26, tzinfo=UTC),
+            days=7,
+            members=2,
+            seed=5,
+            out_dir=str(tmp_path_factory.mktemp("month-end")),
+            template_path=str(repo_root / "template.yaml"),
+        )
+
+
+@pytest.fixture(params=["dst_week", "month_end_week"])
+def fixed_week(request):
+    """A simulated week and its hand-written reference."""
+    reference = {"dst_week": DST_WEEK, "month_end_week": MONTH_END_WEEK}[request.param]
+    simulated = request.getfixturevalue("week" if request.param == "dst_week" else request.param)
+    return simulated, reference
+
+
+def test_every_scheduled_occurrence_runs_exactly_once(fixed_week):
+    simulated, reference = fixed_week
+    ran = [
+        (o["community"], o["job"], o["key"], o["due_utc"], o["status"])
+        for o in simulated.summary["occurrences"]
+    ]
+    expected = [(c, j, local, due, status) for c, j, local, _, due, status in reference]
+    assert len(ran) == len(set(ran))  # each occurrence is recorded once
     assert sorted(ran) == sorted(expected)
-    assert {o["status"] for o in week.summary["occurrences"]} <= {"fired", "deferred"}
+
+
+def test_each_occurrence_is_scheduled_at_its_local_time(fixed_week):
+    """The scheduled instant is the local time of the row, at that day's UTC offset."""
+    simulated, reference = fixed_week
+    scheduled = {
+        (o["community"], o["job"], o["key"]): o["scheduled_local"]
+        for o in simulated.summary["occurrences"]
+    }
+    # 02:30 does not exist on 2027-03-14: that occurrence is scheduled at 03:00 EDT.
+    written = {
+        (c, j, local): "2027-03-14T03:00-04:00" if local == "2027-03-14T02:30" else local + offset
+        for c, j, local, offset, _, _ in reference
+    }
+    assert scheduled == written
 
 
 def test_posts_match_the_schedule_channel_by_channel(week, repo_root):
@@ -168,6 +321,7 @@ def test_evening_post_shows_live_check_in_counts(week):
 
     rows = list(csv.DictReader((week.out_dir / "ledger.csv").open(encoding="utf-8")))
     shanghai = timezone(timedelta(hours=8))
+    boundary = timedelta(hours=4)  # day_boundary "04:00": a 01:30 check-in is yesterday's
     assert evening
     for post in evening:
         day = post["key"][:10]
@@ -177,8 +331,10 @@ def test_evening_post_shows_live_check_in_counts(week):
             if r["community_id"] == "sunrise-readers"
             and r["reason"] == "checkin"
             and r["at_utc"] <= post["at_utc"]
-            and datetime.fromisoformat(r["at_utc"].replace("Z", "+00:00"))
-            .astimezone(shanghai)
+            and (
+                datetime.fromisoformat(r["at_utc"].replace("Z", "+00:00")).astimezone(shanghai)
+                - boundary
+            )
             .date()
             .isoformat()
             == day
