@@ -18,7 +18,14 @@ from autopilot.aws import client
 from autopilot.channels.http import HttpClient, RetryPolicy
 from autopilot.channels.ratelimit import Rate, RateLimiter
 
-from ..unit.channels.platforms import PLATFORMS, SECRET_VALUES, FakePlatform, Reply, texts_of
+from ..unit.channels.platforms import (
+    DISCORD,
+    PLATFORMS,
+    SECRET_VALUES,
+    FakePlatform,
+    Reply,
+    texts_of,
+)
 from ..unit.channels.trickle import TricklingServer
 from .conftest import make_config
 
@@ -305,3 +312,29 @@ def test_a_rate_limited_send_costs_one_request_when_idle(stack, request_counter)
     assert request_counter.count("dynamodb") == 3
     with pytest.raises(Exception, match="next slot"):
         limiter.acquire("RATE#sunrise#x", Rate(60.0, 1), budget_s=timedelta(seconds=1).seconds)
+
+
+def test_a_lost_discord_answer_is_retried_with_the_occurrence_nonce_and_posted_once(stack, fakes):
+    """Discord through a bot (``channel_id`` in the secret): the dispatcher's post
+    carries a nonce derived from the occurrence, so the lost answer is retried and
+    Discord answers the message it already made."""
+    fake = fakes["discord"] = FakePlatform(PLATFORMS["discord"].check)
+    secret = {**PLATFORMS["discord"].secret(fake.base), "channel_id": "4242"}
+    put_secret(stack, "discord-group", secret)
+    job = {
+        "id": "morning-post",
+        "cron": "30 7 * * *",
+        "action": "post",
+        "params": {"pool": "morning", "channels": ["discord-group"], "template": "{content}"},
+    }
+    stack.push(make_config(jobs=[job], channels=[{"id": "discord-group", "type": "discord"}]))
+    DISCORD.lose_next_answers(fake.base)
+    stack.clock.set(FIRE_AT)
+    app = app_with_fast_retries(stack, Sleeps())
+    (occurrence,) = app.tick().occurrences
+    assert occurrence.status == "fired", occurrence.reason
+    (created,) = DISCORD.of(fake.base)
+    nonces = {r.json()["nonce"] for r in fake.received}
+    assert len(fake.received) == 2 and len(nonces) == 1
+    (post,) = app.post_store.posts("sunrise")
+    assert post.deliveries["discord-group"]["message_id"] == created["id"]
