@@ -496,7 +496,8 @@ def _decode_cursor(cursor: str | None) -> str | None:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        # RecursionError: a cursor can carry deeply nested JSON.
         raise BadRequest("invalid cursor") from None
     if not isinstance(value, str):
         raise BadRequest("invalid cursor")
