@@ -51,6 +51,14 @@ class Received:
 
 Check = Callable[[Received], Reply]
 
+# The platforms' own clock, for their signature-freshness checks. Deliberately the
+# wall clock, not autopilot.clock: a real platform compares a signed timestamp with
+# real time, so the channels sign with the wall clock (their ``wall=time.time``) even
+# when the dispatcher runs a simulated week in 2027. Only the difference between the
+# two readings matters (within an hour), never the date, so this holds at any date
+# and under `make test-moved-clock`, where libfaketime moves both readings alike.
+platform_wall: Callable[[], float] = time.time
+
 
 class FakePlatform:
     """The server. ``check`` answers normal requests; queued replies go first."""
@@ -203,7 +211,7 @@ def dingtalk_check(request: Received) -> Reply:
     ).decode()
     if request.query.get("sign") != expected:
         return Reply(200, {"errcode": 310000, "errmsg": "sign not match"})
-    if not timestamp.isdigit() or abs(int(timestamp) - time.time() * 1000) > 3_600_000:
+    if not timestamp.isdigit() or abs(int(timestamp) - platform_wall() * 1000) > 3_600_000:
         return Reply(200, {"errcode": 310000, "errmsg": "timestamp expired"})
     payload = request.json()
     msgtype = payload.get("msgtype")
@@ -324,7 +332,7 @@ def feishu_check(request: Received) -> Reply:
                 "msg": "sign match fail or timestamp is not within one hour from current time",
             },
         )
-    if abs(int(timestamp) - time.time()) > 3600:
+    if abs(int(timestamp) - platform_wall()) > 3600:
         return Reply(200, {"code": 19021, "msg": "timestamp is not within one hour"})
     msg_type = payload.get("msg_type")
     if (msg_type == "text" and isinstance(payload["content"].get("text"), str)) or (
@@ -344,7 +352,7 @@ def slack_check(request: Received) -> Reply:
         payload = request.json()
         if not str(payload.get("channel", "")).startswith("U"):
             return Reply(200, {"ok": False, "error": "channel_not_found"})
-        return Reply(200, {"ok": True, "channel": "D0123", "ts": f"{time.time():.6f}"})
+        return Reply(200, {"ok": True, "channel": "D0123", "ts": f"{platform_wall():.6f}"})
     if request.path != SLACK_PATH:
         return Reply(404, "no_service")
     payload = request.json()
