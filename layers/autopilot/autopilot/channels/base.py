@@ -6,8 +6,10 @@ or answer on success, the error on failure — and raises
 report per message. Channels never log secrets or full message bodies.
 
 Sends that talk to a network take a :class:`Deadline`: the time the invocation
-can still spend on them, so that retries and rate-limit waits stop in time for
-the caller to record the outcome.
+can still spend on them. It is a hard bound on the whole send — every socket
+operation of every attempt, the retries, the rate-limit waits, an SNS publish —
+so the caller always has its reserve left to record the outcome. A send cut off
+by it reports an unknown outcome (the platform may have accepted the message).
 """
 
 from __future__ import annotations
