@@ -183,6 +183,7 @@ class Dispatcher:
         self._clock = clock
         self._lease = lease
         self._states: dict[str, JobState] = {}
+        self._read: set[str] = set()  # jobs whose stored state this container has read
         self._epoch: Epoch | None = None
         self.worker_id = uuid.uuid4().hex[:12]
 
@@ -205,12 +206,22 @@ class Dispatcher:
         now = self._now()
         report = TickReport(now_utc=now)
         jobs = [(c, j) for c in config.communities for j in c.jobs]
+        pks = [job_pk(c.id, j.id) for c, j in jobs]
+        unread = any(pk not in self._read for pk in pks)
         work = self._work(jobs, self._states, self._epoch, config, now)
-        if not any(w.due or w.dirty or w.beyond for w in work):
+        if not unread and not any(w.due or w.dirty or w.beyond for w in work):
             return report  # idle: nothing due even from the (possibly older) cached states
-        # Something may be due: read the authoritative states once, then recompute.
-        states, epoch = self._store.read_states(job_pk(c.id, j.id) for c, j in jobs)
+        # Something may be due, or a job's state was never read in this container
+        # (its watermark may be older, its pending list unknown): read the
+        # authoritative states once, then recompute.
+        states, epoch = self._store.read_states(pks)
         self._states.update(states)
+        self._read.update(pks)
+        if epoch is not None and epoch.version == config.version_tag:
+            self._epoch = epoch
+        work = self._work(jobs, self._states, epoch, config, now)
+        if not any(w.due or w.dirty or w.beyond for w in work):
+            return report  # nothing due after all: no write, no epoch check
         entered = self._enter_epoch(config, epoch, now, refresh)
         if isinstance(entered, Config):  # a newer config is in force: tick with it instead
             return self.tick(entered, remaining_ms=remaining_ms)
@@ -250,6 +261,7 @@ class Dispatcher:
                 self._states[pk] = state
             else:
                 self._states.pop(pk, None)  # another worker moved it: re-read next time
+                self._read.discard(pk)
         return report
 
     # -- the config epoch -------------------------------------------------------
@@ -417,8 +429,12 @@ class Dispatcher:
         after a long outage a job that drops quiet-hour messages must not write
         thousands of records either).
         """
-        unrun = [d for d in decisions if d.verdict != "run"]
-        overflow = unrun[: max(0, len(unrun) - MAX_CATCHUP)]
+        # At most MAX_CATCHUP occurrences per job and tick are run or recorded one by
+        # one: the newest. Older unrun ones (all of them are: under "all" the rules
+        # mark them missed, under "latest" only the newest runs) are summarised.
+        overflow = [
+            d for d in decisions[: max(0, len(decisions) - MAX_CATCHUP)] if d.verdict != "run"
+        ]
         old_count, old_first, old_last = 0, None, None
         if work.beyond is not None:
             tz = zone(work.community.timezone)
