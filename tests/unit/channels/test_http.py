@@ -268,3 +268,20 @@ def test_hostile_answers_fail_or_retry_the_send_never_raise(sleeps):
         assert not result.ok and "unexpected errcode" in result.error
     finally:
         fake.close()
+
+
+def test_a_tls_handshake_that_never_completes_ends_at_the_deadline():
+    """Connect and TLS handshake are bounded by the same deadline as the answer."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never speaks TLS
+        port = silent.getsockname()[1]
+        client = HttpClient(RetryPolicy(timeout_s=10.0, min_attempt_s=0.05))
+        started = time.monotonic()  # an upper bound of real time, not a benchmark
+        result = client.send(
+            lambda: HttpRequest.json(f"https://127.0.0.1:{port}/hook", {}),
+            accept,
+            deadline=Deadline(lambda: 1_000, reserve_ms=0),
+        )
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 1.5, f"the handshake ran {elapsed:.1f}s past a 1 s deadline"
+    assert not result.ok and "could not connect" in result.error
+    assert "out of time" in result.error or "gave up" in result.error
