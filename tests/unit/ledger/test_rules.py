@@ -371,3 +371,14 @@ def test_summarize_empty_and_bad_period() -> None:
     }
     with pytest.raises(ValueError, match="day' or 'month"):
         summarize([], zone("UTC"), by="week")
+
+
+def test_build_entries_accepts_the_bound_and_a_balance_reaching_zero() -> None:
+    (top,) = entries_for("alice", [("adjustment", MAX_POINTS, "adjustment:max", "")])
+    assert top.balance_after == MAX_POINTS
+    (low,) = entries_for(
+        "alice", [("adjustment", -MAX_POINTS, "adjustment:min", "")], balance_before=MAX_POINTS
+    )
+    assert low.balance_after == 0
+    (spent,) = entries_for("alice", [("redemption", -10, "redemption:r", "")], balance_before=10)
+    assert spent.balance_after == 0
