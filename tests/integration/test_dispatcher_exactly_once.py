@@ -217,16 +217,18 @@ def _skewed_run(stack, at, skew: timedelta):
     y.config()
     ends_at = start + timedelta(seconds=60)  # the invocation's timeout
     y_reports = []
-    original = x.posts.run
+    prepare = x.posts._prepare
 
-    def slow_send(ctx):
-        # The platform answers slowly: 58 s pass before the send goes out.
+    def slow_prepare(*args):
+        # X has its post ready; 58 s pass (a slow platform, a long rate-limit
+        # wait) before its send goes out, and meanwhile Y ticks.
+        post = prepare(*args)
         stack.clock.advance(timedelta(seconds=58))
         clock_y.advance(timedelta(seconds=58))
         y_reports.append(y.tick())
-        return original(ctx)
+        return post
 
-    x.dispatcher._actions = {"post": slow_send}
+    x.posts._prepare = slow_prepare
     x_report = x.tick(
         remaining_ms=lambda: int((ends_at - stack.clock.now()).total_seconds() * 1000)
     )
