@@ -9,9 +9,12 @@ import pytest
 from autopilot.config.model import Job, MisfirePolicy, QuietHours
 from autopilot.scheduler.rules import (
     MAX_CATCHUP,
+    count_scheduled,
     next_due,
     occurrences_between,
+    occurrences_scheduled_between,
     plan_tick,
+    reevaluate,
     resolve_local,
 )
 from autopilot.timeutil import zone
@@ -295,3 +298,85 @@ def test_partition_into_ticks_equals_one_pass(cron, tz_name, start, cuts, quiet,
     assert len(keys) == len(set(keys)), "an occurrence identity appears twice"
     assert all(start < o.due_utc <= end for o in one_pass)
     assert all(o.due_utc >= o.scheduled_utc for o in one_pass)
+
+
+class TestIdentity:
+    """An occurrence is its nominal local minute *and* the instant it maps to."""
+
+    def test_same_local_minute_in_another_zone_is_another_occurrence(self):
+        start, end = utc(2026, 11, 30, 0), utc(2026, 12, 2, 0)
+        tokyo = occ("0 8 * * *", zone("Asia/Tokyo"), start, end)
+        los_angeles = occ("0 8 * * *", zone("America/Los_Angeles"), start, end)
+        assert tokyo[0].key == los_angeles[0].key == "2026-12-01T08:00"
+        assert tokyo[0].id == "2026-12-01T08:00@2026-11-30T23:00:00Z"
+        assert los_angeles[0].id == "2026-12-01T08:00@2026-12-01T16:00:00Z"
+
+    def test_an_alias_zone_with_the_same_rules_keeps_the_identity(self):
+        start, end = utc(2026, 11, 30, 0), utc(2026, 12, 1, 0)
+        kolkata = occ("0 8 * * *", zone("Asia/Kolkata"), start, end)
+        calcutta = occ("0 8 * * *", zone("Asia/Calcutta"), start, end)
+        assert [o.id for o in kolkata] == [o.id for o in calcutta]
+
+    def test_occurrences_deferred_to_one_moment_keep_distinct_ids(self):
+        quiet = QuietHours(time(0, 0), time(7, 0))
+        found = occ(
+            "0 * * * *",
+            SHANGHAI,
+            utc(2026, 11, 26, 15, 30),
+            utc(2026, 11, 26, 23, 0),
+            quiet,
+            action="post",
+            quiet="defer",
+        )
+        assert {o.due_utc for o in found} == {utc(2026, 11, 26, 23, 0)}
+        assert len({o.id for o in found}) == len(found) == 8
+
+
+class TestScheduledWindowAndReevaluation:
+    def test_scheduled_window_lists_deferred_occurrences_when_their_instant_passes(self):
+        quiet = QuietHours(time(0, 0), time(7, 0))
+        found = occurrences_scheduled_between(
+            "c",
+            job("30 6 * * *", action="post", quiet="defer"),
+            SHANGHAI,
+            quiet,
+            utc(2026, 11, 26, 22, 0),
+            utc(2026, 11, 26, 22, 31),
+        )
+        assert [(o.key, o.quiet, o.due_utc) for o in found] == [
+            ("2026-11-27T06:30", "deferred", utc(2026, 11, 26, 23, 0))
+        ]
+
+    @pytest.mark.parametrize(
+        ("quiet_hours", "policy", "due", "quiet"),
+        [
+            (QuietHours(time(0, 0), time(7, 0)), "defer", utc(2026, 11, 26, 23, 0), "deferred"),
+            (QuietHours(time(0, 0), time(6, 0)), "defer", utc(2026, 11, 26, 22, 30), None),
+            (QuietHours(time(0, 0), time(7, 0)), "ignore", utc(2026, 11, 26, 22, 30), None),
+            (QuietHours(time(0, 0), time(7, 0)), "drop", utc(2026, 11, 26, 22, 30), "dropped"),
+            (None, "defer", utc(2026, 11, 26, 22, 30), None),
+        ],
+    )
+    def test_a_pending_occurrence_follows_the_current_quiet_hours(
+        self, quiet_hours, policy, due, quiet
+    ):
+        found = reevaluate(
+            "c",
+            job("30 6 * * *", action="post", quiet=policy),
+            SHANGHAI,
+            quiet_hours,
+            datetime(2026, 11, 27, 6, 30),
+            utc(2026, 11, 26, 22, 30),
+            None,
+        )
+        assert (found.key, found.due_utc, found.quiet) == ("2026-11-27T06:30", due, quiet)
+
+    def test_count_scheduled_is_bounded(self):
+        count, first, last = count_scheduled(
+            job("0 9 1 * *"), SHANGHAI, utc(2026, 11, 26), utc(2027, 1, 13), 10
+        )
+        assert (count, first, last) == (2, datetime(2026, 12, 1, 9, 0), datetime(2027, 1, 1, 9, 0))
+        assert (
+            count_scheduled(job("* * * * *"), SHANGHAI, utc(2026, 1, 1), utc(2026, 2, 1), 50)[0]
+            == 50
+        )
