@@ -12,13 +12,14 @@ reported and the last good config stays live.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from autopilot.clock import get_clock
 
@@ -26,9 +27,178 @@ from autopilot_cli.configfile import published_document, validate_file
 from autopilot_cli.local.gateway import LocalHttpApi, Route, http_routes
 from autopilot_cli.local.runtime import LocalRuntime, scheduled_event
 
-__all__ = ["Route", "http_routes", "serve"]
+__all__ = ["Route", "http_routes", "http_server", "serve"]
 
 MAX_BODY_BYTES = 1024 * 1024
+# Connections served at once; more wait in the listen backlog (queued, not refused).
+MAX_CONNECTIONS = 32
+LISTEN_BACKLOG = 128
+# A client that sends nothing for this long is answered 408 and closed.
+READ_TIMEOUT_S = 10.0
+_DIGITS = re.compile(r"^[0-9]{1,12}$")
+
+
+class LocalHttpServer(ThreadingHTTPServer):
+    """A threading HTTP server with a bounded number of connections served at once.
+
+    Each connection gets a thread, but at most ``max_connections`` at a time: the
+    accept loop waits for a free slot, so further clients queue in the kernel's
+    listen backlog (:data:`LISTEN_BACKLOG`) instead of being refused or reset.
+    A slot is held at most for :data:`READ_TIMEOUT_S` of client silence.
+    """
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._stopping = threading.Event()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        super().shutdown()
+
+
+def http_server(
+    gateway: LocalHttpApi,
+    lock: Any,
+    log: TextIO,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    max_connections: int = MAX_CONNECTIONS,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> LocalHttpServer:
+    """The local HTTP API on ``host:port`` in front of ``gateway`` (not yet serving).
+
+    What a browser or a careless client sends never breaks it: a malformed or
+    negative ``Content-Length`` is a 400, a chunked body 411, a body over
+    :data:`MAX_BODY_BYTES` 413, a client that stalls 408; ``HEAD`` answers like
+    the gateway without a body, ``OPTIONS`` and unknown methods as API Gateway
+    does (404 unless CORS is configured); every answer is JSON and closes the
+    connection.
+    """
+    routes = gateway.routes
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = read_timeout_s  # socket timeout of every read and write
+        # Garbage request lines are answered with a status line too (not HTTP/0.9).
+        default_request_version = "HTTP/1.0"
+
+        def _dispatch(self) -> None:
+            self.close_connection = True  # one request per connection: no idle slots
+            parts = urlsplit(self.path)
+            body = self._body()
+            if body is None:
+                return
+            if gateway.route(self.command, parts.path) is None and self.command != "OPTIONS":
+                self._reply(
+                    404,
+                    {
+                        "message": f"no route for {self.command} {parts.path}",
+                        "routes": [f"{r.method} {r.path}" for r in routes],
+                    },
+                )
+                return
+            try:
+                # Repeated keys are joined with commas, as API Gateway does.
+                query = parse_qs(parts.query, keep_blank_values=True, errors="strict")
+            except (UnicodeDecodeError, ValueError):
+                self._reply(400, {"message": "the query string is not percent-encoded UTF-8"})
+                return
+            response = gateway.handle(
+                self.command,
+                parts.path,
+                headers=dict(self.headers.items()),
+                query=query,
+                body=body or None,
+                invoke_lock=lock,
+            )
+            self.send_response(response.status)
+            for key, value in response.headers.items():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        def _body(self) -> bytes | None:
+            """The request body, or None once an error has been answered."""
+            if self.headers.get("Transfer-Encoding"):
+                self._reply(411, {"message": "send the body with a Content-Length (no chunks)"})
+                return None
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
+                return b""
+            if len(set(lengths)) != 1 or not _DIGITS.match(lengths[0].strip()):
+                self._reply(400, {"message": "Content-Length must be one non-negative integer"})
+                return None
+            length = int(lengths[0])
+            if length > MAX_BODY_BYTES:
+                self._reply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
+                return None
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                self._reply(408, {"message": f"no data for {read_timeout_s:g} s"})
+                return None
+            if len(body) != length:
+                self._reply(400, {"message": "the body is shorter than its Content-Length"})
+                return None
+            return body
+
+        def _reply(self, status: int, document: Any) -> None:
+            self.close_connection = True
+            payload = json.dumps(document, ensure_ascii=False).encode("utf-8")
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            except (OSError, TimeoutError):
+                pass  # the client is gone: nothing left to tell it
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+            # Malformed request lines, oversized headers, unsupported methods: JSON too.
+            self.close_connection = True
+            if code == 501:  # a method http.server knows nothing about: as API Gateway
+                code, message = 404, "Not Found"
+            self._reply(code, {"message": message or self.responses.get(code, ("",))[0]})
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True  # the client left mid-request
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.write(f"http: {format % args}\n")
+
+    return LocalHttpServer((host, port), Handler, max_connections)
 
 
 def _publish(runtime: LocalRuntime, config_path: str, log: TextIO) -> bool:
@@ -70,52 +240,7 @@ def serve(
         routes = gateway.routes
         lock = threading.Lock()  # one invocation at a time: moto's backend is not thread-safe
 
-        class Handler(BaseHTTPRequestHandler):
-            def _dispatch(self) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self._reply(413, {"message": f"body larger than {MAX_BODY_BYTES} bytes"})
-                    return
-                body = self.rfile.read(length) if length else None
-                if gateway.route(self.command, parts.path) is None:
-                    self._reply(
-                        404,
-                        {
-                            "message": f"no route for {self.command} {parts.path}",
-                            "routes": [f"{r.method} {r.path}" for r in routes],
-                        },
-                    )
-                    return
-                response = gateway.handle(
-                    self.command,
-                    parts.path,
-                    headers=dict(self.headers.items()),
-                    query=dict(parse_qsl(parts.query)),
-                    body=body,
-                    invoke_lock=lock,
-                )
-                self.send_response(response.status)
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
-
-            def _reply(self, status: int, document: Any) -> None:
-                payload = json.dumps(document, ensure_ascii=False).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.write(f"http: {format % args}\n")
-
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = http_server(gateway, lock, log, port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.write(
             f"HTTP API on http://127.0.0.1:{server.server_address[1]} "
@@ -145,3 +270,4 @@ def serve(
             log.write("stopped\n")
         finally:
             server.shutdown()
+            server.server_close()

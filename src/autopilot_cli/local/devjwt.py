@@ -10,9 +10,11 @@ there (the template's default issuer has no keys API Gateway could fetch).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,6 +25,8 @@ SECRET_ENV = "AUTOPILOT_DEV_JWT_SECRET"
 SECRET_FILE = Path("out") / "dev-jwt-secret"
 # API Gateway allows a little clock skew on exp/nbf as well.
 LEEWAY_S = 60
+# Far above any real token; a longer header is refused before it is decoded.
+MAX_TOKEN_CHARS = 8192
 
 
 class InvalidToken(Exception):
@@ -35,6 +39,24 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json_part(text: str, what: str) -> Any:
+    """A base64url JSON part of the token, parsed with the API's strict, depth-bounded parser."""
+    from autopilot.api.requests import json_document
+    from autopilot.errors import BadRequest
+
+    try:
+        return json_document(_unb64(text), what)
+    except (BadRequest, binascii.Error, ValueError) as exc:
+        raise InvalidToken(f"undecodable JWT {what}: {str(exc)[:80]}") from None
+
+
+def _time_claim(value: Any) -> float | None:
+    # bool is an int to Python, but never a time; NaN would compare false and never expire.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def dev_secret(path: Path | None = None) -> bytes:
@@ -68,15 +90,18 @@ def decode(
     ``aud`` or ``client_id`` among ``audiences``, ``exp`` in the future, ``nbf``
     and ``iat`` not in the future (with :data:`LEEWAY_S`).
     """
+    # Whatever the client sent, only InvalidToken leaves this function (a 401).
+    if len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        raise InvalidToken("not a JWT (too long, or not ASCII)")
     parts = token.split(".")
     if len(parts) != 3:
         raise InvalidToken("not a JWT (expected header.payload.signature)")
+    header = _json_part(parts[0], "header")
+    claims = _json_part(parts[1], "payload")
     try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
         signature = _unb64(parts[2])
-    except ValueError:
-        raise InvalidToken("undecodable JWT") from None
+    except (binascii.Error, ValueError):
+        raise InvalidToken("undecodable JWT signature") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise InvalidToken("unsupported alg (local tokens are HS256)")
     expected = hmac.new(secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
@@ -87,14 +112,16 @@ def decode(
     if claims.get("iss") != issuer:
         raise InvalidToken(f"iss {claims.get('iss')!r} is not {issuer!r}")
     aud = claims.get("aud", claims.get("client_id"))
-    if not set(aud if isinstance(aud, list) else [aud]) & set(audiences):
-        raise InvalidToken(f"aud {aud!r} is not one of {audiences}")
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or exp + LEEWAY_S < now_s:
+    presented = aud if isinstance(aud, list) else [aud]
+    if not any(isinstance(a, str) and a in audiences for a in presented):
+        raise InvalidToken(f"aud {str(aud)[:80]!r} is not one of {audiences}")
+    exp = _time_claim(claims.get("exp"))
+    if exp is None or exp + LEEWAY_S < now_s:
         raise InvalidToken("expired (or no exp)")
     for name in ("nbf", "iat"):
         value = claims.get(name)
-        if value is not None and (not isinstance(value, int | float) or value - LEEWAY_S > now_s):
+        moment = _time_claim(value)
+        if value is not None and (moment is None or moment - LEEWAY_S > now_s):
             raise InvalidToken(f"{name} is in the future")
     return claims
 

@@ -15,7 +15,14 @@ This module owns what API Gateway does *before* a function runs, so that
   event, stringified the way API Gateway passes them (numbers as strings,
   arrays as ``"[a b]"``);
 * the function's answer turned into HTTP (``statusCode``/``headers``/``body``,
-  base64 bodies decoded; a handler exception becomes ``500``).
+  base64 bodies decoded; a handler exception becomes ``500``);
+* ``OPTIONS`` and ``HEAD``: a method without a route is ``404 {"message":"Not
+  Found"}`` as in API Gateway (HTTP APIs answer no ``405``); if the API has a
+  ``CorsConfiguration``, a CORS preflight (``OPTIONS`` with ``Origin`` and
+  ``Access-Control-Request-Method``) is answered ``204`` by the gateway itself,
+  without authorization or invoking a function, and answers to allowed origins
+  carry ``Access-Control-Allow-Origin``. The template configures no CORS (browsers
+  on other origins are refused, deployed and locally alike).
 """
 
 from __future__ import annotations
@@ -46,6 +53,80 @@ class JwtAuthorizer:
     header: str = "authorization"
 
 
+@dataclass(frozen=True)
+class Cors:
+    """An HTTP API's ``CorsConfiguration``, resolved (``true`` allows every origin)."""
+
+    allow_origins: tuple[str, ...] = ("*",)
+    allow_methods: tuple[str, ...] = ("*",)
+    allow_headers: tuple[str, ...] = ("*",)
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_template(cls, config: Any) -> Cors | None:
+        """The configuration of a template's ``CorsConfiguration`` (None: no CORS)."""
+        if config is True:
+            return cls()
+        if not isinstance(config, dict):
+            return None
+
+        def values(key: str) -> tuple[str, ...]:
+            return tuple(str(v) for v in config.get(key) or ())
+
+        max_age = config.get("MaxAge")
+        return cls(
+            values("AllowOrigins"),
+            tuple(m.upper() for m in values("AllowMethods")),
+            tuple(h.lower() for h in values("AllowHeaders")),
+            values("ExposeHeaders"),
+            int(max_age) if max_age is not None else None,
+            bool(config.get("AllowCredentials")),
+        )
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether answers to ``origin`` may carry CORS headers."""
+        return bool(origin) and ("*" in self.allow_origins or origin in self.allow_origins)
+
+    def preflight(self, lower_headers: Mapping[str, str]) -> HttpResponse:
+        """API Gateway's own answer to a preflight: 204, headers only if allowed."""
+        origin = lower_headers.get("origin")
+        method = lower_headers.get("access-control-request-method", "").upper()
+        asked = [
+            h.strip().lower()
+            for h in lower_headers.get("access-control-request-headers", "").split(",")
+            if h.strip()
+        ]
+        headers: dict[str, str] = {}
+        method_ok = "*" in self.allow_methods or method in self.allow_methods
+        headers_ok = "*" in self.allow_headers or all(h in self.allow_headers for h in asked)
+        if self.origin_allowed(origin) and method_ok and headers_ok:
+            allowed = "*" if "*" in self.allow_origins else origin or ""
+            headers["Access-Control-Allow-Origin"] = allowed
+            headers["Access-Control-Allow-Methods"] = ",".join(self.allow_methods)
+            if self.allow_headers:
+                headers["Access-Control-Allow-Headers"] = ",".join(self.allow_headers)
+            if self.max_age is not None:
+                headers["Access-Control-Max-Age"] = str(self.max_age)
+            if self.allow_credentials:
+                headers["Access-Control-Allow-Credentials"] = "true"
+        return HttpResponse(204, headers)
+
+    def decorate(self, lower_headers: Mapping[str, str], response: HttpResponse) -> None:
+        """Add ``Access-Control-Allow-Origin`` (and friends) to an answer to an allowed origin."""
+        origin = lower_headers.get("origin")
+        if not self.origin_allowed(origin):
+            return
+        response.headers["Access-Control-Allow-Origin"] = (
+            "*" if "*" in self.allow_origins else origin or ""
+        )
+        if self.expose_headers:
+            response.headers["Access-Control-Expose-Headers"] = ",".join(self.expose_headers)
+        if self.allow_credentials:
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+
+
 class Route:
     """One ``HttpApi`` event of a function: method, path template, authorizer and scopes."""
 
@@ -56,12 +137,14 @@ class Route:
         path: str,
         authorizer: JwtAuthorizer | None = None,
         scopes: tuple[str, ...] = (),
+        cors: Cors | None = None,
     ):
         self.function_id = function_id
         self.method = method.upper()
         self.path = path
         self.authorizer = authorizer
         self.scopes = scopes
+        self.cors = cors
         pieces = re.split(r"\{([A-Za-z0-9_]+)\+?\}", path)
         pattern = "".join(
             re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(pieces)
@@ -73,6 +156,10 @@ class Route:
         """The path parameters if this route takes ``method path``, else None."""
         if self.method not in ("ANY", method.upper()):
             return None
+        return self.match_path(path)
+
+    def match_path(self, path: str) -> dict[str, str] | None:
+        """The path parameters if this route's path template takes ``path``, whatever the method."""
         found = self._regex.match(path)
         return found.groupdict() if found else None
 
@@ -107,8 +194,11 @@ def http_routes(runtime: LocalRuntime) -> list[Route]:
             props = event.get("Properties", {})
             authorizer = None
             scopes: tuple[str, ...] = ()
+            cors = None
             api_ref = props.get("ApiId")
             if isinstance(api_ref, dict) and "Ref" in api_ref:
+                api_props = runtime.template["Resources"][api_ref["Ref"]].get("Properties") or {}
+                cors = Cors.from_template(runtime.resolve(api_props.get("CorsConfiguration")))
                 authorizers, default = _authorizers(runtime, api_ref["Ref"])
                 auth = props.get("Auth") or {}
                 name = auth.get("Authorizer", default)
@@ -124,6 +214,7 @@ def http_routes(runtime: LocalRuntime) -> list[Route]:
                     props.get("Path", "/"),
                     authorizer,
                     scopes,
+                    cors,
                 )
             )
     return sorted(routes, key=lambda r: (r.parameters, -len(r.path)))
@@ -226,15 +317,46 @@ class LocalHttpApi:
         path: str,
         *,
         headers: Mapping[str, str] | None = None,
-        query: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
         body: bytes | str | None = None,
         invoke_lock: Any = None,
     ) -> HttpResponse:
-        """Answer one request as the deployed API would."""
+        """Answer one request as the deployed API would (never raises)."""
         headers = dict(headers or {})
+        lower = {k.lower(): v for k, v in headers.items()}
+        method = method.upper()
         found = self.route(method, path)
+        cors = self._cors(path)
+        if (
+            method == "OPTIONS"
+            and cors is not None
+            and "origin" in lower
+            and "access-control-request-method" in lower
+        ):
+            return cors.preflight(lower)  # API Gateway answers preflights itself
         if found is None:
             return _json_response(404, {"message": "Not Found"})
+        response = self._invoke(found, method, path, headers, query, body, invoke_lock)
+        if cors is not None:
+            cors.decorate(lower, response)
+        return response
+
+    def _cors(self, path: str) -> Cors | None:
+        for route in self.routes:
+            if route.cors is not None and route.match_path(path) is not None:
+                return route.cors
+        return None
+
+    def _invoke(
+        self,
+        found: tuple[Route, dict[str, str]],
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: Mapping[str, Any] | None,
+        body: bytes | str | None,
+        invoke_lock: Any,
+    ) -> HttpResponse:
         route, params = found
         claims: dict[str, Any] | None = None
         scopes: list[str] | None = None
@@ -247,28 +369,31 @@ class LocalHttpApi:
             # Undecodable bytes stay bytes: sent base64-encoded, as API Gateway does.
             with contextlib.suppress(UnicodeDecodeError):
                 body = body.decode("utf-8")
-        event = http_api_event(
-            method,
-            path,
-            body=body if body not in (b"", "") else None,
-            headers=headers,
-            query=dict(query or {}) or None,
-            jwt_claims=gateway_claims(claims) if claims is not None else None,
-            jwt_scopes=scopes,
-            path_parameters=params or None,
-            region=self.runtime.region,
-            account_id=self.runtime.account_id,
-        )
+        try:
+            event = http_api_event(
+                method,
+                path,
+                body=body if body not in (b"", "") else None,
+                headers=headers,
+                query=dict(query or {}) or None,
+                jwt_claims=gateway_claims(claims) if claims is not None else None,
+                jwt_scopes=scopes,
+                path_parameters=params or None,
+                region=self.runtime.region,
+                account_id=self.runtime.account_id,
+            )
+        except (ValueError, TypeError):  # UnicodeError included: no event can carry it
+            return _json_response(400, {"message": "Bad Request"})
         try:
             if invoke_lock is not None:
                 with invoke_lock:
                     result = self.runtime.invoke(route.function_id, event)
             else:
                 result = self.runtime.invoke(route.function_id, event)
+            return self._response(result)
         except Exception:
             logger.exception("%s failed", route.function_id)
             return _json_response(500, {"message": "Internal Server Error"})
-        return self._response(result)
 
     @staticmethod
     def _response(result: Any) -> HttpResponse:
