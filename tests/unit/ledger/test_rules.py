@@ -382,3 +382,18 @@ def test_build_entries_accepts_the_bound_and_a_balance_reaching_zero() -> None:
     assert low.balance_after == 0
     (spent,) = entries_for("alice", [("redemption", -10, "redemption:r", "")], balance_before=10)
     assert spent.balance_after == 0
+
+
+def test_reconcile_reports_only_the_broken_entry_of_a_step() -> None:
+    check_in, bonus = build_entries(
+        "c1",
+        "m1",
+        [("checkin", 10, "checkin:d", ""), ("streak_bonus", 20, "streak_bonus:d", "")],
+        0,
+        AT,
+        "api:m1",
+        seq=1,
+    )
+    broken = replace(bonus, balance_after=31)  # 10 + 20 is 30
+    found = reconcile([check_in, broken], {"m1": 30})
+    assert [(m.kind, broken.entry_id in m.detail) for m in found] == [("chain", True)]
