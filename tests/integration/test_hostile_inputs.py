@@ -15,6 +15,7 @@ DynamoDB write: every table of the stack is identical before and after.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -73,6 +74,11 @@ BODY_ROUTES = [
     ("PUT", "/members/mia", ("ops",)),
     ("POST", "/ledger/adjustments", ("ops",)),
 ]
+
+
+def _cursor(position: Any) -> str:
+    data = position if isinstance(position, bytes) else json.dumps(position).encode()
+    return base64.urlsafe_b64encode(data).decode()
 
 
 def adjust(**changes: Any) -> dict[str, Any]:
@@ -367,6 +373,25 @@ CASES += [
         {"query": {**PERIOD, "reason": "r" * 5000}},
         400,
         "reason",
+    ),
+    # Cursors that decode to nesting or to instants at the ends of the calendar.
+    *(
+        (
+            f"ledger-cursor-{label}{suffix}",
+            ("finance",),
+            "GET",
+            "/ledger",
+            {"query": {**PERIOD, "cursor": cursor, **extra}},
+            400,
+            "cursor",
+        )
+        for label, cursor in [
+            ("nested", _cursor(b"[" * 760)),
+            ("year-1-east", _cursor({"after": "0001-01-01T00:00:00+14:00#x"})),
+            ("year-9999-west", _cursor({"after": "9999-12-31T23:59:59-12:00#x"})),
+            ("year-9999", _cursor({"after": "9999-12-31T23:59:59Z#x"})),
+        ]
+        for suffix, extra in [("", {}), ("-member", {"member": "mia"})]
     ),
     # Unknown communities, odd query strings.
     (

@@ -84,8 +84,16 @@ def iso_utc(moment: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Parse an ISO-8601 instant; a missing offset is refused rather than guessed."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return moment.astimezone(UTC)
+    """Parse an ISO-8601 instant; a missing offset is refused rather than guessed.
+
+    Every bad input is a ``ValueError``, including instants whose UTC value falls
+    outside the calendar (``0001-01-01T00:00:00+14:00``), so callers parsing
+    untrusted text (cursors) need to catch only that.
+    """
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError(f"timestamp {text!r} has no UTC offset")
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {text[:40]!r} is out of range") from None

@@ -16,7 +16,7 @@ import pytest
 from autopilot.api import requests as req
 from autopilot.api.requests import Field
 from autopilot.errors import BadRequest
-from autopilot.timeutil import zone
+from autopilot.timeutil import parse_iso, zone
 from autopilot.webhooks.service import chat_member_id
 from hypothesis import given
 from hypothesis import strategies as st
@@ -222,3 +222,11 @@ def test_chat_member_ids_follow_the_member_id_rule_and_are_never_truncated(user)
 
 def test_chat_member_id_at_the_limit():
     assert chat_member_id("slack", "u" * 122) == "slack:" + "u" * 122
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "2026-01-01T00:00:00"]
+)
+def test_parse_iso_turns_every_bad_instant_into_value_error(text):
+    with pytest.raises(ValueError):
+        parse_iso(text)
