@@ -287,3 +287,18 @@ def test_the_write_itself_refuses_a_member_who_left(app):
     with pytest.raises(StaleAccount):
         app.ledger_store.commit(movement, T0 + timedelta(hours=2))
     assert [reason for _, reason in ledger_rows(app)] == ["checkin"]
+
+
+@pytest.mark.parametrize("path", ["/ledger", "/ledger/summary"])
+@pytest.mark.parametrize(
+    "since,until", [("9999-12-01", "9999-12-31"), ("0001-01-01", "0001-01-31")]
+)
+def test_periods_at_the_ends_of_the_calendar_never_answer_500(api, path, since, until):
+    for community_id in ("sunrise", "other"):  # Shanghai (+8) and New York (-5)
+        answer = api.call(
+            "GET",
+            path,
+            auth=token("fay", "finance"),
+            query={"community": community_id, "since": since, "until": until},
+        )
+        assert answer.status in (200, 400), answer.body
