@@ -225,7 +225,9 @@ def fields(
     if not allow_extra:
         unknown = sorted(set(document) - set(spec))
         if unknown:
-            raise BadRequest(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(spec))})")
+            raise BadRequest(
+                f"unknown field {unknown[0][:40]!r} (allowed: {', '.join(sorted(spec))})"
+            )
     out: dict[str, Any] = {}
     for name, field in spec.items():
         if name not in document or document[name] is None:
