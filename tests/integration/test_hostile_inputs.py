@@ -730,6 +730,31 @@ def test_hostile_signed_webhooks_get_a_clear_4xx_and_write_nothing(api):
             answer = _webhook(api, platform, payload)
             if answer.status != 200:
                 failures.append(f"{case_id}: {answer.status} {answer.body[:200]!r}")
+        body, headers = _bridge(api, {"user_id": "u1", "text": "checkin"})
+        for case_id, query, status, text in [
+            ("webhook-unknown-community", {"community": "nope"}, 404, "unknown community"),
+            ("webhook-community-nul", {"community": "sunrise\x00"}, 400, "control character"),
+            ("webhook-two-communities", {"community": ["sunrise", "other"]}, 404, "unknown"),
+            ("webhook-no-community", {}, 400, "'community'"),
+            ("webhook-extra-param", {"community": "sunrise", "member": "x"}, 400, "'member'"),
+        ]:
+            answer = api.call(
+                "POST", "/webhooks/bridge", body=body, headers=headers, query=query or None
+            )
+            problem = _problem(answer, status, text)
+            if problem:
+                failures.append(f"{case_id}: {problem}")
+        for case_id, path in [
+            ("webhook-platform-nul", "/webhooks/bri%00dge"),
+            ("webhook-platform-upper", "/webhooks/BRIDGE"),
+            ("webhook-platform-long", "/webhooks/" + "b" * 40),
+        ]:
+            answer = api.call(
+                "POST", path, body=body, headers=headers, query={"community": "sunrise"}
+            )
+            problem = _problem(answer, 404, "unknown platform")
+            if problem:
+                failures.append(f"{case_id}: {problem}")
     assert not failures, "\n".join(failures)
     assert sum(counter.count("dynamodb", op) for op in LEDGER_WRITES) == 0, counter.summary()
     assert dump_tables() == before
