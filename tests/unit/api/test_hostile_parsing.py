@@ -230,3 +230,8 @@ def test_chat_member_id_at_the_limit():
 def test_parse_iso_turns_every_bad_instant_into_value_error(text):
     with pytest.raises(ValueError):
         parse_iso(text)
+
+
+def test_a_lone_surrogate_in_an_event_body_is_a_400_not_an_encoding_crash():
+    with pytest.raises(BadRequest, match="not UTF-8"):
+        req.json_object({"body": '{"community": "\ud800"}'})

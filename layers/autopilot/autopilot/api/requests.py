@@ -99,7 +99,8 @@ def raw_body(event: Mapping[str, Any]) -> bytes:
         except (binascii.Error, ValueError):
             raise BadRequest("the body is not valid base64") from None
     else:
-        data = str(body).encode("utf-8")
+        # surrogatepass: a lone surrogate becomes bytes the UTF-8 check refuses (400).
+        data = str(body).encode("utf-8", "surrogatepass")
     if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge(
             f"the body is {len(data)} bytes; at most {MAX_BODY_BYTES} bytes are accepted"
