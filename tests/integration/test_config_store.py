@@ -75,3 +75,21 @@ def test_no_config_at_all_is_a_clear_error(stack, at):
     at(2026, 11, 26, 12, 0)
     with pytest.raises(ConfigUnavailable, match="autopilot config push"):
         stack.app().config()
+
+
+def test_revalidate_bypasses_the_ttl_and_says_whether_it_is_the_newest(stack, at):
+    """The dispatcher revalidates when the config epoch names another version."""
+    v1 = stack.push(make_config(name="v1"))
+    app = stack.app()
+    at(2026, 11, 26, 12, 0)
+    assert app.config().version_tag == v1
+    v2 = stack.push(make_config(name="v2"))
+    assert app.config().version_tag == v1  # still cached
+    config, newest = app.config_store.revalidate()
+    assert (config.version_tag, config.communities[0].name, newest) == (v2, "v2", True)
+    assert app.config_store.revalidate() == (config, True)  # not modified: still the newest
+    stack.push(b"{broken")
+    kept, newest = app.config_store.revalidate()
+    assert kept.version_tag == v2 and newest is False  # a kept copy is not the newest
+    cold, newest = stack.app().config_store.revalidate()
+    assert cold.version_tag == v2 and newest is False  # an earlier version, by fallback
