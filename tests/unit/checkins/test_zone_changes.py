@@ -75,6 +75,23 @@ def test_moving_east_credits_no_second_day_until_the_old_day_has_ended() -> None
     assert (third.day, third.state.streak) == (date(2026, 11, 29), 3)
 
 
+def test_make_up_after_moving_east_waits_like_a_check_in() -> None:
+    at = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)  # 04:00 on the 26th in UTC-12
+    first = check_in_at(AccountState(), at, WEST, BOUNDARY, RULES)
+    soon = at + timedelta(seconds=1)  # the 27th in UTC+14, still the 26th in UTC-12
+    with pytest.raises(MakeupNotAllowed) as info:
+        check_in_at(first.state, soon, EAST, BOUNDARY, RULES, makeup=True)
+    assert info.value.code == "already_checked_in_today"
+    # A day later: the 28th in UTC+14, the 27th in UTC-12; nothing missed to make up.
+    with pytest.raises(MakeupNotAllowed) as info:
+        check_in_at(first.state, at + timedelta(days=1), EAST, BOUNDARY, RULES, makeup=True)
+    assert info.value.code == "nothing_to_make_up"
+    # Two days later a day was missed in both zones: yesterday (the 28th in UTC+14)
+    # can be made up, and it continues the streak.
+    made_up = check_in_at(first.state, at + timedelta(days=2), EAST, BOUNDARY, RULES, makeup=True)
+    assert (made_up.day, made_up.state.streak) == (date(2026, 11, 28), 2)
+
+
 def test_east_then_west_never_credits_twice_in_seconds() -> None:
     at = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
     state = check_in_at(AccountState(), at, ZoneInfo("Asia/Shanghai"), BOUNDARY, RULES).state

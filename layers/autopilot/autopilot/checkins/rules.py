@@ -364,13 +364,15 @@ def make_up(
     if last is not None:
         if gap is None:
             gap = (today - last).days
-        if gap <= 0 or last >= today:
+        # gap <= today - last (day_gap takes the smaller of two zones' gaps), so
+        # these also cover a today on or before the last check-in day.
+        if gap <= 0:
             # Making up yesterday after today would rewrite a streak already built on.
             raise MakeupNotAllowed(
                 "already checked in today; yesterday can no longer be made up",
                 "already_checked_in_today",
             )
-        if gap == 1 or last >= yesterday:
+        if gap == 1:
             raise MakeupNotAllowed(
                 "nothing to make up: yesterday is already checked in", "nothing_to_make_up"
             )
