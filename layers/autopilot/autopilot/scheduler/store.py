@@ -221,11 +221,6 @@ class SchedulerStore:
             )
         return found, epoch
 
-    def read_watermarks(self, pks: Iterable[str]) -> dict[str, datetime]:
-        """Watermarks of the given jobs (jobs that have one)."""
-        states, _ = self.read_states(pks)
-        return {pk: s.watermark for pk, s in states.items() if s.watermark is not None}
-
     def advance_watermark(
         self,
         pk: str,
