@@ -15,6 +15,8 @@ from autopilot_cli.main import main
 from autopilot_cli.serve import Route, serve
 from autopilot_cli.simulate import default_start
 
+CONFIG_FILE = "config/communities.yaml"
+
 
 def test_preview_lists_local_and_utc_with_dst_and_quiet_notes(capsys, repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
@@ -45,6 +47,14 @@ def test_now_option_and_env_set_the_clock_of_every_computing_command(
     # --now wins over the environment.
     assert main(["--now", "2027-03-12T00:00:00Z", "schedule", "preview", "--days", "1"]) == 0
     assert "2027-03-12T23:30:00Z" in capsys.readouterr().out
+
+
+def test_validate_looks_ahead_from_the_injected_now(capsys, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    assert main(["--now", "2027-03-01T00:00:00Z", "config", "validate", CONFIG_FILE]) == 0
+    assert "on Sun 2027-03-14 clocks go forward 1 h at 02:00" in capsys.readouterr().out
+    assert main(["--now", "2027-03-20T00:00:00Z", "config", "validate", CONFIG_FILE]) == 0
+    assert "on Sun 2028-03-12 clocks go forward 1 h at 02:00" in capsys.readouterr().out
 
 
 def test_now_is_installed_for_the_command_only(capsys, repo_root, monkeypatch):
