@@ -17,7 +17,7 @@ from autopilot.webhooks.signatures import sign_generic, slack_signature
 
 from autopilot_cli.metering import RequestCounter
 
-from .api_support import LEDGER_WRITES, Api, make_api
+from .api_support import LEDGER_WRITES, Api, make_api, token
 from .test_api_handler import granted_actions, used_actions
 
 PREFIX = "/community-autopilot/channels"
@@ -267,6 +267,17 @@ def test_every_aws_call_of_the_webhook_is_granted_and_every_grant_is_used(api, r
         api.stack.runtime.reset_containers()
         api.stack.clock.advance(timedelta(days=1))
         assert post(api, "slack", *slack_request(api)).status == 200
+        # A member whose own zone puts the check-in on another day than the
+        # community's: a repeat in a cold container reads that day's marker alone.
+        counter.stop()
+        ops = token("olga", "ops")
+        body = {"community": "sunrise", "timezone": "Etc/GMT+12"}
+        assert api.call("PUT", "/members/slack:U9", auth=ops, body=body).status == 200
+        counter.start()
+        assert post(api, "slack", *slack_request(api, user="U9")).status == 200
+        api.stack.runtime.reset_containers()
+        repeat = post(api, "slack", *slack_request(api, user="U9"))
+        assert repeat.status == 200 and "已经打过卡" in repeat.json()["text"]
     used, granted = used_actions(counter), granted_actions(repo_root, "ChatWebhookFunction")
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
     assert granted <= used, f"granted but never needed: {sorted(granted - used)}"
