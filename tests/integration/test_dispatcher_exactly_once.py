@@ -403,3 +403,29 @@ def test_occurrences_beyond_the_catch_up_bound_get_one_summary_record(stack, at)
     assert len(history) == MAX_CATCHUP  # the newest, all fired; no individual missed record
     assert {i.status for i in history} == {"fired"}
     assert len(stack.lines()) == MAX_CATCHUP
+
+
+def test_the_post_carries_the_occurrence_id_as_its_idempotency_key(stack, at):
+    """Platforms that deduplicate (Discord nonce, Feishu uuid) get the occurrence's id."""
+    stack.push(make_config())
+    app = stack.app()
+    sent = []
+    factory = app.posts._channel_factory
+
+    def capturing(spec, env):
+        channel = factory(spec, env)
+        send = channel.send_to_community
+
+        def record(message, **kwargs):
+            sent.append(message)
+            return send(message, **kwargs)
+
+        channel.send_to_community = record
+        return channel
+
+    app.posts._channel_factory = capturing
+    at(2026, 11, 26, 23, 30, 5)
+    (occ,) = app.tick().occurrences
+    (message,) = sent
+    assert occ.occurrence_id == "2026-11-27T07:30@2026-11-26T23:30:00Z"
+    assert message.idempotency_key == f"sunrise:morning-post:{occ.occurrence_id}"
