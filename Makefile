@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_START ?= 2027-03-08T00:00:00Z
 
-.PHONY: setup demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york faketime lint format validate build deploy bench clean
+.PHONY: setup demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
 
 $(STAMP): requirements-dev.txt layers/autopilot/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,45 +32,25 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
-## `make test` again, twice, with the wall clock moved by libfaketime (it keeps
-## running from the given local time): the last evening of a month in Shanghai
-## (00:30 on 1 February = 2027-01-31T16:30Z), and two minutes before New York
-## springs forward (01:58 EST on 2027-03-14 = 06:58Z; the suite runs across
-## 02:00 EST -> 03:00 EDT). Each run checks first that the clock really moved;
-## a test that reads the wall clock instead of autopilot.clock fails here.
+## `make test` again, twice, with the wall clock moved (time-machine, selected by
+## $AUTOPILOT_TEST_WALL_CLOCK in tests/conftest.py; it keeps running from there):
+## the last evening of a month in Shanghai (2027-01-31T16:30Z = 00:30 on 1 February,
+## TZ=Asia/Shanghai), and two minutes before New York springs forward
+## (2027-03-14T06:58Z = 01:58 EST, TZ=America/New_York: the suite runs across
+## 02:00 EST -> 03:00 EDT). A test that reads the wall clock instead of
+## autopilot.clock fails here, not on some future day.
 test-moved-clock: test-moved-clock-shanghai test-moved-clock-new-york
 
-test-moved-clock-shanghai: setup faketime
-	$(call moved-clock-test,Asia/Shanghai,2027-02-01 00:30:00,2027-01-31T16:30)
+test-moved-clock-shanghai: setup
+	$(call moved-clock-test,Asia/Shanghai,2027-01-31T16:30:00Z)
 
-test-moved-clock-new-york: setup faketime
-	$(call moved-clock-test,America/New_York,2027-03-14 01:58:00,2027-03-14T06:58)
+test-moved-clock-new-york: setup
+	$(call moved-clock-test,America/New_York,2027-03-14T06:58:00Z)
 
-# libfaketime from the system packages (Debian/Ubuntu `faketime`), installed if missing.
-FIND_FAKETIME := for f in /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 \
-	/usr/local/lib/faketime/libfaketime.so.1; do [ -e "$$f" ] && echo "$$f" && break; done
-
-faketime:
-	@if [ -z "$$($(FIND_FAKETIME))" ]; then \
-		echo "libfaketime missing: apt-get install faketime"; \
-		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$sudo apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq faketime; \
-	fi
-	@[ -n "$$($(FIND_FAKETIME))" ] || { echo "libfaketime not found after install" >&2; exit 1; }
-
-# $(call moved-clock-test,TZ,local start "YYYY-MM-DD HH:MM:SS",expected UTC "YYYY-MM-DDTHH:MM")
-# FAKETIME="@..." starts the wall clock there and lets it run; the monotonic clock
-# stays real (FAKETIME_DONT_FAKE_MONOTONIC) so that timeouts and rate limits behave.
+# $(call moved-clock-test,TZ,instant): pytest's exit code is make's (5 included).
 define moved-clock-test
-	@echo "== make test with the wall clock at $(2) $(1) ($(3)Z)"
-	export LD_PRELOAD="$$($(FIND_FAKETIME))" TZ="$(1)" FAKETIME="@$(2)" \
-		FAKETIME_DONT_FAKE_MONOTONIC=1 && \
-	$(BIN)/python -c 'import sys; from datetime import UTC, datetime, timedelta; \
-		now = datetime.now(UTC); want = datetime.fromisoformat(sys.argv[1] + "+00:00"); \
-		sys.exit(0 if timedelta(0) <= now - want < timedelta(minutes=1) \
-		else f"libfaketime did not move the clock: {now:%FT%TZ}, want {want:%FT%TZ}")' "$(3)" && \
-	$(BIN)/pytest
+	@echo "== make test with the wall clock moved to $(2), TZ=$(1)"
+	TZ=$(1) AUTOPILOT_TEST_WALL_CLOCK=$(2) $(BIN)/pytest
 endef
 
 lint: setup

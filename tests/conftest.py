@@ -15,40 +15,46 @@ value left in a developer's shell cannot replace the clock a test installs.
 
 from __future__ import annotations
 
-import errno
+import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+# `make test-moved-clock` runs the suite with the wall clock moved to
+# $AUTOPILOT_TEST_WALL_CLOCK (an ISO instant with offset): time-machine replaces
+# time.time, datetime.now, date.today, localtime... process-wide, and the clock
+# keeps running from there (tick=True); the monotonic clock stays real. Started
+# here, before the project is imported, so collection sees the moved clock too.
+# (libfaketime cannot do this job: Debian 12's 0.9.10 breaks time.sleep on the
+# real monotonic clock, wolfcw/libfaketime#426, and its pthread_cond_timedwait
+# wrapper, the GIL's wait, calls getenv() while other threads change the
+# environment, as LocalRuntime does per invocation: SIGSEGV with many threads.)
+MOVED_WALL_CLOCK_ENV = "AUTOPILOT_TEST_WALL_CLOCK"
+_moved_wall_clock: datetime | None = None
+if os.environ.get(MOVED_WALL_CLOCK_ENV):
+    import time_machine
 
-def _sleep_is_broken() -> bool:
-    try:
-        time.sleep(1e-6)
-    except OSError as exc:
-        return exc.errno == errno.EINVAL
-    return False
+    _moved_wall_clock = datetime.fromisoformat(os.environ[MOVED_WALL_CLOCK_ENV])
+    if _moved_wall_clock.tzinfo is None:
+        raise pytest.UsageError(f"${MOVED_WALL_CLOCK_ENV} needs an offset, e.g. ...T16:30:00Z")
+    # A timestamp, not the aware datetime: time-machine would also switch the local
+    # zone to the datetime's tzinfo, and the run keeps the TZ it was given.
+    time_machine.travel(_moved_wall_clock.timestamp(), tick=True).start()
 
 
-# `make test-moved-clock` runs the suite under libfaketime with the real monotonic
-# clock (FAKETIME_DONT_FAKE_MONOTONIC=1). libfaketime 0.9.10 (Debian 12) then breaks
-# Python's time.sleep, which sleeps with clock_nanosleep(CLOCK_MONOTONIC,
-# TIMER_ABSTIME): the deadline is shifted by the fake offset and the kernel answers
-# EINVAL (wolfcw/libfaketime#426). A timed wait on an event measures the same
-# monotonic interval through sem_clockwait, which libfaketime leaves alone. Done
-# before the project is imported, so that sleep functions bound as default
-# arguments get the replacement too.
-if _sleep_is_broken():
+def pytest_report_header() -> str | None:
+    """Say so at the top of the run when the wall clock is moved."""
+    if _moved_wall_clock is None:
+        return None
+    return (
+        f"wall clock moved to {_moved_wall_clock.isoformat()} (time-machine, running); "
+        f"now {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, local {time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
 
-    def _monotonic_sleep(seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("sleep length must be non-negative")
-        threading.Event().wait(seconds)
-
-    time.sleep = _monotonic_sleep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
