@@ -34,6 +34,7 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import yaml
+from autopilot.clock import get_clock
 from autopilot.config.model import Community, Config, Job, collect_issues
 from autopilot.errors import AutopilotError
 from autopilot.scheduler.rules import DST_GAP, DST_OVERLAP, Occurrence, occurrences_between
@@ -540,7 +541,7 @@ def validate_file(path: str | os.PathLike[str], *, now: datetime | None = None) 
 
 def validate_loaded(loaded: LoadedConfig, *, now: datetime | None = None) -> ValidationReport:
     """Validate an already loaded document (see :func:`validate_file`)."""
-    now_utc = to_utc(now) if now is not None else datetime.now(UTC)
+    now_utc = to_utc(now if now is not None else get_clock().now())
     report = ValidationReport(file=loaded.source, loaded=loaded)
     if loaded.doc is None:
         report.errors.append(

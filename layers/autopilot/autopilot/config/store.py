@@ -69,18 +69,7 @@ class ConfigStore:
             cached = self._cached
             if cached is not None and now - cached.fetched_at < self._ttl:
                 return cached.config
-            try:
-                self._cached = self._refresh(cached, now)
-            except ConfigUnavailable:
-                if cached is None:
-                    raise
-                logger.error(
-                    "config store unreadable; keeping last good config version %s",
-                    cached.version_id,
-                )
-                cached.fetched_at = now
-            assert self._cached is not None
-            return self._cached.config
+            return self._refresh_or_keep(now)[0].config
 
     def revalidate(self) -> tuple[Config, bool]:
         """The current config, revalidated now whatever the TTL, and whether it is the
@@ -91,21 +80,28 @@ class ConfigStore:
         newer one is in force.
         """
         with self._lock:
-            now = self._now()
-            cached = self._cached
-            try:
-                self._cached = self._refresh(cached, now)
-            except ConfigUnavailable:
-                if cached is None:
-                    raise
-                logger.error(
-                    "config store unreadable; keeping last good config version %s",
-                    cached.version_id,
-                )
-                cached.fetched_at = now
-                return cached.config, False
-            assert self._cached is not None
-            return self._cached.config, self._cached.newest
+            current, read = self._refresh_or_keep(self._now())
+            # A store we could not read says nothing about which version is newest.
+            return current.config, read and current.newest
+
+    def _refresh_or_keep(self, now: datetime) -> tuple[_Cached, bool]:
+        """Refresh the cache from the store and say whether the store was read; if it
+        is unreadable keep the last good config (and restart its TTL). Call with the
+        lock held."""
+        cached = self._cached
+        try:
+            self._cached = self._refresh(cached, now)
+        except ConfigUnavailable:
+            if cached is None:
+                raise
+            logger.error(
+                "config store unreadable; keeping last good config version %s",
+                cached.version_id,
+            )
+            cached.fetched_at = now
+            return cached, False
+        assert self._cached is not None
+        return self._cached, True
 
     def _refresh(self, cached: _Cached | None, now: datetime) -> _Cached:
         from botocore.exceptions import ClientError
