@@ -280,6 +280,32 @@ def _occurrences(
     return result
 
 
+def first_scheduled_after(
+    job: Job,
+    tz: ZoneInfo,
+    quiet: QuietHours | None,
+    after_utc: datetime,
+    horizon: timedelta = timedelta(days=366),
+) -> datetime:
+    """The ``scheduled_utc`` of the job's first occurrence scheduled strictly after ``after_utc``.
+
+    Searched in growing windows (adjacent windows never share or lose an
+    occurrence, see the module docstring). With none within ``horizon`` it
+    answers ``after_utc + horizon``: never later than the true answer, so a
+    caller using it as a lower bound (the dispatcher's wake) simply looks again then.
+    """
+    window = timedelta(hours=1)
+    start = after_utc
+    while start - after_utc < horizon:
+        end = min(start + window, after_utc + horizon)
+        found = occurrences_scheduled_between("", job, tz, quiet, start, end)
+        if found:
+            return found[0].scheduled_utc
+        start = end
+        window = min(window * 4, timedelta(days=32))
+    return after_utc + horizon
+
+
 def next_due(
     community_id: str,
     job: Job,

@@ -33,12 +33,14 @@ from typing import Any
 
 from autopilot.clock import Clock, get_clock
 from autopilot.config.model import Community, Config, Job
+from autopilot.scheduler.index import ALL, DueIndex, IndexedJob, Shard
 from autopilot.scheduler.rules import (
     MAX_CATCHUP,
     MAX_LOOKBACK,
     Decision,
     Occurrence,
     count_scheduled,
+    first_scheduled_after,
     occurrences_scheduled_between,
     plan_tick,
     reevaluate,
@@ -177,6 +179,7 @@ class Dispatcher:
         *,
         clock: Clock | None = None,
         lease: timedelta | None = None,
+        index: bool = True,
     ):
         self._store = store
         self._actions = actions
@@ -185,6 +188,10 @@ class Dispatcher:
         self._states: dict[str, JobState] = {}
         self._read: set[str] = set()  # jobs whose stored state this container has read
         self._epoch: Epoch | None = None
+        # The due index per shard, for one config object (see autopilot.scheduler.index).
+        self._use_index = index
+        self._indexes: dict[Shard, DueIndex] = {}
+        self._indexes_config: Config | None = None
         self.worker_id = uuid.uuid4().hex[:12]
 
     def _now(self) -> datetime:
@@ -196,27 +203,72 @@ class Dispatcher:
         *,
         remaining_ms: Callable[[], int] | None = None,
         refresh: ConfigRefresh | None = None,
+        shard: Shard = ALL,
     ) -> TickReport:
-        """Run one tick at the clock's current time.
+        """Run one tick at the clock's current time, for the communities of ``shard``.
 
         ``refresh`` reloads the config bypassing any cache and says whether it is
         the newest published version; it is called only when the config epoch
         shows a version other than ``config``'s.
+
+        Which jobs are looked at comes from the container's :class:`DueIndex`
+        (only those whose wake has come, plus those whose state was never read
+        here); with ``index=False`` every job is computed every tick, the
+        straightforward computation the index is tested against.
         """
         now = self._now()
         report = TickReport(now_utc=now)
-        jobs = [(c, j) for c in config.communities for j in c.jobs]
-        pks = [job_pk(c.id, j.id) for c, j in jobs]
-        unread = any(pk not in self._read for pk in pks)
+        index = self._index_for(config, shard)
+        if self._use_index:
+            popped = index.pop_due(now)
+            if not popped and not index.unread:
+                return report  # idle: no wake has come (constant work)
+        else:
+            popped = list(index.jobs)
+        try:
+            return self._tick_jobs(config, index, popped, now, report, remaining_ms, refresh)
+        finally:
+            # Every job taken from the heap gets its wake back, whatever happened
+            # (an exception included): a job must never drop out of the index.
+            for pk in popped if self._use_index else ():
+                if pk not in index.unread and pk in index.jobs:
+                    self._set_wake(index, index.jobs[pk], now)
+
+    def _tick_jobs(
+        self,
+        config: Config,
+        index: DueIndex,
+        popped: list[str],
+        now: datetime,
+        report: TickReport,
+        remaining_ms: Callable[[], int] | None,
+        refresh: ConfigRefresh | None,
+    ) -> TickReport:
+        """The tick, for the jobs whose wake has come and those never read here."""
+        unread = set(index.unread)
+        selected = sorted(
+            {*popped, *unread} & index.jobs.keys(), key=lambda pk: index.jobs[pk].position
+        )
+        jobs = [(index.jobs[pk].community, index.jobs[pk].job) for pk in selected]
         work = self._work(jobs, self._states, self._epoch, config, now)
         if not unread and not any(w.due or w.dirty or w.beyond for w in work):
             return report  # idle: nothing due even from the (possibly older) cached states
         # Something may be due, or a job's state was never read in this container
         # (its watermark may be older, its pending list unknown): read the
-        # authoritative states once, then recompute.
+        # authoritative states of these jobs once, then recompute. The other jobs'
+        # cached states can only be older than the stored ones, so their wakes
+        # (which have not come) are conclusive.
+        pks = selected
         states, epoch = self._store.read_states(pks)
-        self._states.update(states)
+        for pk in pks:
+            if pk in states:
+                self._states[pk] = states[pk]
+            else:
+                self._states.pop(pk, None)
         self._read.update(pks)
+        index.unread.difference_update(pks)
+        for pk in unread - set(popped):
+            popped.append(pk)  # read now: it gets its wake at the end of the tick
         if epoch is not None and epoch.version == config.version_tag:
             self._epoch = epoch
         work = self._work(jobs, self._states, epoch, config, now)
@@ -224,7 +276,7 @@ class Dispatcher:
             return report  # nothing due after all: no write, no epoch check
         entered = self._enter_epoch(config, epoch, now, refresh)
         if isinstance(entered, Config):  # a newer config is in force: tick with it instead
-            return self.tick(entered, remaining_ms=remaining_ms)
+            return self.tick(entered, remaining_ms=remaining_ms, shard=index.shard)
         if entered is None:
             logger.warning(
                 "config version %r is not the one in force; ran nothing this tick",
@@ -262,7 +314,106 @@ class Dispatcher:
             else:
                 self._states.pop(pk, None)  # another worker moved it: re-read next time
                 self._read.discard(pk)
+                index.unread.add(pk)
+                index.forget(pk)
         return report
+
+    # -- the due index ----------------------------------------------------------
+    def _index_for(self, config: Config, shard: Shard) -> DueIndex:
+        """This container's index of ``config`` (one per shard), built on first use.
+
+        Built once per config version: a job whose schedule inputs are unchanged
+        from the previous version keeps its wake (no cron evaluation); the others
+        get one computed from their cached state. Jobs whose state was never read
+        in this container are ``unread``: the next tick reads them.
+        """
+        index = self._indexes.get(shard)
+        if index is not None and index.config is config:
+            return index
+        previous = self._indexes if self._indexes_config is not None else {}
+        if self._indexes_config is not config:
+            self._indexes = {}
+            self._indexes_config = config
+        old = previous.get(shard)
+        now = self._now()
+        index = DueIndex(config, shard)
+        position = 0
+        for community in config.communities:
+            if not shard.owns(community.id):
+                continue
+            for job in community.jobs:
+                pk = job_pk(community.id, job.id)
+                entry = IndexedJob(position, community, job, pk)
+                position += 1
+                index.jobs[pk] = entry
+                if pk not in self._read:
+                    index.unread.add(pk)
+                    continue
+                kept = old.wakes.get(pk) if old is not None else None
+                signature = self._signature(entry, config)
+                if kept is not None and kept[1] == signature:
+                    index.set_wake(pk, kept[0], signature)
+                else:
+                    self._set_wake(index, entry, now)
+        self._indexes[shard] = index
+        return index
+
+    def _signature(self, entry: IndexedJob, config: Config) -> tuple[Any, ...]:
+        """Everything a job's wake depends on besides its state and the epoch.
+
+        The publication time matters only to a job that starts from it (no state
+        yet, or re-enabled): a push that changes nothing else keeps the others' wakes.
+        """
+        state = self._states.get(entry.pk)
+        starts_fresh = (
+            state is None or state.watermark is None or (state.disabled and entry.job.enabled)
+        )
+        return (
+            entry.community.timezone,
+            entry.community.quiet_hours,
+            entry.job,
+            config.published_at if starts_fresh else None,
+            state,
+        )
+
+    def _set_wake(self, index: DueIndex, entry: IndexedJob, now: datetime) -> None:
+        index.set_wake(
+            entry.pk,
+            self._wake(entry.community, entry.job, self._states.get(entry.pk), index.config, now),
+            self._signature(entry, index.config),
+        )
+
+    def _wake(
+        self,
+        community: Community,
+        job: Job,
+        state: JobState | None,
+        config: Config,
+        now: datetime,
+    ) -> datetime | None:
+        """The earliest instant at which :meth:`_candidates` can find work for this job.
+
+        Mirrors ``_candidates`` with lower bounds: the look-back starts at or after
+        the watermark (or, for a job with no state, at or after where it would
+        start now, since that only moves later); pending occurrences are due when
+        the current config says; the 7-day look-back is exceeded only 7 days after
+        the watermark. None: never, unless the state or config changes.
+        """
+        tz = zone(community.timezone)
+        quiet = community.quiet_hours
+        wakes: list[datetime] = []
+        for p in state.pending if state is not None else ():
+            occ = reevaluate(community.id, job, tz, quiet, p.nominal_local, p.scheduled_utc, p.dst)
+            wakes.append(occ.due_utc)
+        if state is None or state.watermark is None:
+            lower = self._first_start(config, self._epoch, now)
+        else:
+            lower = state.watermark
+            if job.enabled:
+                wakes.append(state.watermark + MAX_LOOKBACK)
+        if job.enabled or state is None or not state.disabled:
+            wakes.append(first_scheduled_after(job, tz, quiet, lower))
+        return min(wakes) if wakes else None
 
     # -- the config epoch -------------------------------------------------------
     def _enter_epoch(
