@@ -39,11 +39,8 @@ from autopilot.ledger.rules import (
     MAX_POINTS,
     REASONS,
     Entry,
-    Mismatch,
     build_entries,
     csv_row,
-    outstanding_mismatch,
-    reconcile,
 )
 from autopilot.ledger.store import (
     AGG_SHARDS,
@@ -447,28 +444,12 @@ class LedgerService:
         }
 
     def reconcile(self, community: Community) -> dict[str, Any]:
-        """Check every member: entries sum to the balance, the chain holds, ids are unique."""
-        mismatches: list[Mismatch] = []
-        members = 0
-        balances: list[int] = []
-        for account in self._store.scan_accounts(community.id):
-            members += 1
-            balances.append(account.state.balance)
-            entries = list(self._store.member_entries(community.id, account.member_id))
-            mismatches += reconcile(entries, {account.member_id: account.state.balance})
-        outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
-        aggregate = outstanding_mismatch(outstanding, balances)
-        if aggregate is not None:
-            mismatches.append(aggregate)
-        return {
-            "community": community.id,
-            "members": members,
-            "ok": not mismatches,
-            "aggregate_outstanding": outstanding,
-            "mismatches": [
-                {"member": m.member_id, "kind": m.kind, "detail": m.detail} for m in mismatches
-            ],
-        }
+        """The full audit in one call: every member's history, the verified total
+        against the aggregate (ledger/reconcile.py; the worker runs it paginated)."""
+        from autopilot.clock import get_clock
+        from autopilot.ledger.reconcile import Reconciler
+
+        return Reconciler(self._store).audit_all(community.id, get_clock().now()).as_dict()
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:

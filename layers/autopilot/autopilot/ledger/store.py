@@ -16,6 +16,18 @@ One table holds everything a point movement touches, so a movement is a single
 * ``pk = AGG#<community>#<local day | ALL>#<shard>``, ``sk = TOTALS`` — running
   totals by reason, sharded so a million check-ins at 07:00 do not hit one item.
 * ``pk = REWARD#<community>#<reward>``, ``sk = STOCK`` — how many were redeemed.
+* ``pk = TOUCH#<community>#<UTC day>#<shard>``, ``sk = M#<member>`` — the member
+  moved points that day (written in each movement's transaction): nightly
+  reconciliation finds the members to check by Query on these partitions.
+* ``pk = M#<community>#<member>``, ``sk = RECON`` — how far reconciliation has
+  verified the member's chain (account ``seq`` and balance at that point).
+* ``pk = RECON#<community>``, ``sk = CHECKPOINT`` — the reconciliation watermark
+  and the verified running total (the sum of every ``RECON`` balance).
+* ``pk = WORK#<job id>``, ``sk = JOB`` — a worker job (export, reconcile, audit):
+  status, resumable cursor, outcome.
+
+Accounts are also in ``gsi1`` (``gsi1pk = A#<community>#<shard>``, ``gsi1sk =
+<member>``): the full audit pages through a community's members by Query.
 """
 
 from __future__ import annotations
@@ -24,15 +36,16 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -68,6 +81,27 @@ class PeriodIndex(GlobalSecondaryIndex["EntryItem"]):
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
+class MemberIndex(GlobalSecondaryIndex["AccountItem"]):
+    """Accounts by (community, shard), ordered by member id (the audit's pages)."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+def members_pk(community_id: str, shard: int) -> str:
+    """``gsi1`` partition of a community's accounts (one of ``ENTRY_SHARDS``)."""
+    return f"A#{community_id}#{shard}"
+
+
+def touch_pk(community_id: str, day: date, shard: int) -> str:
+    """Partition of the members who moved points on UTC ``day`` (one of ``ENTRY_SHARDS``)."""
+    return f"TOUCH#{community_id}#{day.isoformat()}#{shard}"
+
+
 class AccountItem(Model):
     """A member: profile and points/streak state."""
 
@@ -97,6 +131,10 @@ class AccountItem(Model):
     version = NumberAttribute(default=0)
     last_zone = UnicodeAttribute(null=True)  # the zone last_day was computed in
     updated_at = UnicodeAttribute(null=True)
+    # The member index (absent on accounts last written before it existed).
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    by_member = MemberIndex()
 
 
 class RefItem(Model):
@@ -190,6 +228,70 @@ class StockItem(Model):
     redeemed = NumberAttribute(default=0)
 
 
+class TouchItem(Model):
+    """A member moved points on a UTC day (one item per member and day)."""
+
+    class Meta:
+        table_name = "LedgerTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    member_id = UnicodeAttribute()
+
+
+class ReconItem(Model):
+    """How far a member's chain is verified: up to account version ``seq``."""
+
+    class Meta:
+        table_name = "LedgerTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="RECON")
+    member_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    balance = NumberAttribute()
+    at_utc = UnicodeAttribute(null=True)  # latest at_utc among the verified entries
+    verified_at = UnicodeAttribute()
+
+
+class CheckpointItem(Model):
+    """A community's reconciliation watermark and verified running total."""
+
+    class Meta:
+        table_name = "LedgerTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="CHECKPOINT")
+    total = NumberAttribute(default=0)  # the sum of the community's RECON balances
+    through_day = UnicodeAttribute(null=True)  # UTC day: touch partitions done up to it
+    cursor = JSONAttribute(null=True)  # where an interrupted nightly run stopped
+    suspects = JSONAttribute(null=True)  # members with open mismatches, re-checked nightly
+    updated_at = UnicodeAttribute(null=True)
+
+
+class JobItem(Model):
+    """A worker job: its status, resumable cursor and outcome."""
+
+    class Meta:
+        table_name = "LedgerTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="JOB")
+    kind = UnicodeAttribute()
+    community_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # running | done | failed
+    cursor = JSONAttribute(null=True)
+    state = JSONAttribute(null=True)  # partial results carried across continuations
+    outcome = JSONAttribute(null=True)
+    runs = NumberAttribute(default=0)
+    updated_at = UnicodeAttribute(null=True)
+
+
+def recon_pk(community_id: str) -> str:
+    """Partition of a community's reconciliation checkpoint."""
+    return f"RECON#{community_id}"
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     AccountItem,
     RefItem,
@@ -197,6 +299,10 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TierItem,
     AggItem,
     StockItem,
+    TouchItem,
+    ReconItem,
+    CheckpointItem,
+    JobItem,
 )
 
 
@@ -289,6 +395,8 @@ def _account_item(account: Account, state: AccountState, now: datetime) -> Accou
         version=state.version,
         last_zone=state.last_zone,
         updated_at=iso_utc(now),
+        gsi1pk=members_pk(account.community_id, shard_of(account.member_id, ENTRY_SHARDS)),
+        gsi1sk=account.member_id,
     )
 
 
@@ -433,13 +541,132 @@ class LedgerStore:
         """Check-ins *for* the check-in day ``day`` (make-ups on the day they make up)."""
         return sum(int(a.checkins or 0) for a in self.aggregates(community_id, day.isoformat()))
 
-    def scan_accounts(self, community_id: str | None = None) -> Iterator[Account]:
-        """Every account (audit jobs only: reconciliation)."""
-        condition = AccountItem.sk == "ACCOUNT"
-        if community_id:
-            condition &= AccountItem.community_id == community_id
-        for item in AccountItem.scan(condition):
-            yield account_from_item(item)
+    # -- reconciliation (ledger/reconcile.py) ------------------------------------
+    def touched(self, community_id: str, day: date, shard: int) -> Iterator[str]:
+        """Members who moved points on UTC ``day`` in ``shard`` (a consistent Query)."""
+        for item in TouchItem.query(touch_pk(community_id, day, shard), consistent_read=True):
+            yield item.member_id
+
+    def member_page(
+        self, community_id: str, shard: int, after: str | None, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` member ids of one shard of the member index, after ``after``."""
+        condition = AccountItem.gsi1sk > after if after else None
+        items = AccountItem.by_member.query(members_pk(community_id, shard), condition, limit=limit)
+        return [item.member_id for item in items]
+
+    def accounts_and_recons(
+        self, community_id: str, members: Sequence[str]
+    ) -> dict[str, tuple[Account | None, ReconItem | None]]:
+        """Each member's account and ``RECON`` item: one BatchGetItem per 50 members."""
+        found: dict[str, tuple[Account | None, ReconItem | None]] = {
+            m: (None, None) for m in members
+        }
+        connection = AccountItem._get_connection()
+        for start in range(0, len(members), 50):
+            keys: list[Any] = [
+                {"pk": {"S": member_pk(community_id, m)}, "sk": {"S": sk}}
+                for m in members[start : start + 50]
+                for sk in ("ACCOUNT", "RECON")
+            ]
+            while keys:
+                response = connection.batch_get_item(keys, consistent_read=True)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    member = raw["pk"]["S"].split("#", 2)[2]
+                    account, recon = found[member]
+                    if raw["sk"]["S"] == "ACCOUNT":
+                        account = account_from_item(AccountItem.from_raw_data(raw))
+                    else:
+                        recon = ReconItem.from_raw_data(raw)
+                    found[member] = (account, recon)
+                keys = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        return found
+
+    def checkpoint(self, community_id: str) -> CheckpointItem | None:
+        """The community's reconciliation checkpoint (GetItem), if any."""
+        try:
+            return CheckpointItem.get(recon_pk(community_id), "CHECKPOINT", consistent_read=True)
+        except CheckpointItem.DoesNotExist:
+            return None
+
+    def save_verified(
+        self,
+        community_id: str,
+        verified: Sequence[tuple[ReconItem | None, ReconItem]],
+        now: datetime,
+    ) -> bool:
+        """Advance ``RECON`` items and add their balance changes to the verified total.
+
+        One transaction: each ``(old, new)`` is written only if the stored item is
+        still ``old`` (by ``seq``), so a duplicate or concurrent run cannot add a
+        change twice; returns False (nothing written) when another run got there
+        first. At most 99 members per call.
+        """
+        delta = 0
+        try:
+            with transaction(ReconItem) as tx:
+                for old, new in verified:
+                    condition = (
+                        ReconItem.pk.does_not_exist() if old is None else ReconItem.seq == old.seq
+                    )
+                    tx.save(new, condition=condition)
+                    delta += int(new.balance) - (int(old.balance) if old is not None else 0)
+                tx.update(
+                    CheckpointItem(recon_pk(community_id), "CHECKPOINT"),
+                    actions=[
+                        CheckpointItem.total.add(delta),
+                        CheckpointItem.updated_at.set(iso_utc(now)),
+                    ],
+                )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons):
+                return False
+            raise
+        return True
+
+    def save_checkpoint(
+        self,
+        community_id: str,
+        *,
+        through_day: date | None,
+        cursor: dict[str, Any] | None,
+        suspects: list[str],
+        now: datetime,
+    ) -> None:
+        """Move the watermark (never back), the nightly cursor and the open suspects."""
+        actions: list[Action] = [
+            CheckpointItem.cursor.set(cursor) if cursor else CheckpointItem.cursor.remove(),
+            CheckpointItem.suspects.set(suspects) if suspects else CheckpointItem.suspects.remove(),
+            CheckpointItem.updated_at.set(iso_utc(now)),
+            CheckpointItem.total.set(CheckpointItem.total | 0),
+        ]
+        condition = None
+        if through_day is not None:
+            actions.append(CheckpointItem.through_day.set(through_day.isoformat()))
+            condition = CheckpointItem.through_day.does_not_exist() | (
+                CheckpointItem.through_day <= through_day.isoformat()
+            )
+        try:
+            CheckpointItem(recon_pk(community_id), "CHECKPOINT").update(
+                actions=actions, condition=condition
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            # A later run already moved the watermark further: keep it.
+
+    # -- worker jobs -------------------------------------------------------------
+    def job(self, job_id: str) -> JobItem | None:
+        """A worker job's record (GetItem), if any."""
+        try:
+            return JobItem.get(f"WORK#{job_id}", "JOB", consistent_read=True)
+        except JobItem.DoesNotExist:
+            return None
+
+    def save_job(self, item: JobItem) -> None:
+        """Write a worker job's record (its status, cursor and outcome)."""
+        item.save()
 
     # -- writes ---------------------------------------------------------------
     def put_account(self, account: Account, now: datetime, *, create: bool) -> Account:
@@ -541,6 +768,16 @@ class LedgerStore:
                         actions=[StockItem.redeemed.add(1)],
                         condition=StockItem.redeemed.does_not_exist()
                         | (StockItem.redeemed < limit),
+                    )
+                if movement.entries:
+                    # Unconditioned, so it never explains a cancellation. The UTC
+                    # day of ``now`` (taken before the commit; see reconcile.COMMIT_LAG).
+                    tx.save(
+                        TouchItem(
+                            touch_pk(account.community_id, now.astimezone(UTC).date(), entry_shard),
+                            f"M#{account.member_id}",
+                            member_id=account.member_id,
+                        )
                     )
         except TransactWriteError as exc:
             self._explain(exc, puts, movement)
