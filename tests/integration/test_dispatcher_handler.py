@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from autopilot.aws import client
+from autopilot.scheduler.index import shard_of
 
 from autopilot_cli.local.cfn import function_statements, load_template
 from autopilot_cli.local.runtime import scheduled_event
@@ -176,3 +179,34 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
     granted = _granted("DispatcherFunction", repo_root)
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
     assert granted <= used, f"granted but never needed: {sorted(granted - used)}"
+
+
+def test_sharded_schedules_tick_disjoint_communities_and_together_all(stack, monkeypatch):
+    """Each schedule's input {"shard": i, "shards": N} ticks only shard i's communities."""
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    doc = make_config()
+    ids = [f"c{i}" for i in range(6)]
+    doc["communities"] = [dict(copy.deepcopy(BASE_COMMUNITY), id=cid) for cid in ids]
+    stack.push(doc)
+    when = datetime(2026, 11, 26, 23, 30, 5, tzinfo=UTC)
+    stack.clock.set(when)
+    seen: dict[int, set[str]] = {}
+    for i in range(2):
+        event = {"shard": i, "shards": 2, "time": "2026-11-26T23:30:00Z"}
+        result = stack.runtime.invoke("DispatcherFunction", event)
+        seen[i] = {o["community"] for o in result["occurrences"]}
+        assert seen[i] == {c for c in ids if shard_of(c, 2) == i}
+    assert seen[0] | seen[1] == set(ids) and not seen[0] & seen[1]
+    # The unsharded default event, the same minute: everything is already done.
+    assert stack.runtime.invoke("DispatcherFunction", scheduled_event(when))["counts"] == {}
+
+
+def test_a_malformed_shard_input_fails_the_invocation_naming_the_field(stack):
+    stack.push(make_config())
+    for event, message in [
+        ({"shard": 2, "shards": 2}, "shard must be an integer in"),
+        ({"shard": "0", "shards": 2}, "'shard' must be an integer"),
+        ({"shard": 0}, "'shards' must be an integer"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            stack.runtime.invoke("DispatcherFunction", event)

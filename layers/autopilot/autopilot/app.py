@@ -26,6 +26,7 @@ from autopilot.members.service import MemberService
 from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
 from autopilot.posts.store import PostStore
+from autopilot.scheduler.index import ALL, Shard
 from autopilot.scheduler.service import Dispatcher, TickReport
 from autopilot.scheduler.store import SchedulerStore
 from autopilot.secrets import SecretStore
@@ -106,8 +107,11 @@ class App:
         """The current published config (cached; see ``ConfigStore``)."""
         return self.config_store.get()
 
-    def tick(self, *, remaining_ms: Any = None) -> TickReport:
-        """One dispatcher tick at the clock's current time."""
+    def tick(self, *, remaining_ms: Any = None, shard: Shard = ALL) -> TickReport:
+        """One dispatcher tick at the clock's current time (for one shard's communities)."""
         return self.dispatcher.tick(
-            self.config(), remaining_ms=remaining_ms, refresh=self.config_store.revalidate
+            self.config(),
+            remaining_ms=remaining_ms,
+            refresh=self.config_store.revalidate,
+            shard=shard,
         )
