@@ -23,6 +23,8 @@ class Settings:
     channel_secrets_prefix: str = "/community-autopilot/channels"
     ledger_table: str = ""
     export_bucket: str = ""
+    # The worker's queue (long jobs: exports, reconciliation, audits).
+    work_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,4 +53,5 @@ class Settings:
             ),
             ledger_table=env.get("LEDGER_TABLE", ""),
             export_bucket=env.get("EXPORT_BUCKET", ""),
+            work_queue_url=env.get("WORK_QUEUE_URL", ""),
         )

@@ -169,6 +169,8 @@ class OccurrenceItem(Model):
     missed_count = NumberAttribute(null=True)
     last_key = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
+    # Outcome of work the occurrence enqueued for the worker (ledger jobs).
+    work = JSONAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -559,3 +561,22 @@ class SchedulerStore:
         return OccurrenceItem.query(
             job_pk(community_id, job_id), OccurrenceItem.sk.startswith("OCC#"), consistent_read=True
         )
+
+    def record_work(
+        self, community_id: str, job_id: str, occurrence_id: str, work: dict[str, Any]
+    ) -> bool:
+        """Record on an occurrence the outcome of the work it enqueued (the worker's).
+
+        Only on an existing record (False if it is gone): never creates one.
+        """
+        item = OccurrenceItem(job_pk(community_id, job_id), f"OCC#{occurrence_id}")
+        try:
+            item.update(
+                actions=[OccurrenceItem.work.set(work)],
+                condition=OccurrenceItem.pk.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
