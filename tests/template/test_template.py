@@ -256,20 +256,15 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
     assert grants({"Ref": "PostsTopic"}) == {"sns:Publish"}
     assert grants(CHANNEL_SECRETS_ARN) == {"ssm:GetParameter"}
-    # Finance jobs and live check-in counts: read-only ledger, exports write-only.
-    assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {
-        "dynamodb:BatchGetItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
-    }
-    assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}) == {"dynamodb:Query"}
-    assert grants({"Fn::Sub": "${ExportBucket.Arn}/exports/*"}) == {"s3:PutObject"}
+    # Live check-in counts only; finance jobs are enqueued for the worker.
+    assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {"dynamodb:BatchGetItem"}
+    assert grants({"Fn::GetAtt": ["WorkQueue", "Arn"]}) == {"sqs:SendMessage"}
     # Its own role (not SAM's generated one with logs on every log group).
     assert grants({"Fn::GetAtt": ["DispatcherLogGroup", "Arn"]}) == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert len(granted) == 10
+    assert len(granted) == 9
 
 
 def test_channel_secrets_prefix_is_a_parameter_passed_to_every_function() -> None:
@@ -471,3 +466,45 @@ def test_cfn_lint_passes() -> None:
         [*command, str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, f"cfn-lint:\n{result.stdout}\n{result.stderr}"
+
+
+def test_worker_policy_is_least_privilege() -> None:
+    """Pinned; tests/integration/test_worker.py checks it against the real calls."""
+    assert _grants_of("WorkerFunction") == {
+        json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+        json.dumps({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}): {"dynamodb:Query"},
+        json.dumps({"Fn::GetAtt": ["SchedulerTable", "Arn"]}): {"dynamodb:UpdateItem"},
+        **_CONFIG_READ,
+        json.dumps({"Fn::Sub": "${ExportBucket.Arn}/exports/*"}): {"s3:PutObject"},
+        json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]}): {
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        },
+        json.dumps({"Fn::GetAtt": ["WorkerLogGroup", "Arn"]}): {
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        },
+    }
+
+
+def test_worker_queue_outlives_the_worker_and_redrives_to_a_dead_letter_queue() -> None:
+    worker = _properties("WorkerFunction")
+    queue = _properties("WorkQueue")
+    assert queue["VisibilityTimeout"] > worker["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]
+    }
+    assert 1 < queue["RedrivePolicy"]["maxReceiveCount"] <= 5
+    (event,) = worker["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert worker["MemorySize"] >= 512 and worker["Timeout"] > 60

@@ -16,10 +16,10 @@ from autopilot.channels.ratelimit import RateLimiter
 from autopilot.checkins.fields import CHECKIN_FIELDS
 from autopilot.checkins.rules import checkin_day
 from autopilot.checkins.service import CheckinService
-from autopilot.clock import Clock
+from autopilot.clock import Clock, get_clock
 from autopilot.config.model import Config
 from autopilot.config.store import ConfigStore
-from autopilot.ledger.jobs import ledger_actions
+from autopilot.ledger.jobs import Worker, WorkQueue, ledger_actions
 from autopilot.ledger.service import LedgerService
 from autopilot.ledger.store import LedgerStore
 from autopilot.members.service import MemberService
@@ -81,9 +81,21 @@ class App:
         self.checkins = CheckinService(self.ledger_store, self.members)
         self.ledger = LedgerService(self.ledger_store, cache=self.checkins.cache)
         register_provider(CHECKIN_FIELDS, self._checkin_fields, name="checkins")
+        # Long work (ledger exports, reconciliation) goes to the worker's queue.
+        self.work_queue = WorkQueue(settings.work_queue_url, settings.region)
+        self.worker = Worker(
+            self.ledger_store,
+            self.ledger,
+            self.scheduler_store,
+            self.config,
+            self.work_queue,
+            _LazyS3(settings.region),
+            settings.export_bucket,
+            now=lambda: (clock or get_clock()).now(),
+        )
         actions = {
             "post": self.posts.run,
-            **ledger_actions(self.ledger, _LazyS3(settings.region), settings.export_bucket),
+            **ledger_actions(self.work_queue),
         }
         self.dispatcher = Dispatcher(self.scheduler_store, actions, clock=clock)
 

@@ -150,6 +150,12 @@ class ReconcileReport:
         """No mismatch found (an incomplete run is not ok yet)."""
         return self.complete and not self.mismatches
 
+    def with_cursor_key(self, key: str) -> ReconcileReport:
+        """This report with its cursor nested under ``key`` (a job's cursor by phase)."""
+        if self.cursor is not None:
+            self.cursor = {key: self.cursor}
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         """JSON form (occurrence and job outcomes, the CLI)."""
         return {

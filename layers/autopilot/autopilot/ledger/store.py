@@ -36,7 +36,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pynamodb.attributes import (
@@ -284,6 +284,7 @@ class JobItem(Model):
     state = JSONAttribute(null=True)  # partial results carried across continuations
     outcome = JSONAttribute(null=True)
     runs = NumberAttribute(default=0)
+    lease_ms = NumberAttribute(null=True)  # a worker holds the job until then
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -664,9 +665,60 @@ class LedgerStore:
         except JobItem.DoesNotExist:
             return None
 
-    def save_job(self, item: JobItem) -> None:
-        """Write a worker job's record (its status, cursor and outcome)."""
-        item.save()
+    def claim_job(
+        self, job_id: str, kind: str, community_id: str, now: datetime, lease: timedelta
+    ) -> JobItem | None:
+        """Claim a job for one worker (conditional UpdateItem), or None.
+
+        None when it is ``done``/``failed`` or another worker's lease is live: a
+        duplicated message never runs a job twice, nor twice at the same time.
+        """
+        now_ms = int(now.timestamp() * 1000)
+        item = JobItem(f"WORK#{job_id}", "JOB")
+        try:
+            item.update(
+                actions=[
+                    JobItem.kind.set(kind),
+                    JobItem.community_id.set(community_id),
+                    JobItem.status.set("running"),
+                    JobItem.lease_ms.set(now_ms + int(lease.total_seconds() * 1000)),
+                    JobItem.runs.set((JobItem.runs | 0) + 1),
+                    JobItem.updated_at.set(iso_utc(now)),
+                ],
+                condition=JobItem.pk.does_not_exist()
+                | (
+                    (JobItem.status == "running")
+                    & (JobItem.lease_ms.does_not_exist() | (JobItem.lease_ms < now_ms))
+                ),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return item
+
+    def release_job(self, item: JobItem, now: datetime) -> None:
+        """Save a running job's cursor and give up its lease (a continuation follows)."""
+        JobItem(item.pk, "JOB").update(
+            actions=[
+                JobItem.cursor.set(item.cursor) if item.cursor else JobItem.cursor.remove(),
+                JobItem.lease_ms.remove(),
+                JobItem.updated_at.set(iso_utc(now)),
+            ],
+            condition=JobItem.status == "running",
+        )
+
+    def finish_job(self, item: JobItem, now: datetime) -> None:
+        """Record a job's final status and outcome."""
+        JobItem(item.pk, "JOB").update(
+            actions=[
+                JobItem.status.set(item.status),
+                JobItem.outcome.set(item.outcome),
+                JobItem.cursor.remove(),
+                JobItem.lease_ms.remove(),
+                JobItem.updated_at.set(iso_utc(now)),
+            ]
+        )
 
     # -- writes ---------------------------------------------------------------
     def put_account(self, account: Account, now: datetime, *, create: bool) -> Account:
