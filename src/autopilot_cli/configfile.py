@@ -7,10 +7,11 @@ document the functions read:
   duplicate keys, text-only keys, a bounded alias expansion) and keeps the YAML node
   tree so that any path into the document (``("communities", 0, "jobs", 1,
   "cron")``) maps back to a line and column;
-* :func:`validate_file` runs the JSON Schema (``config/schema.json``), then the
-  semantic checks of :mod:`autopilot.config.model`, then schedule warnings (quiet
-  hours, DST gaps and overlaps) computed with the scheduler's own rules, and
-  returns every finding with its position, compiler style;
+* :func:`validate_file` runs the JSON Schema (``config/schema.json``, generated
+  from :mod:`autopilot.config.document`) for every shape problem, then the checks a
+  schema cannot say (:func:`autopilot.config.model.semantic_issues`), then schedule
+  warnings (quiet hours, DST gaps and overlaps) computed with the scheduler's own
+  rules, and returns every finding with its position, compiler style;
 * :func:`published_document` turns a loaded file into the deterministic JSON bytes
   ``autopilot config push`` uploads;
 * :func:`cmd_validate` is the ``autopilot config validate`` command.
@@ -18,10 +19,8 @@ document the functions read:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -35,7 +34,13 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from autopilot.clock import get_clock
-from autopilot.config.model import Community, Config, Job, collect_issues
+from autopilot.config.document import (
+    ENUM_NOUNS,
+    MIN_ITEMS_MESSAGES,
+    PATTERN_MESSAGES,
+    secret_key_message,
+)
+from autopilot.config.model import Community, Config, Job, semantic_issues
 from autopilot.errors import AutopilotError
 from autopilot.scheduler.rules import DST_GAP, DST_OVERLAP, Occurrence, occurrences_between
 from autopilot.timeutil import iso_utc, local_wall, to_utc, zone
@@ -81,18 +86,6 @@ _JSON_TYPES = {
     "number": "a number",
     "boolean": "a boolean (true or false)",
     "null": "null",
-}
-# Messages for the schema's patterns; keyed by the pattern text so that a schema
-# edit without a message here falls back to a generic (still correct) message.
-_PATTERN_MESSAGES = {
-    "^[a-z0-9][a-z0-9_-]{0,47}$": "is not a valid id: use 1-48 characters a-z, 0-9, '-' or '_', "
-    "starting with a letter or digit",
-    "^([01][0-9]|2[0-3]):[0-5][0-9]$": "is not a valid time of day (expected HH:MM, 00:00-23:59)",
-    "^[0-9]+[smhd]$": "is not a valid duration (expected e.g. 30s, 10m, 2h, 1d)",
-    "^\\s*\\S+(\\s+\\S+){4}\\s*$": "is not a 5-field cron expression "
-    "(minute hour day-of-month month day-of-week)",
-    "\\S": "is blank",
-    "^(?!/)(?!.*\\.\\.).+$": "must be relative to the output directory and must not contain '..'",
 }
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -516,13 +509,11 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class _Candidate:
-    """A finding before it has a position; ``preferred`` beats a semantic message."""
+    """A finding before it has a position."""
 
     path: DocPath
     message: str
     severity: str = "error"
-    kind: str = ""
-    preferred: bool = False
 
 
 def validate_file(path: str | os.PathLike[str], *, now: datetime | None = None) -> ValidationReport:
@@ -555,11 +546,10 @@ def validate_loaded(loaded: LoadedConfig, *, now: datetime | None = None) -> Val
         )
         return report
 
-    _register_template_fields()
     schema_candidates = _schema_candidates(loaded)
-    config, semantic = _semantic_candidates(loaded.doc, schema_failed=bool(schema_candidates))
-    candidates = _merge(schema_candidates, semantic)
-    if config is not None:
+    config, semantic = _semantic_candidates(loaded.doc)
+    candidates = schema_candidates + semantic
+    if config is not None and not schema_candidates:
         candidates += _schedule_warnings(config, loaded.doc, now_utc)
 
     for candidate in candidates:
@@ -573,15 +563,6 @@ def validate_loaded(loaded: LoadedConfig, *, now: datetime | None = None) -> Val
     if report.ok:
         report.config = config
     return report
-
-
-@cache
-def _register_template_fields() -> None:
-    # The posts capability registers the template fields it provides when its
-    # context module is imported; without it the model accepts any {name}, and a
-    # typo such as {dat} would only fail when the post renders.
-    with contextlib.suppress(ImportError):
-        importlib.import_module("autopilot.posts.context")
 
 
 @cache
@@ -616,7 +597,7 @@ def _convert_schema_error(error: ValidationError, loaded: LoadedConfig) -> list[
     if keyword == "required" and isinstance(instance, Mapping):
         # jsonschema yields one error per missing key but names it only in prose.
         return [
-            _Candidate((*path, key), f"required key {key!r} is missing", kind="missing")
+            _Candidate((*path, key), f"required key {key!r} is missing")
             for key in expected
             if key not in instance
         ]
@@ -632,8 +613,6 @@ def _convert_schema_error(error: ValidationError, loaded: LoadedConfig) -> list[
                 _Candidate(
                     (*path, key),
                     f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}",
-                    kind="unknown",
-                    preferred=True,
                 )
             )
         return out
@@ -642,23 +621,55 @@ def _convert_schema_error(error: ValidationError, loaded: LoadedConfig) -> list[
         wanted = " or ".join(_JSON_TYPES.get(t, t) for t in types)
         hint = _yaml_hint(loaded.node_at(path), instance, types)
         message = f"expected {wanted}, got {_describe(instance)}"
-        # Preferred over the model's terser "expected bool, got str 'x'", except for
-        # the document itself, where the model says what the document should hold.
-        return [
-            _Candidate(
-                path, f"{message} ({hint})" if hint else message, kind="type", preferred=bool(path)
-            )
-        ]
+        if not path:
+            message = "the config must be a mapping with 'version' and 'communities'"
+        return [_Candidate(path, f"{message} ({hint})" if hint else message)]
     if keyword == "enum":
         known = ", ".join(str(v) for v in expected)
+        if path == ("version",):
+            return [
+                _Candidate(
+                    path, f"unsupported config version {instance!r} (this release reads {known})"
+                )
+            ]
+        noun = ENUM_NOUNS.get(str(path[-1])) if path else None
+        if noun is not None:
+            return [_Candidate(path, f"unknown {noun} {instance!r} (known: {known})")]
         return [_Candidate(path, f"{instance!r} is not allowed here (allowed: {known})")]
+    if keyword == "not" and path and isinstance(path[-1], str):
+        # The schema forbids secret-looking channel keys: say where the secret goes.
+        channel = _value_at(loaded.doc, path[:-1])
+        community = _value_at(loaded.doc, path[:2])
+        return [
+            _Candidate(
+                path,
+                secret_key_message(
+                    path[-1],
+                    community.get("id") if isinstance(community, Mapping) else None,
+                    channel.get("id") if isinstance(channel, Mapping) else None,
+                ),
+            )
+        ]
+    if keyword == "anyOf":
+        # ``X or null`` (quiet_hours): explain the mistake against X, not against null.
+        out: list[_Candidate] = []
+        for sub in error.context or ():
+            if sub.validator == "type" and sub.validator_value == "null":
+                continue
+            out.extend(_convert_schema_error(sub, loaded))
+        if out:
+            return out
+    if keyword in ("minimum", "maximum"):
+        bound = "at least" if keyword == "minimum" else "at most"
+        return [_Candidate(path, f"must be {bound} {expected}, got {instance!r}")]
     if keyword == "const":
         return [_Candidate(path, f"must be {expected!r}, got {instance!r}")]
     if keyword == "pattern":
-        text = _PATTERN_MESSAGES.get(expected, f"does not match the pattern {expected}")
+        text = PATTERN_MESSAGES.get(expected, f"does not match the pattern {expected}")
         return [_Candidate(path, f"{instance!r} {text}")]
     if keyword == "minItems":
-        what = "must not be empty" if expected == 1 else f"needs at least {expected} entries"
+        empty = MIN_ITEMS_MESSAGES.get(str(path[-1]) if path else "", "must not be empty")
+        what = empty if expected == 1 else f"needs at least {expected} entries"
         return [_Candidate(path, what)]
     if keyword == "minLength":
         return [_Candidate(path, "must not be empty")]
@@ -718,43 +729,23 @@ def _article(noun: str) -> str:
     return "an" if noun[0] in "aeiou" else "a"
 
 
-def _semantic_candidates(
-    doc: Any, *, schema_failed: bool
-) -> tuple[Config | None, list[_Candidate]]:
-    try:
-        config, issues = collect_issues(doc)
-    except (TypeError, ValueError, AttributeError):
-        # The semantic checks assume the shapes the schema guarantees; when the
-        # schema has already failed, its findings explain the document and a
-        # crash here must not hide them.
-        if schema_failed:
-            return None, []
-        raise
-    return config, [_Candidate(i.path, i.message, i.severity) for i in issues]
+def _value_at(doc: Any, path: DocPath) -> Any:
+    for part in path:
+        try:
+            doc = doc[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
 
 
-def _merge(schema: list[_Candidate], semantic: list[_Candidate]) -> list[_Candidate]:
-    """Join schema and semantic findings, one message per problem.
+def _semantic_candidates(doc: Any) -> tuple[Config | None, list[_Candidate]]:
+    """The model's checks a schema cannot say (references, duplicates, cron, zones).
 
-    Both layers see most mistakes (a wrong type, a missing key). The semantic
-    message usually says more ("unknown pool 'evening' (pools: morning)" beats "is
-    not a valid id"), so it wins at a path both report, except where the schema
-    message was built to say more: an unknown key with a did-you-mean, a type error
-    in plain words (explaining YAML's reading of an unquoted value). Semantic errors
-    below a key the schema reports missing are consequences of it and dropped.
+    They run on every part of the document that has the right shape, so they never
+    repeat a schema finding: the two lists are simply joined.
     """
-    semantic_error_paths = {c.path for c in semantic if c.severity == "error"}
-    preferred_paths = {c.path for c in schema if c.preferred}
-    missing = [c.path for c in schema if c.kind == "missing"]
-    merged = [c for c in schema if c.preferred or c.path not in semantic_error_paths]
-    for candidate in semantic:
-        if candidate.severity == "error" and (
-            candidate.path in preferred_paths
-            or any(len(candidate.path) > len(m) and candidate.path[: len(m)] == m for m in missing)
-        ):
-            continue
-        merged.append(candidate)
-    return merged
+    config, issues = semantic_issues(doc)
+    return config, [_Candidate(i.path, i.message, i.severity) for i in issues]
 
 
 # --------------------------------------------------------------------------- schedule warnings

@@ -441,7 +441,7 @@ def test_schema_accepts_the_example_and_its_published_form() -> None:
         (lambda d: d.update(extra=1), "additionalProperties"),
         (lambda d: d.update(source_sha256="not-hex"), "pattern"),
         (lambda d: d.update(published_at="yesterday"), "pattern"),
-        (lambda d: d.update(version=2), "const"),
+        (lambda d: d.update(version=2), "enum"),
         (lambda d: d["communities"][0]["jobs"][0].update(action="shout"), "enum"),
         (lambda d: d["communities"][0]["channels"][2].update(subject="x" * 101), "maxLength"),
         (lambda d: d["communities"][0]["channels"][1].update(path="../etc/passwd"), "pattern"),

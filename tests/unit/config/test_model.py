@@ -182,7 +182,7 @@ def test_published_fields_are_read() -> None:
         (
             lambda d: d["communities"][0].update(name=None),
             ("communities", 0, "name"),
-            "expected string, got NoneType None",
+            "expected string, got null None",
         ),
     ],
 )
@@ -238,8 +238,8 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
     ("unsupported version", _set(("version",), 2), ("version",), "unsupported config version 2"),
     ("no communities", _set(("communities",), []), ("communities",), "at least one community"),
     ("bad published_at", _set(("published_at",), "yesterday"), ("published_at",), "yesterday"),
-    ("community not a mapping", _set(C, "demo"), C, "a community must be a mapping"),
-    ("bad community id", _set((*C, "id"), "Demo!"), (*C, "id"), "invalid id 'Demo!'"),
+    ("community not a mapping", _set(C, "demo"), C, "expected mapping, got string 'demo'"),
+    ("bad community id", _set((*C, "id"), "Demo!"), (*C, "id"), "'Demo!' is not a valid id"),
     (
         "unknown zone",
         _set((*C, "timezone"), "Mars/Olympus"),
@@ -251,19 +251,19 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         "bad day boundary",
         _set((*C, "day_boundary"), "4am"),
         (*C, "day_boundary"),
-        "invalid time of day '4am'",
+        "'4am' is not a valid time of day",
     ),
     (
         "quiet hours not a mapping",
         _set((*C, "quiet_hours"), "night"),
         (*C, "quiet_hours"),
-        "quiet_hours must be a mapping",
+        "expected mapping or null, got string 'night'",
     ),
     (
         "bad quiet start",
         _set((*C, "quiet_hours", "start"), "24:00"),
         (*C, "quiet_hours", "start"),
-        "invalid time of day '24:00'",
+        "'24:00' is not a valid time of day",
     ),
     (
         "quiet end missing",
@@ -275,7 +275,7 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         "channel not a mapping",
         _set((*C, "channels", 0), "console"),
         (*C, "channels", 0),
-        "a channel must be a mapping",
+        "expected mapping, got string 'console'",
     ),
     (
         "unknown channel type",
@@ -299,31 +299,31 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         "sns subject too long",
         _set((*C, "channels", 1), {"id": "sns", "type": "sns", "subject": "x" * 101}),
         (*C, "channels", 1, "subject"),
-        "limited to 100 characters",
+        "longer than the limit of 100",
     ),
     (
         "pool not a mapping",
         _set((*C, "pools", 0), []),
         (*C, "pools", 0),
-        "a pool must be a mapping",
+        "expected mapping, got list",
     ),
     (
         "empty pool",
         _set((*C, "pools", 0, "items"), []),
         (*C, "pools", 0, "items"),
-        "at least one item",
+        "a pool needs at least one item",
     ),
     (
         "item not a mapping",
         _set((*C, "pools", 0, "items", 0), "hi"),
         (*C, "pools", 0, "items", 0),
-        "a pool item must be a mapping",
+        "expected mapping, got string 'hi'",
     ),
     (
         "blank item text",
         _set((*C, "pools", 0, "items", 0, "text"), "  "),
         (*C, "pools", 0, "items", 0, "text"),
-        "item text is empty",
+        "'  ' is blank",
     ),
     (
         "duplicate item",
@@ -337,7 +337,7 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         (*C, "pools", 1, "id"),
         "duplicate pool id 'morning'",
     ),
-    ("job not a mapping", _set(J, 7), J, "a job must be a mapping"),
+    ("job not a mapping", _set(J, 7), J, "expected mapping, got int 7"),
     ("bad cron", _set((*J, "cron"), "30 25 * * *"), (*J, "cron"), "invalid cron expression"),
     ("cron never fires", _set((*J, "cron"), "0 0 31 2 *"), (*J, "cron"), "never fires"),
     ("unknown action", _set((*J, "action"), "shout"), (*J, "action"), "unknown action 'shout'"),
@@ -351,7 +351,7 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         "bad grace",
         _set((*J, "misfire"), {"grace": "soon"}),
         (*J, "misfire", "grace"),
-        "invalid duration 'soon'",
+        "'soon' is not a valid duration",
     ),
     (
         "unknown quiet policy",
@@ -393,7 +393,12 @@ ERROR_KINDS: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str | int, 
         (*P, "template"),
         "required key 'template' is missing",
     ),
-    ("template too long", _set((*P, "template"), "x" * 4001), (*P, "template"), "longer than 4000"),
+    (
+        "template too long",
+        _set((*P, "template"), "x" * 4001),
+        (*P, "template"),
+        "longer than the limit of 4000",
+    ),
     (
         "bad placeholder",
         _set((*P, "template"), "{Content}"),
@@ -439,7 +444,7 @@ def test_a_document_that_is_not_a_mapping_is_an_error_at_the_root() -> None:
 def test_parse_config_raises_with_every_issue_and_the_source() -> None:
     doc = _doc()
     doc["communities"][0]["timezone"] = "Nowhere/Town"
-    doc["communities"][0]["jobs"][0]["cron"] = "every day"
+    doc["communities"][0]["jobs"][0]["cron"] = "30 25 * * *"  # 5 fields, hour 25
 
     with pytest.raises(ConfigError) as caught:
         parse_config(doc, source="s3://bucket/communities.json")
@@ -456,7 +461,7 @@ def test_a_mapping_as_channel_reference_is_an_issue_not_a_crash() -> None:
     doc["communities"][0]["jobs"][0]["params"]["channels"] = [{"id": "console"}]
 
     errors = _errors(doc)
-    assert any("expected a channel id" in str(e) for e in errors)
+    assert any("expected string, got mapping" in str(e) for e in errors)
 
 
 @pytest.mark.parametrize("template", ["{date!z}", "{date:%Y}"])

@@ -1,6 +1,8 @@
 """Template fields the check-in capability offers to posts (bound by ``autopilot.app``)."""
 
+from autopilot.config.fields import CHECKIN_FIELDS
 from autopilot.posts.context import declare_fields
 
-CHECKIN_FIELDS = frozenset({"checkins_today", "checkins_yesterday"})
+__all__ = ["CHECKIN_FIELDS"]
+
 declare_fields("checkins", CHECKIN_FIELDS)

@@ -3,8 +3,9 @@
 A provider is a function of a :class:`PostContext` returning a mapping of template
 fields. The built-in provider supplies date and time fields in the community's
 locale; later capabilities (check-ins, lotteries) register providers for live
-data such as today's check-in count or tonight's draw, and config validation
-accepts exactly the fields some provider declares.
+data such as today's check-in count or tonight's draw. Config validation accepts
+the names listed in :mod:`autopilot.config.fields` (a leaf module, so config and
+posts do not import each other).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from autopilot.config import model as config_model
+from autopilot.config.fields import POST_FIELDS
 from autopilot.config.model import Community, ContentItem, Job, Pool
 from autopilot.timeutil import zone
 
@@ -129,19 +130,4 @@ def _builtin(ctx: PostContext) -> dict[str, Any]:
     }
 
 
-register_provider(
-    {
-        "community",
-        "date",
-        "date_iso",
-        "weekday",
-        "time",
-        "day_of_year",
-        "content",
-        "content_id",
-        "title",
-        "pool",
-    },
-    _builtin,
-)
-config_model.set_template_fields_provider(known_fields)
+register_provider(POST_FIELDS, _builtin)

@@ -1,0 +1,749 @@
+"""The config file's format, defined once: typed msgspec Structs.
+
+These Structs are the single definition of the document's *shape*: which keys
+exist, their types, enums, patterns, bounds, defaults and descriptions.
+
+* ``config/schema.json`` is generated from them (:mod:`autopilot.config.schema`;
+  ``python -m autopilot.config.schema`` rewrites it, a test fails when it is stale);
+* ``autopilot config validate`` / ``push`` check a file against that generated
+  schema with jsonschema, which reports *every* shape problem with its position;
+* functions load the pushed (already validated) JSON into these Structs with
+  :func:`msgspec.convert`, a C decoder that costs a few milliseconds on a cold start
+  and stops at the first problem (a published document has none).
+
+What a schema cannot say (references between ids, duplicate ids, cron and zone
+validity, template fields, tier order) lives in :mod:`autopilot.config.model`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_VERSION = 1
+ID_RE = "^[a-z0-9][a-z0-9_-]{0,47}$"
+HHMM_RE = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+DURATION_RE = "^[0-9]+[smhd]$"
+CRON_RE = "^\\s*\\S+(\\s+\\S+){4}\\s*$"
+NOT_BLANK_RE = "\\S"
+RELATIVE_PATH_RE = "^(?!/)(?!.*\\.\\.).+$"
+ZONE_RE = "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
+ISO_RE = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$"
+SHA256_RE = "^[0-9a-f]{64}$"
+MAX_TEMPLATE_CHARS = 4000
+MAX_PARTS_LIMIT = 10
+
+#: How a value that does not match a pattern is described: ``{value!r} <message>``.
+#: Both the CLI (jsonschema) and the functions (msgspec) read this table.
+PATTERN_MESSAGES = {
+    ID_RE: "is not a valid id: use 1-48 characters a-z, 0-9, '-' or '_', "
+    "starting with a letter or digit",
+    HHMM_RE: "is not a valid time of day (expected HH:MM, 00:00-23:59)",
+    DURATION_RE: "is not a valid duration (expected e.g. 30s, 10m, 2h, 1d)",
+    CRON_RE: "is not a 5-field cron expression (minute hour day-of-month month day-of-week)",
+    NOT_BLANK_RE: "is blank",
+    RELATIVE_PATH_RE: "must be relative to the output directory and must not contain '..'",
+    ZONE_RE: "is not an IANA time zone name (e.g. Asia/Shanghai)",
+    ISO_RE: "is not an ISO-8601 time with offset (e.g. 2026-03-01T07:00:00Z)",
+    SHA256_RE: "is not a lowercase hex SHA-256",
+}
+
+#: What an enum's property is called in "unknown <noun> 'x' (known: ...)".
+ENUM_NOUNS = {
+    "locale": "locale",
+    "type": "channel type",
+    "action": "action",
+    "policy": "misfire policy",
+    "quiet_hours": "quiet-hours policy",
+    "msgtype": "msgtype",
+    "parse_mode": "parse_mode",
+    "version": "config version",
+}
+
+#: What an empty list that needs entries is told, by key (default: "must not be empty").
+MIN_ITEMS_MESSAGES = {
+    "communities": "at least one community is required",
+    "items": "a pool needs at least one item",
+    "channels": "a post needs at least one channel",
+    "chat_keywords": "chat_keywords must be a non-empty list of words",
+}
+
+# Keys that would hold a secret: refused with a pointer to SSM, never stored in config.
+SECRET_CHANNEL_KEYS = (
+    "webhook_url",
+    "webhook",
+    "url",
+    "secret",
+    "signing_secret",
+    "token",
+    "bot_token",
+    "access_token",
+    "key",
+    "api_key",
+    "password",
+    "sign",
+    "chat_id",
+    "api_base",
+)
+
+
+def secret_key_message(key: str, community_id: object, channel_id: object) -> str:
+    """Why a secret-looking channel key is refused, and where the secret goes instead."""
+    where = channel_id if isinstance(channel_id, str) and channel_id else "<channel>"
+    community = community_id if isinstance(community_id, str) and community_id else "<community>"
+    return (
+        f"{key!r} must not be in the config file: put the channel's secrets in the SSM "
+        f"SecureString parameter <ChannelSecretsPrefix>/{community}/{where} "
+        "(see docs/channels.md)"
+    )
+
+
+Id = Annotated[
+    str,
+    Meta(
+        pattern=ID_RE,
+        description="An identifier: 1-48 characters, lowercase letters, digits, '-' and '_', "
+        "starting with a letter or digit. Ids are stored with every post and ledger entry: "
+        "renaming one starts a new history.",
+    ),
+]
+HHMM = Annotated[
+    str,
+    Meta(
+        pattern=HHMM_RE,
+        description='A local wall-clock time HH:MM, 00:00-23:59. Quote it in YAML ("21:00"): '
+        "unquoted, YAML 1.1 reads 21:00 as the base-60 number 1260.",
+    ),
+]
+Duration = Annotated[
+    str,
+    Meta(
+        pattern=DURATION_RE,
+        description="A duration: a whole number followed by s (seconds), m (minutes), "
+        "h (hours) or d (days), e.g. 30s, 10m, 2h, 1d.",
+    ),
+]
+Cron = Annotated[
+    str,
+    Meta(
+        pattern=CRON_RE,
+        description="When the job runs: a 5-field cron expression (minute hour day-of-month "
+        'month day-of-week) in the community\'s time zone, e.g. "30 7 * * *" for 07:30 every '
+        'day, "0 9 * * 1" for Mondays at 09:00. Day-of-week 0 and 7 are Sunday.',
+    ),
+]
+Template = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="A message template with {field} placeholders (Python str.format syntax; "
+        "write {{ and }} for literal braces). Fields for posts: community, date, date_iso, "
+        "weekday, time, day_of_year, content, content_id, title, pool; capabilities "
+        "register more.",
+    ),
+]
+Text = Annotated[str, Meta(min_length=1)]
+Ops = Annotated[str, Meta(description="Free text for ops; never shown to members.")]
+Positive = Annotated[int, Meta(ge=1)]
+Mentions = Annotated[list[Annotated[str, Meta(min_length=1, pattern=NOT_BLANK_RE)]], Meta()]
+MaxParts = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_PARTS_LIMIT,
+        description="A message longer than the platform's limit is split into at most this "
+        "many messages; the last is truncated with '…' (docs/channels.md).",
+    ),
+]
+
+
+def tag_of(cls: type[Struct]) -> str:
+    """The tag (``type`` of a channel, ``action`` of a job) a Struct variant carries."""
+    return str(cls.__struct_config__.tag)
+
+
+class _Doc(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every mapping in the file: unknown keys are errors."""
+
+
+# --------------------------------------------------------------------------- channels
+
+
+class _Channel(_Doc, tag_field="type", kw_only=True, forbid_unknown_fields=True):
+    """A destination for messages. The allowed keys depend on ``type``."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Id of the channel, unique within the community; jobs list it in "
+            "params.channels.",
+        ),
+    ]
+    description: Ops | None = None
+
+
+class ConsoleChannel(_Channel, tag="console", kw_only=True, forbid_unknown_fields=True):
+    """console: print to the log (local runs, debugging)."""
+
+
+class FileChannel(_Channel, tag="file", kw_only=True, forbid_unknown_fields=True):
+    """file: append JSON lines to a file under the output directory (local runs, tests)."""
+
+    path: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            pattern=RELATIVE_PATH_RE,
+            description="File to append JSON lines to, relative to the output directory; "
+            "no leading '/' and no '..'.",
+        ),
+    ]
+
+
+class SnsChannel(_Channel, tag="sns", kw_only=True, forbid_unknown_fields=True):
+    """sns: publish to the deployment's SNS topic."""
+
+    subject: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=100,
+                description="SNS message subject (e-mail subscribers see it), used when the "
+                "post has no title. At most 100 characters.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class _ChatChannel(_Channel, kw_only=True, forbid_unknown_fields=True):
+    """A chat platform; its webhook URL, tokens and signing secret live in SSM."""
+
+    max_parts: MaxParts | None = None
+
+
+class WecomChannel(_ChatChannel, tag="wecom", kw_only=True, forbid_unknown_fields=True):
+    """WeCom (企业微信) group robot."""
+
+    msgtype: (
+        Annotated[
+            Literal["text", "markdown"],
+            Meta(description="text (default; 2048 bytes) or markdown (4096 bytes)."),
+        ]
+        | None
+    ) = None
+    mention_all: Annotated[bool, Meta(description="@all with every post (text only).")] = False
+    mentions: (
+        Annotated[Mentions, Meta(description="WeCom user ids to @ (markdown: <@userid>).")] | None
+    ) = None
+    mention_mobiles: (
+        Annotated[Mentions, Meta(description="Mobile numbers to @ (text only).")] | None
+    ) = None
+
+
+class DingtalkChannel(_ChatChannel, tag="dingtalk", kw_only=True, forbid_unknown_fields=True):
+    """DingTalk (钉钉) group robot."""
+
+    msgtype: (
+        Annotated[Literal["text", "markdown"], Meta(description="text (default) or markdown.")]
+        | None
+    ) = None
+    mention_all: Annotated[bool, Meta(description="@all with every post.")] = False
+    mentions: Annotated[Mentions, Meta(description="DingTalk user ids to @.")] | None = None
+    mention_mobiles: Annotated[Mentions, Meta(description="Mobile numbers to @.")] | None = None
+
+
+class FeishuChannel(_ChatChannel, tag="feishu", kw_only=True, forbid_unknown_fields=True):
+    """Feishu / Lark (飞书) custom bot."""
+
+    msgtype: (
+        Annotated[
+            Literal["text", "post"],
+            Meta(description="text (default) or post (rich text with the post's title)."),
+        ]
+        | None
+    ) = None
+    mention_all: Annotated[bool, Meta(description="@all with every post.")] = False
+
+
+class SlackChannel(_ChatChannel, tag="slack", kw_only=True, forbid_unknown_fields=True):
+    """Slack incoming webhook."""
+
+    msgtype: (
+        Annotated[
+            Literal["text", "blocks"],
+            Meta(
+                description="text (default) or blocks (a header with the title, sections of "
+                "up to 3000 characters)."
+            ),
+        ]
+        | None
+    ) = None
+
+
+class DiscordChannel(_ChatChannel, tag="discord", kw_only=True, forbid_unknown_fields=True):
+    """Discord webhook."""
+
+    msgtype: (
+        Annotated[
+            Literal["content", "embed"],
+            Meta(
+                description="content (default; 2000 characters) or embed (title + description "
+                "of up to 4096 characters)."
+            ),
+        ]
+        | None
+    ) = None
+    mention_all: Annotated[
+        bool,
+        Meta(description="@everyone with every post (otherwise mentions in the text never ping)."),
+    ] = False
+    username: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=80,
+                description="Name the webhook posts under (1-80 characters).",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class TelegramChannel(_ChatChannel, tag="telegram", kw_only=True, forbid_unknown_fields=True):
+    """Telegram bot."""
+
+    parse_mode: (
+        Annotated[
+            Literal["HTML", "MarkdownV2", "Markdown"],
+            Meta(description="How Telegram formats the text; none (plain text) by default."),
+        ]
+        | None
+    ) = None
+    disable_notification: Annotated[bool, Meta(description="Send silently.")] = False
+
+
+ChannelDoc = (
+    ConsoleChannel
+    | FileChannel
+    | SnsChannel
+    | WecomChannel
+    | DingtalkChannel
+    | FeishuChannel
+    | SlackChannel
+    | DiscordChannel
+    | TelegramChannel
+)
+CHAT_CHANNELS: tuple[type[_ChatChannel], ...] = (
+    WecomChannel,
+    DingtalkChannel,
+    FeishuChannel,
+    SlackChannel,
+    DiscordChannel,
+    TelegramChannel,
+)
+_ALL_CHANNELS: tuple[type[_Channel], ...] = (
+    ConsoleChannel,
+    FileChannel,
+    SnsChannel,
+    *CHAT_CHANNELS,
+)
+CHANNEL_TYPES: tuple[str, ...] = tuple(tag_of(c) for c in _ALL_CHANNELS)
+
+
+# --------------------------------------------------------------------------- pools
+
+
+class ItemDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """One piece of content."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Id of the item, unique within its pool (available as {content_id}).",
+        ),
+    ]
+    text: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            pattern=NOT_BLANK_RE,
+            description="The content ({content} in templates). Leading and trailing blank "
+            "space is trimmed.",
+        ),
+    ]
+    title: Annotated[str, Meta(description="Optional title ({title} in templates).")] | None = None
+
+
+class PoolDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A content pool: items rotated without repeats until the pool is exhausted."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Id of the pool, unique within the community; posts name it in "
+            "params.pool.",
+        ),
+    ]
+    items: Annotated[
+        list[ItemDoc],
+        Meta(
+            min_length=1,
+            description="The content. Keep item ids stable: the rotation remembers which ids "
+            "were used.",
+        ),
+    ]
+    description: Ops | None = None
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class MisfireDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """What happens to occurrences whose tick was missed (an outage, a throttled dispatcher)."""
+
+    policy: Annotated[
+        Literal["latest", "all"],
+        Meta(
+            description="latest: run only the most recent missed occurrence, and only if it is "
+            "at most `grace` late; older ones are recorded as missed (never a burst of stale "
+            "posts). all: run every missed occurrence, oldest first, up to 100."
+        ),
+    ] = "latest"
+    grace: Annotated[
+        str,
+        Meta(
+            pattern=DURATION_RE,
+            description="How late an occurrence may still run under policy latest, e.g. 10m.",
+        ),
+    ] = "10m"
+
+
+class PostParams(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Parameters of a post job."""
+
+    pool: Annotated[str, Meta(pattern=ID_RE, description="Id of the pool the content comes from.")]
+    channels: Annotated[
+        list[Annotated[str, Meta(pattern=ID_RE)]],
+        Meta(
+            min_length=1,
+            extra_json_schema={"uniqueItems": True},
+            description="Ids of the channels to publish to (at least one, each once).",
+        ),
+    ]
+    template: Template
+    title: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_TEMPLATE_CHARS,
+                description="Optional message title (SNS subject, chat card title), a template "
+                "like `template`.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class NoParams(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """This action takes no parameters."""
+
+
+QuietPolicy = Annotated[
+    Literal["defer", "drop", "ignore"],
+    Meta(
+        description="What the job does with an occurrence inside the community's quiet hours. "
+        "defer: send it when quiet hours end. drop: skip it (recorded as skipped). ignore: "
+        "send anyway. Default: defer for jobs that send messages (post), ignore for others."
+    ),
+]
+JobId = Annotated[
+    str,
+    Meta(
+        pattern=ID_RE,
+        description="Id of the job, unique within the community. Occurrences are recorded "
+        "under (community, job, local time): renaming a job makes its next occurrence run "
+        "even if the old id already ran it.",
+    ),
+]
+Enabled = Annotated[
+    bool,
+    Meta(
+        description="false pauses the job without deleting it. On re-enabling, the paused "
+        "occurrences (up to 7 days back) are handled like missed ones, under the misfire "
+        "policy."
+    ),
+]
+
+
+class _Job(_Doc, tag_field="action", kw_only=True, forbid_unknown_fields=True):
+    """A scheduled job. ``action`` says what it does and which params it takes."""
+
+    id: JobId
+    cron: Cron
+    misfire: MisfireDoc | None = None
+    enabled: Enabled = True
+    description: Ops | None = None
+
+
+class PostJob(_Job, tag="post", kw_only=True, forbid_unknown_fields=True):
+    """post: publish the next item of a content pool to channels."""
+
+    params: PostParams
+    quiet_hours: QuietPolicy = "defer"
+
+
+class LedgerExportJob(_Job, tag="ledger_export", kw_only=True, forbid_unknown_fields=True):
+    """ledger_export: write last month's ledger as CSV with a manifest to the export bucket."""
+
+    params: NoParams | None = None
+    quiet_hours: QuietPolicy = "ignore"
+
+
+class LedgerReconcileJob(_Job, tag="ledger_reconcile", kw_only=True, forbid_unknown_fields=True):
+    """ledger_reconcile: check that entries sum to balances and no entry id repeats."""
+
+    params: NoParams | None = None
+    quiet_hours: QuietPolicy = "ignore"
+
+
+JobDoc = PostJob | LedgerExportJob | LedgerReconcileJob
+#: Actions whose jobs talk to members (and so obey quiet hours).
+MESSAGE_ACTIONS = frozenset({"post"})
+ACTIONS: tuple[str, ...] = tuple(tag_of(c) for c in (PostJob, LedgerExportJob, LedgerReconcileJob))
+
+
+# --------------------------------------------------------------------------- check-ins
+
+
+class MilestoneDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A bonus when the streak reaches exactly ``days``."""
+
+    days: Annotated[int, Meta(ge=1, description="Streak length in check-in days.")]
+    bonus: Annotated[int, Meta(ge=1, description="Bonus points (reason streak_bonus).")]
+
+
+class FreezesDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Streak freezes: each bridges one missed day automatically."""
+
+    every_days: Annotated[int, Meta(ge=1, description="Earn a freeze every N streak days.")]
+    max_held: Annotated[int, Meta(ge=1, description="Most freezes a member can hold.")]
+
+
+class TierDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A member tier by lifetime points."""
+
+    id: Annotated[
+        str,
+        Meta(pattern=ID_RE, description="Tier id (stored on the member and in tier changes)."),
+    ]
+    name: Annotated[str, Meta(min_length=1, description="Display name of the tier.")]
+    min_lifetime_points: Annotated[
+        int, Meta(ge=0, description="Lifetime points from which the tier applies.")
+    ]
+
+
+class CheckinsDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Check-in rules: points, daily cap, milestones, freezes, make-up (补签) and tiers."""
+
+    base_points: Annotated[int, Meta(ge=1, description="Points for each daily check-in.")] = 10
+    daily_cap: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="Most points one check-in day can award (base + bonus); the bonus "
+                "is truncated first. Default: no cap.",
+            ),
+        ]
+        | None
+    ) = None
+    milestones: list[MilestoneDoc] = []
+    freezes: FreezesDoc | None = None
+    makeup_cost: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="Points a make-up check-in (补签) for yesterday costs. Omit to "
+                "disable make-ups.",
+            ),
+        ]
+        | None
+    ) = None
+    tiers: Annotated[
+        list[TierDoc],
+        Meta(description="Member tiers by lifetime points, increasing; the first starts at 0."),
+    ] = []
+
+
+class RewardDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A reward members redeem points for."""
+
+    id: Annotated[
+        str, Meta(pattern=ID_RE, description='Reward id (POST /redemptions {"reward": id}).')
+    ]
+    name: Annotated[str, Meta(min_length=1, description="Display name.")]
+    cost_points: Annotated[int, Meta(ge=1, description="Points one redemption costs.")]
+    stock: (
+        Annotated[
+            int,
+            Meta(ge=0, description="How many can be redeemed in total. Omit for unlimited."),
+        ]
+        | None
+    ) = None
+    description: Ops | None = None
+
+
+# --------------------------------------------------------------------------- community
+
+
+class QuietHoursDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Daily local window in which no message is sent (闭群时间); may wrap midnight."""
+
+    start: Annotated[
+        str, Meta(pattern=HHMM_RE, description="First minute of the quiet window (inclusive).")
+    ]
+    end: Annotated[
+        str,
+        Meta(
+            pattern=HHMM_RE,
+            description="First minute after the quiet window (exclusive); deferred messages "
+            "are sent then.",
+        ),
+    ]
+
+
+DEFAULT_CHAT_KEYWORDS = ("打卡", "签到", "/checkin", "checkin")
+
+
+class CommunityDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """One community (a chat group, a server, a channel) and its daily routine."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Stable id of the community, unique in the file. Used in storage keys, "
+            "API paths and logs.",
+        ),
+    ]
+    name: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=200,
+            description="Display name shown to members and in the {community} template field.",
+        ),
+    ]
+    timezone: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            pattern=ZONE_RE,
+            description="IANA time zone of the community (e.g. Asia/Shanghai, "
+            "America/New_York). Cron expressions, quiet hours and the day boundary are all "
+            "read in this zone. Never a fixed offset such as +08:00: zones carry their DST "
+            "rules.",
+        ),
+    ]
+    channels: Annotated[
+        list[ChannelDoc], Meta(description="Where messages go. Jobs refer to channels by id.")
+    ]
+    jobs: Annotated[
+        list[JobDoc],
+        Meta(description="Scheduled jobs of the community, each run exactly once per occurrence."),
+    ]
+    locale: Annotated[
+        Literal["zh-CN", "en"],
+        Meta(description="Language of generated text (dates, weekdays, system messages)."),
+    ] = "en"
+    day_boundary: Annotated[
+        str,
+        Meta(
+            pattern=HHMM_RE,
+            description='Local time at which a new check-in day starts. "04:00" lets night '
+            "owls check in for the previous day until 04:00.",
+        ),
+    ] = "00:00"
+    quiet_hours: QuietHoursDoc | None = None
+    pools: Annotated[
+        list[PoolDoc],
+        Meta(
+            description="Content pools. A post takes the next unused item of its pool, so "
+            "members see no repeat until the pool is exhausted."
+        ),
+    ] = []
+    checkins: CheckinsDoc | None = None
+    rewards: Annotated[
+        list[RewardDoc], Meta(description="The reward catalog (POST /redemptions).")
+    ] = []
+    chat_keywords: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, pattern=NOT_BLANK_RE)]],
+            Meta(
+                min_length=1,
+                description="Messages that count as a check-in when sent to the chat-bot "
+                "webhook (default 打卡, 签到, /checkin, checkin).",
+            ),
+        ]
+        | None
+    ) = None
+    description: Ops | None = None
+
+
+class ConfigDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """The ops-edited config of Community Autopilot (config/communities.yaml)."""
+
+    version: Annotated[
+        Literal[1],
+        Meta(description="Format version of this file. This release reads version 1 only."),
+    ]
+    communities: Annotated[
+        list[CommunityDoc],
+        Meta(
+            min_length=1,
+            description="The communities this deployment runs. Each community is independent: "
+            "its own time zone, quiet hours, channels, pools and jobs.",
+        ),
+    ]
+    published_at: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ISO_RE,
+                description="Set by `autopilot config push`, never by hand: when the document "
+                "was published (ISO-8601 UTC, e.g. 2026-03-01T07:00:00Z).",
+            ),
+        ]
+        | None
+    ) = None
+    source_sha256: (
+        Annotated[
+            str,
+            Meta(
+                pattern=SHA256_RE,
+                description="Set by `autopilot config push`, never by hand: SHA-256 (lowercase "
+                "hex) of the YAML file the document was published from.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+def load_document(doc: object) -> ConfigDoc:
+    """Convert a parsed document (dicts and lists) into :class:`ConfigDoc`.
+
+    Raises :class:`msgspec.ValidationError` at the first shape problem; the CLI has
+    already reported every problem before a document is published.
+    """
+    return msgspec.convert(doc, ConfigDoc, strict=True)
