@@ -16,10 +16,12 @@ from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_e
 from autopilot.api.requests import MAX_ADJUSTMENT, Field
 from autopilot.api.responses import entries_csv, install_error_answers, to_json
 from autopilot.app import App
+from autopilot.checkins.service import CheckinSource
 from autopilot.clock import get_clock
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest
-from autopilot.ledger.service import MAX_PAGE
+from autopilot.ledger.service import MAX_PAGE, Adjustment, Redemption
+from autopilot.members.service import MemberAnswer, MemberProfile
 from autopilot.settings import Settings
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -52,16 +54,21 @@ def check_in() -> dict[str, Any]:
         {"community": Field(str, required=True), "makeup": Field(bool)},
     )
     community = _community(who, body["community"])
-    return app.checkins.check_in(
-        community, who.member, get_clock().now(), source="api", makeup=body.get("makeup", False)
+    result = app.checkins.check_in(
+        community,
+        who.member,
+        get_clock().now(),
+        source=CheckinSource.API,
+        makeup=body.get("makeup", False),
     )
+    return result.to_json()
 
 
 @api.get("/me")
 def me() -> dict[str, Any]:
     who = _caller(MEMBER)
     query = req.query(api.current_event.raw_event, {"community"}, {"community"})
-    return app.checkins.me(_community(who, query["community"]), who.member)
+    return app.checkins.me(_community(who, query["community"]), who.member).to_json()
 
 
 @api.post("/redemptions")
@@ -86,9 +93,10 @@ def redeem() -> dict[str, Any]:
     if not (key or request_id):
         raise BadRequest("send a request_id field or an Idempotency-Key header (retries are safe)")
     community = _community(who, body["community"])
-    return app.ledger.redeem(
-        community, who.member, body["reward"], request_id or key, get_clock().now()
+    redemption = Redemption(
+        member_id=who.member, reward_id=body["reward"], request_id=request_id or key
     )
+    return app.ledger.redeem(community, redemption, get_clock().now()).to_json()
 
 
 @api.get("/ledger")
@@ -111,14 +119,14 @@ def ledger() -> Response[str] | dict[str, Any]:
         cursor=query.get("cursor"),
     )
     if "text/csv" in (req.header(event, "Accept") or ""):
-        cursor = page["next_cursor"]
+        cursor = page.next_cursor
         return Response(
             200,
             "text/csv; charset=utf-8",
-            entries_csv(page["entries"]),
+            entries_csv(page.entries),
             headers={"X-Next-Cursor": cursor} if cursor else None,
         )
-    return page
+    return page.to_json()
 
 
 @api.get("/ledger/summary")
@@ -132,7 +140,7 @@ def ledger_summary() -> dict[str, Any]:
     since, until = req.day("since", query["since"]), req.day("until", query["until"])
     by = req.choice("by", query.get("by", "day"), ("day", "month"))
     community = _community(who, query["community"])
-    return app.ledger.summary(community, since=since, until=until, by=by)
+    return app.ledger.summary(community, since=since, until=until, by=by).to_json()
 
 
 @api.put("/members/<member_id>")
@@ -148,7 +156,7 @@ def put_member(member_id: str) -> dict[str, Any]:
     account = app.members.upsert(
         community, member, body, get_clock().now(), via=f"ops:{who.member}"
     )
-    return {"community": community.id, "member": member, "profile": account.profile()}
+    return MemberAnswer(community.id, member, MemberProfile.of(account)).to_json()
 
 
 @api.delete("/members/<member_id>")
@@ -158,7 +166,7 @@ def delete_member(member_id: str) -> dict[str, Any]:
     query = req.query(api.current_event.raw_event, {"community"}, {"community"})
     community = _community(who, query["community"])
     account = app.members.leave(community, member, get_clock().now())
-    return {"community": community.id, "member": member, "profile": account.profile()}
+    return MemberAnswer(community.id, member, MemberProfile.of(account)).to_json()
 
 
 @api.post("/ledger/adjustments")
@@ -177,15 +185,14 @@ def adjust() -> dict[str, Any]:
     member = req.member_id("member", body["member"])
     req.request_key("ref", body["ref"])
     community = _community(who, body["community"])
-    return app.ledger.adjust(
-        community,
-        member,
-        body["amount"],
-        body["reason"],
-        body["ref"],
-        f"ops:{who.member}",
-        get_clock().now(),
+    adjustment = Adjustment(
+        member_id=member,
+        amount=body["amount"],
+        reason=body["reason"],
+        ref=body["ref"],
+        actor=f"ops:{who.member}",
     )
+    return app.ledger.adjust(community, adjustment, get_clock().now()).to_json()
 
 
 install_error_answers(api, logger, "request")

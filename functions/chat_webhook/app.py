@@ -41,7 +41,11 @@ def webhook(platform: str) -> Response[Any]:
     query = req.query(event, {"community"}, {"community"})
     community = req.community_of(app.config(), query["community"])
     reply = webhooks.handle(
-        community, platform, event.get("headers") or {}, req.raw_body(event), get_clock().now()
+        community,
+        platform,
+        headers=event.get("headers") or {},
+        body=req.raw_body(event),
+        now=get_clock().now(),
     )
     return Response(reply.status, "application/json", reply.body if reply.body is not None else "")
 

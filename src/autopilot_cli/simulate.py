@@ -314,7 +314,7 @@ def collect_ledger(
                 if entry.reason == "redemption":
                     figures["redeemed"] -= entry.amount
             summary = ledger.summary(community, since=first, until=first)
-            figures["outstanding"] += summary["outstanding"]
+            figures["outstanding"] += summary.outstanding
             report = ledger.reconcile(community)
             figures["reconciled"] = bool(figures["reconciled"] and report["ok"])
     return {"checkins_by_day": checkins_by_day, "ledger": figures}

@@ -8,17 +8,40 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from autopilot.app import App
 from autopilot.config.model import parse_config
 from autopilot.errors import InsufficientPoints, MemberLeft, RewardOutOfStock
+from autopilot.ledger.service import Adjustment, Redemption
 from autopilot.settings import Settings
 
 from autopilot_cli.metering import RequestCounter
 
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+
+def redeem(the_app: Any, community: Any, member: str, reward: str, request_id: str, at: Any) -> Any:
+    """``LedgerService.redeem`` of a typed :class:`Redemption`."""
+    request = Redemption(member_id=member, reward_id=reward, request_id=request_id)
+    return the_app.ledger.redeem(community, request, at)
+
+
+def adjust(
+    the_app: Any,
+    community: Any,
+    member: str,
+    amount: int,
+    reason: str,
+    ref: str,
+    actor: str,
+    at: Any,
+) -> Any:
+    """``LedgerService.adjust`` of a typed :class:`Adjustment`."""
+    request = Adjustment(member_id=member, amount=amount, reason=reason, ref=ref, actor=actor)
+    return the_app.ledger.adjust(community, request, at)
 
 
 def community(**checkins):
@@ -66,9 +89,9 @@ def container(stack) -> App:
 
 def test_first_check_in_answers_day_streak_awards_and_balance(app):
     result = app.checkins.check_in(community(), "alice", T0)
-    assert result["day"] == "2026-11-26" and result["streak"] == 1 and not result["repeat"]
-    assert [(a["reason"], a["amount"]) for a in result["awards"]] == [("checkin", 10)]
-    assert result["balance"] == 10 and result["tier"] == "bronze"
+    assert result.day == date(2026, 11, 26) and result.streak == 1 and not result.repeat
+    assert [(a.reason, a.amount) for a in result.awards] == [("checkin", 10)]
+    assert result.balance == 10 and result.tier == "bronze"
 
 
 def test_repeat_same_day_credits_nothing_and_answers_the_first_result(app):
@@ -77,30 +100,30 @@ def test_repeat_same_day_credits_nothing_and_answers_the_first_result(app):
     again = app.checkins.check_in(
         c, "alice", T0 + timedelta(hours=17, minutes=59)
     )  # 03:59 next day
-    assert again == {**first, "repeat": True}
-    assert app.checkins.me(c, "alice")["balance"] == 10
+    assert again == replace(first, repeat=True)
+    assert app.checkins.me(c, "alice").balance == 10
 
 
 def test_day_boundary_starts_a_new_day_at_0400_local(app):
     c = community()
     app.checkins.check_in(c, "alice", T0)
     result = app.checkins.check_in(c, "alice", T0 + timedelta(hours=19))  # 04:00 next day
-    assert (result["day"], result["streak"], result["repeat"]) == ("2026-11-27", 2, False)
+    assert (result.day, result.streak, result.repeat) == (date(2026, 11, 27), 2, False)
 
 
 def test_milestone_bonus_freeze_and_tier_change(app):
     c = community()
     for day in range(3):
         result = app.checkins.check_in(c, "alice", T0 + timedelta(days=day))
-    assert [(a["reason"], a["amount"]) for a in result["awards"]] == [
+    assert [(a.reason, a.amount) for a in result.awards] == [
         ("checkin", 10),
         ("streak_bonus", 20),
     ]
-    assert result["freeze_earned"] and result["freezes"] == 1
-    assert result["tier_change"] == ["bronze", "silver"]
+    assert result.freeze_earned and result.freezes == 1
+    assert result.tier_change == ("bronze", "silver")
     # Skip one day: the freeze bridges it.
     bridged = app.checkins.check_in(c, "alice", T0 + timedelta(days=4))
-    assert (bridged["streak"], bridged["freezes_used"], bridged["freezes"]) == (4, 1, 0)
+    assert (bridged.streak, bridged.freezes_used, bridged.freezes) == (4, 1, 0)
 
 
 def test_make_up_yesterday_at_a_cost(app, stack):
@@ -108,17 +131,17 @@ def test_make_up_yesterday_at_a_cost(app, stack):
     app.checkins.check_in(c, "alice", T0)
     app.checkins.check_in(c, "alice", T0 + timedelta(days=1))
     made_up = app.checkins.check_in(c, "alice", T0 + timedelta(days=3), makeup=True)
-    assert made_up["day"] == "2026-11-28" and made_up["streak"] == 3
-    assert [a["reason"] for a in made_up["awards"]] == ["makeup", "checkin", "streak_bonus"]
-    assert made_up["awards"][0]["amount"] == -15
-    assert app.checkins.check_in(c, "alice", T0 + timedelta(days=3))["streak"] == 4
+    assert made_up.day == date(2026, 11, 28) and made_up.streak == 3
+    assert [a.reason for a in made_up.awards] == ["makeup", "checkin", "streak_bonus"]
+    assert made_up.awards[0].amount == -15
+    assert app.checkins.check_in(c, "alice", T0 + timedelta(days=3)).streak == 4
     # A retried make-up (before or after today's check-in) answers its first result.
     again = app.checkins.check_in(c, "alice", T0 + timedelta(days=3, hours=1), makeup=True)
-    assert again == {**made_up, "repeat": True}
-    assert container(stack).checkins.check_in(c, "alice", T0 + timedelta(days=3), makeup=True)[
-        "repeat"
-    ]
-    assert app.checkins.me(c, "alice")["balance"] == 10 + 10 + (10 + 20 - 15) + 10
+    assert again == replace(made_up, repeat=True)
+    assert (
+        container(stack).checkins.check_in(c, "alice", T0 + timedelta(days=3), makeup=True).repeat
+    )
+    assert app.checkins.me(c, "alice").balance == 10 + 10 + (10 + 20 - 15) + 10
 
 
 def test_request_counts_of_the_money_path(stack, app):
@@ -146,7 +169,7 @@ def test_stale_cache_never_credits_on_stale_numbers(stack, app):
     container(stack).checkins.check_in(c, "alice", T0 + timedelta(days=1))  # B moves her on
     with RequestCounter() as counter:
         result = app.checkins.check_in(c, "alice", T0 + timedelta(days=2))
-    assert (result["streak"], result["balance"]) == (3, 50)  # 10 + 10 + (10 + 20 bonus)
+    assert (result.streak, result.balance) == (3, 50)  # 10 + 10 + (10 + 20 bonus)
     # The stale transaction failed and returned the current account: no extra read.
     assert counter.count("dynamodb") == 2
     assert app.ledger.reconcile(c)["ok"]
@@ -171,8 +194,8 @@ def test_many_containers_checking_in_the_same_member_at_once_credit_once(stack):
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sum(not r["repeat"] for r in results) == 1
-    assert len({r["awards"][0]["entry_id"] for r in results}) == 1
+    assert sum(not r.repeat for r in results) == 1
+    assert len({r.awards[0].entry_id for r in results}) == 1
     entries = list(apps[0].ledger_store.member_entries("sunrise", "alice"))
     assert [e.amount for e in entries] == [10]
     assert apps[0].ledger.reconcile(c)["ok"]
@@ -192,8 +215,8 @@ def test_a_crash_around_the_transaction_credits_once_on_retry(app, stack, crash_
     with pytest.raises(ConnectionError):
         app.checkins.check_in(c, "alice", T0)
     retry = container(stack).checkins.check_in(c, "alice", T0 + timedelta(hours=3))
-    assert retry["repeat"] is crash_after_commit
-    assert retry["balance"] == 10
+    assert retry.repeat is crash_after_commit
+    assert retry.balance == 10
     entries = list(app.ledger_store.member_entries("sunrise", "alice"))
     assert [e.reason for e in entries] == ["checkin"]
 
@@ -202,16 +225,16 @@ def test_redemption_is_atomic_with_balance_and_stock(stack, app):
     c = community()
     for member in ("alice", "bob"):
         app.checkins.check_in(c, member, T0)
-        app.ledger.adjust(c, member, 30, "welcome gift", f"welcome-{member}", "ops:carol", T0)
-    first = app.ledger.redeem(c, "alice", "mug", "r-1", T0 + timedelta(hours=1))
-    assert (first["balance"], first["reward"]) == (15, "mug")
-    assert app.ledger.redeem(c, "alice", "mug", "r-1", T0 + timedelta(hours=2))["repeat"]
+        adjust(app, c, member, 30, "welcome gift", f"welcome-{member}", "ops:carol", T0)
+    first = redeem(app, c, "alice", "mug", "r-1", T0 + timedelta(hours=1))
+    assert (first.balance, first.reward) == (15, "mug")
+    assert redeem(app, c, "alice", "mug", "r-1", T0 + timedelta(hours=2)).repeat
     with pytest.raises(RewardOutOfStock):
-        app.ledger.redeem(c, "bob", "mug", "r-2", T0 + timedelta(hours=1))
+        redeem(app, c, "bob", "mug", "r-2", T0 + timedelta(hours=1))
     pricier = replace(c, rewards=(replace(c.rewards[1], cost_points=16),))
     with pytest.raises(InsufficientPoints):
-        app.ledger.redeem(pricier, "alice", "badge", "r-3", T0 + timedelta(hours=3))
-    assert app.checkins.me(c, "bob")["balance"] == 40  # bob paid nothing
+        redeem(app, pricier, "alice", "badge", "r-3", T0 + timedelta(hours=3))
+    assert app.checkins.me(c, "bob").balance == 40  # bob paid nothing
     assert app.ledger.reconcile(c)["ok"]
 
 
@@ -225,7 +248,7 @@ def test_concurrent_redemptions_never_overdraw(stack, app):
     def run(index, the_app):
         barrier.wait()
         try:
-            outcomes.append(the_app.ledger.redeem(c, "alice", "badge", f"r-{index}", T0)["balance"])
+            outcomes.append(redeem(the_app, c, "alice", "badge", f"r-{index}", T0).balance)
         except InsufficientPoints:
             outcomes.append("refused")
 
@@ -235,7 +258,7 @@ def test_concurrent_redemptions_never_overdraw(stack, app):
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(o for o in outcomes if o != "refused") == [0, 5]
-    assert app.checkins.me(c, "alice")["balance"] == 0
+    assert app.checkins.me(c, "alice").balance == 0
     assert app.ledger.reconcile(c)["ok"]
 
 
@@ -248,7 +271,7 @@ def test_members_who_left_cannot_check_in(app):
         app.checkins.check_in(c, "alice", T0 + timedelta(days=1))
     app.checkins.me(c, "alice")  # now the cache says "left"
     app.members.upsert(c, "alice", {"display_name": "Alice"}, T0 + timedelta(days=1))
-    assert app.checkins.check_in(c, "alice", T0 + timedelta(days=1))["streak"] == 2
+    assert app.checkins.check_in(c, "alice", T0 + timedelta(days=1)).streak == 2
     assert [e.amount for e in app.ledger_store.member_entries("sunrise", "alice")] == [10, 10]
 
 
@@ -264,15 +287,15 @@ def test_ledger_pages_summary_and_export_rerun_is_identical(app):
         page = app.ledger.entries(
             c, since=T0.date(), until=(T0 + timedelta(days=5)).date(), limit=4, cursor=cursor
         )
-        seen += page["entries"]
-        cursor = page["next_cursor"]
+        seen += page.to_json()["entries"]
+        cursor = page.next_cursor
         if not cursor:
             break
     assert len(seen) == len({e["entry_id"] for e in seen}) == 15  # 12 check-ins + 3 bonuses
     assert [e["at_utc"] for e in seen] == sorted(e["at_utc"] for e in seen)
     summary = app.ledger.summary(c, since=T0.date(), until=(T0 + timedelta(days=5)).date())
-    assert summary["by_reason"] == {"checkin": 120, "streak_bonus": 60}
-    assert summary["outstanding"] == 180 and summary["checkins"] == 12
+    assert summary.by_reason == {"checkin": 120, "streak_bonus": 60}
+    assert summary.outstanding == 180 and summary.checkins == 12
     first, second = io.BytesIO(), io.BytesIO()
     m1 = app.ledger.export_month(c, "2026-11", first)
     m2 = app.ledger.export_month(c, "2026-11", second)

@@ -8,6 +8,7 @@ import io
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from autopilot.errors import (
@@ -17,10 +18,32 @@ from autopilot.errors import (
     RewardOutOfStock,
 )
 from autopilot.ledger.rules import MAX_POINTS
+from autopilot.ledger.service import Adjustment, Redemption
 from autopilot.ledger.store import AggItem, EntryItem, TierItem, member_pk
 
 from .api_support import Api, make_api, token
 from .test_checkins import T0, community
+
+
+def redeem(the_app: Any, community: Any, member: str, reward: str, request_id: str, at: Any) -> Any:
+    """``LedgerService.redeem`` of a typed :class:`Redemption`."""
+    request = Redemption(member_id=member, reward_id=reward, request_id=request_id)
+    return the_app.ledger.redeem(community, request, at)
+
+
+def adjust(
+    the_app: Any,
+    community: Any,
+    member: str,
+    amount: int,
+    reason: str,
+    ref: str,
+    actor: str,
+    at: Any,
+) -> Any:
+    """``LedgerService.adjust`` of a typed :class:`Adjustment`."""
+    request = Adjustment(member_id=member, amount=amount, reason=reason, ref=ref, actor=actor)
+    return the_app.ledger.adjust(community, request, at)
 
 
 @pytest.fixture
@@ -45,9 +68,9 @@ def test_a_retried_write_stamped_before_a_later_entry_still_reconciles(app):
     app.members.upsert(c, "alice", {}, T0)
     # Two requests race: the check-in started at T0 (and took its time then), lost the
     # version race to an adjustment stamped a second later, and committed after it.
-    app.ledger.adjust(c, "alice", 30, "welcome gift", "w-1", "ops:olga", T0 + timedelta(seconds=1))
+    adjust(app, c, "alice", 30, "welcome gift", "w-1", "ops:olga", T0 + timedelta(seconds=1))
     result = app.checkins.check_in(c, "alice", T0)
-    assert result["balance"] == 40
+    assert result.balance == 40
     entries = list(app.ledger_store.member_entries("sunrise", "alice"))
     assert [e.at_utc for e in entries] == sorted(e.at_utc for e in entries)  # by time...
     assert [e.reason for e in entries] == ["checkin", "adjustment"]  # ...not commit order
@@ -68,7 +91,7 @@ def test_a_version_race_with_a_leave_refuses_the_redemption(app):
 
     app.ledger_store.account_and_marker = read_then_leave
     with pytest.raises(MemberLeft):
-        app.ledger.redeem(c, "alice", "badge", "r-1", T0 + timedelta(minutes=1))
+        redeem(app, c, "alice", "badge", "r-1", T0 + timedelta(minutes=1))
     assert ledger_rows(app) == [(ledger_rows(app)[0][0], "checkin")]
 
 
@@ -86,9 +109,9 @@ def test_a_reward_with_stock_zero_never_sells(app):
     sold_out = replace(c, rewards=(replace(c.rewards[1], stock=0),))
     app.checkins.check_in(c, "alice", T0)
     with pytest.raises(RewardOutOfStock):
-        app.ledger.redeem(sold_out, "alice", "badge", "r-1", T0 + timedelta(minutes=1))
+        redeem(app, sold_out, "alice", "badge", "r-1", T0 + timedelta(minutes=1))
     assert [reason for _, reason in ledger_rows(app)] == ["checkin"]
-    assert app.checkins.me(c, "alice")["balance"] == 10
+    assert app.checkins.me(c, "alice").balance == 10
 
 
 def test_check_in_counters_count_the_check_in_day(app):
@@ -99,26 +122,26 @@ def test_check_in_counters_count_the_check_in_day(app):
     assert app.ledger_store.checkins_on("sunrise", date(2026, 11, 27)) == 0
     # On the 29th, bob makes up the 28th: counted on the 28th.
     app.checkins.check_in(c, "bob", datetime(2026, 11, 27, 1, 0, tzinfo=UTC))
-    app.ledger.adjust(c, "bob", 50, "gift", "g-1", "ops:olga", T0 + timedelta(days=1))
+    adjust(app, c, "bob", 50, "gift", "g-1", "ops:olga", T0 + timedelta(days=1))
     app.checkins.check_in(c, "bob", datetime(2026, 11, 29, 1, 0, tzinfo=UTC), makeup=True)
     assert app.ledger_store.checkins_on("sunrise", date(2026, 11, 28)) == 1
     assert app.ledger_store.checkins_on("sunrise", date(2026, 11, 29)) == 0
     summary = app.ledger.summary(c, since=date(2026, 11, 26), until=date(2026, 11, 29))
-    assert summary["checkins"] == 3
+    assert summary.checkins == 3
 
 
 def test_a_reused_idempotency_key_with_another_request_is_refused(app):
     c = community()
     app.checkins.check_in(c, "alice", T0)
-    app.ledger.adjust(c, "alice", 40, "gift", "t-1", "ops:olga", T0)
-    app.ledger.redeem(c, "alice", "badge", "order-1", T0)
-    assert app.ledger.redeem(c, "alice", "badge", "order-1", T0)["repeat"]
+    adjust(app, c, "alice", 40, "gift", "t-1", "ops:olga", T0)
+    redeem(app, c, "alice", "badge", "order-1", T0)
+    assert redeem(app, c, "alice", "badge", "order-1", T0).repeat
     with pytest.raises(IdempotencyKeyReused, match="order-1"):
-        app.ledger.redeem(c, "alice", "mug", "order-1", T0)
-    assert app.ledger.adjust(c, "alice", 40, "gift", "t-1", "ops:olga", T0)["repeat"]
+        redeem(app, c, "alice", "mug", "order-1", T0)
+    assert adjust(app, c, "alice", 40, "gift", "t-1", "ops:olga", T0).repeat
     with pytest.raises(IdempotencyKeyReused, match="t-1"):
-        app.ledger.adjust(c, "alice", 400, "gift", "t-1", "ops:olga", T0)
-    assert app.checkins.me(c, "alice")["balance"] == 45
+        adjust(app, c, "alice", 400, "gift", "t-1", "ops:olga", T0)
+    assert app.checkins.me(c, "alice").balance == 45
 
 
 def test_a_reused_idempotency_key_answers_422_through_the_api(api):
@@ -210,9 +233,9 @@ def test_forged_cursors_answer_400_through_the_api(api):
 def test_periods_at_the_end_of_the_calendar_do_not_overflow(app):
     c = community()
     end = date.max
-    assert app.ledger.entries(c, since=end - timedelta(days=3), until=end)["entries"] == []
+    assert app.ledger.entries(c, since=end - timedelta(days=3), until=end).entries == ()
     summary = app.ledger.summary(c, since=end - timedelta(days=3), until=end)
-    assert summary["checkins"] == 0
+    assert summary.checkins == 0
     with pytest.raises(BadRequest, match="month"):
         app.ledger.export_month(c, "9999-12", io.BytesIO())
 
@@ -232,8 +255,8 @@ def test_member_filtered_pages_follow_the_cursor(app):
             limit=1,
             cursor=page_cursor,
         )
-        seen += [e["entry_id"] for e in page["entries"]]
-        page_cursor = page["next_cursor"]
+        seen += [e.entry_id for e in page.entries]
+        page_cursor = page.next_cursor
         if not page_cursor:
             break
     assert not page_cursor, "paging never ended"
@@ -245,10 +268,8 @@ def test_adjustments_beyond_the_bound_are_refused_by_the_domain(app):
     app.members.upsert(c, "alice", {}, T0)
     for amount in (MAX_POINTS + 1, -(MAX_POINTS + 1), 2**64, 10**60):
         with pytest.raises(BadRequest, match="within"):
-            app.ledger.adjust(c, "alice", amount, "typo", f"big-{amount}", "ops:olga", T0)
-    assert app.ledger.adjust(c, "alice", MAX_POINTS, "ok", "max", "ops:olga", T0)["balance"] == (
-        MAX_POINTS
-    )
+            adjust(app, c, "alice", amount, "typo", f"big-{amount}", "ops:olga", T0)
+    assert adjust(app, c, "alice", MAX_POINTS, "ok", "max", "ops:olga", T0).balance == (MAX_POINTS)
     assert app.ledger.reconcile(c)["ok"]
 
 
@@ -263,7 +284,7 @@ def test_post_fields_count_the_community_check_in_day(app):
 
 
 def test_the_write_itself_refuses_a_member_who_left(app):
-    from autopilot.ledger.rules import build_entries
+    from autopilot.ledger.rules import Posting, Reason, build_entries
     from autopilot.ledger.store import Movement, StaleAccount
 
     c = community()
@@ -273,7 +294,13 @@ def test_the_write_itself_refuses_a_member_who_left(app):
     # Same version as stored, but claiming to be active: the condition still refuses.
     pretend = replace(stored, left_at=None)
     entries = build_entries(
-        "sunrise", "alice", [("adjustment", 5, "adjustment:x", "")], 10, T0, "t", seq=3
+        "sunrise",
+        "alice",
+        [Posting(Reason.ADJUSTMENT, 5, "adjustment:x")],
+        balance_before=10,
+        at_utc=T0,
+        actor="t",
+        seq=3,
     )
     movement = Movement(
         account=pretend,

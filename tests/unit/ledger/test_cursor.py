@@ -81,7 +81,7 @@ def test_any_cursor_is_a_page_or_a_bad_request(cursor: str, member: str | None, 
     except BadRequest as refused:
         assert "cursor" in str(refused)
     else:
-        assert answer == {"entries": [], "next_cursor": None}
+        assert answer.to_json() == {"entries": [], "next_cursor": None}
 
 
 def test_deeply_nested_cursor_is_a_bad_request():

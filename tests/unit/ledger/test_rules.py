@@ -15,6 +15,7 @@ from autopilot.ledger.rules import (
     REASONS,
     Entry,
     Mismatch,
+    Posting,
     build_entries,
     csv_row,
     entry_id,
@@ -29,13 +30,34 @@ from hypothesis import strategies as st
 AT = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
 
 
+def build(
+    community_id: str,
+    member_id: str,
+    movements: list[tuple[str, int, str, str]],
+    balance_before: int,
+    at_utc: datetime,
+    actor: str,
+    seq: int | None = None,
+) -> list[Entry]:
+    """``build_entries`` with movements written as ``(reason, amount, ref, note)``."""
+    return build_entries(
+        community_id,
+        member_id,
+        [Posting(r, amount, ref, note) for r, amount, ref, note in movements],  # type: ignore[arg-type]
+        balance_before=balance_before,
+        at_utc=at_utc,
+        actor=actor,
+        seq=seq,
+    )
+
+
 def entries_for(
     member: str,
     movements: list[tuple[str, int, str, str]],
     at: datetime = AT,
     balance_before: int = 0,
 ) -> list[Entry]:
-    return build_entries("c1", member, movements, balance_before, at, "system")
+    return build("c1", member, movements, balance_before, at, "system")
 
 
 # --- ids ---------------------------------------------------------------------------------
@@ -80,7 +102,7 @@ def test_distinct_keys_give_distinct_ids(keys: list[tuple[str, str, str, str]]) 
 
 def test_build_entries_chains_balances_in_order() -> None:
     at = datetime(2026, 11, 26, 9, 2, 3, tzinfo=zone("Asia/Shanghai"))
-    entries = build_entries(
+    entries = build(
         "c1",
         "m1",
         [
@@ -122,12 +144,12 @@ def test_build_entries_refusals(
     movements: list[tuple[str, int, str, str]], balance_before: int, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        build_entries("c1", "m1", movements, balance_before, AT, "system")
+        build("c1", "m1", movements, balance_before, AT, "system")
 
 
 def test_build_entries_refuses_naive_time() -> None:
     with pytest.raises(ValueError, match="naive"):
-        build_entries("c1", "m1", [("checkin", 1, "r", "")], 0, datetime(2026, 1, 1), "x")
+        build("c1", "m1", [("checkin", 1, "r", "")], 0, datetime(2026, 1, 1), "x")
 
 
 # --- CSV -----------------------------------------------------------------------------------
@@ -281,7 +303,7 @@ def test_reconcile_reports_one_break_once() -> None:
 def test_reconcile_follows_commit_order_not_timestamps() -> None:
     # The check-in took its time (AT) first, lost a version race to an adjustment
     # stamped a second later, and committed after it: seq says so, time does not.
-    (adjustment,) = build_entries(
+    (adjustment,) = build(
         "c1",
         "alice",
         [("adjustment", 30, "adjustment:t-1", "gift")],
@@ -290,7 +312,7 @@ def test_reconcile_follows_commit_order_not_timestamps() -> None:
         "ops:olga",
         seq=1,
     )
-    check_in = build_entries(
+    check_in = build(
         "c1",
         "alice",
         [("checkin", 10, "checkin:d", ""), ("streak_bonus", 5, "streak_bonus:d", "")],
@@ -307,9 +329,7 @@ def test_reconcile_follows_commit_order_not_timestamps() -> None:
 
 def test_reconcile_puts_legacy_entries_before_sequenced_ones() -> None:
     (old,) = entries_for("alice", [("checkin", 10, "checkin:a", "")], at=AT + timedelta(days=1))
-    (new,) = build_entries(
-        "c1", "alice", [("checkin", 10, "checkin:b", "")], 10, AT, "api:alice", seq=7
-    )
+    (new,) = build("c1", "alice", [("checkin", 10, "checkin:b", "")], 10, AT, "api:alice", seq=7)
     assert old.seq is None
     assert reconcile([new, old], {"alice": 20}) == []
 
@@ -385,7 +405,7 @@ def test_build_entries_accepts_the_bound_and_a_balance_reaching_zero() -> None:
 
 
 def test_reconcile_reports_only_the_broken_entry_of_a_step() -> None:
-    check_in, bonus = build_entries(
+    check_in, bonus = build(
         "c1",
         "m1",
         [("checkin", 10, "checkin:d", ""), ("streak_bonus", 20, "streak_bonus:d", "")],

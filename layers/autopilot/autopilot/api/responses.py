@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from autopilot.errors import RequestError
 from autopilot.ledger.rules import CSV_COLUMNS, Entry, csv_row
-from autopilot.timeutil import parse_iso
 
 
 def to_json(document: Any) -> str:
@@ -41,8 +40,8 @@ def install_error_answers(resolver: Any, logger: Any, what: str) -> None:
         return Response(404, "application/json", {"error": "NotFound", "message": "no such route"})
 
 
-def entries_csv(entries: Iterable[Mapping[str, Any]]) -> str:
-    """Entries as answered by ``LedgerService.entries`` rendered as the export's CSV.
+def entries_csv(entries: Iterable[Entry]) -> str:
+    """Entries rendered as the export's CSV.
 
     Same columns and spreadsheet-safe cells as the monthly export
     (:data:`autopilot.ledger.rules.CSV_COLUMNS`), so finance reads one format.
@@ -50,18 +49,6 @@ def entries_csv(entries: Iterable[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        entry = Entry(
-            entry_id=e["entry_id"],
-            community_id=e["community"],
-            member_id=e["member"],
-            amount=int(e["amount"]),
-            reason=e["reason"],
-            ref=e["ref"],
-            balance_after=int(e["balance_after"]),
-            at_utc=parse_iso(e["at_utc"]),
-            actor=e["actor"],
-            note=e.get("note") or "",
-        )
+    for entry in entries:
         writer.writerow(csv_row(entry))
     return out.getvalue()

@@ -104,14 +104,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from autopilot.ledger.rules import Reason
 from autopilot.timeutil import zone
 
-CHECKIN = "checkin"
-STREAK_BONUS = "streak_bonus"
-MAKEUP = "makeup"
+CHECKIN = Reason.CHECKIN
+STREAK_BONUS = Reason.STREAK_BONUS
+MAKEUP = Reason.MAKEUP
+
+
+class MakeupRefusal(StrEnum):
+    """Why a make-up was refused (:class:`MakeupNotAllowed`); each maps to one API error."""
+
+    DISABLED = "disabled"
+    NOTHING_TO_MAKE_UP = "nothing_to_make_up"
+    ALREADY_CHECKED_IN_TODAY = "already_checked_in_today"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ class AccountState:
 class Award:
     """One ledger movement: ``reason`` is ``checkin``, ``streak_bonus`` or ``makeup``."""
 
-    reason: str
+    reason: Reason
     amount: int
     detail: str
 
@@ -238,15 +249,12 @@ class AlreadyCheckedIn(Exception):
 
 
 class MakeupNotAllowed(Exception):
-    """A make-up check-in was refused; ``code`` says why in a stable form.
+    """A make-up check-in was refused; ``code`` says why (callers decide on it, never
+    on the message, which is for people)."""
 
-    ``code`` is one of ``disabled``, ``nothing_to_make_up``,
-    ``already_checked_in_today``, ``insufficient_balance``.
-    """
-
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, *, code: MakeupRefusal) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = MakeupRefusal(code)
 
 
 def checkin_day(at_utc: datetime, tz: ZoneInfo, boundary: time) -> date:
@@ -358,7 +366,7 @@ def make_up(
     ``gap`` is today's gap since the last check-in day (see :func:`day_gap`).
     """
     if rules.makeup_cost is None:
-        raise MakeupNotAllowed("make-up check-ins are disabled", "disabled")
+        raise MakeupNotAllowed("make-up check-ins are disabled", code=MakeupRefusal.DISABLED)
     yesterday = today - timedelta(days=1)
     last = state.last_day
     if last is not None:
@@ -370,17 +378,18 @@ def make_up(
             # Making up yesterday after today would rewrite a streak already built on.
             raise MakeupNotAllowed(
                 "already checked in today; yesterday can no longer be made up",
-                "already_checked_in_today",
+                code=MakeupRefusal.ALREADY_CHECKED_IN_TODAY,
             )
         if gap == 1:
             raise MakeupNotAllowed(
-                "nothing to make up: yesterday is already checked in", "nothing_to_make_up"
+                "nothing to make up: yesterday is already checked in",
+                code=MakeupRefusal.NOTHING_TO_MAKE_UP,
             )
     if state.balance < rules.makeup_cost:
         # The made-up day's own points cannot pay for the make-up.
         raise MakeupNotAllowed(
             f"make-up costs {rules.makeup_cost} points, balance is {state.balance}",
-            "insufficient_balance",
+            code=MakeupRefusal.INSUFFICIENT_BALANCE,
         )
     cost = (
         (Award(MAKEUP, -rules.makeup_cost, f"make-up for {yesterday.isoformat()}"),)

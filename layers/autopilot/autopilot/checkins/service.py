@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,16 +34,24 @@ from autopilot.checkins.rules import (
     AlreadyCheckedIn,
     CheckinOutcome,
     MakeupNotAllowed,
+    MakeupRefusal,
     check_in_at,
     checkin_day,
     day_gap,
 )
 from autopilot.config.model import Community
-from autopilot.errors import BadRequest, Conflict, InsufficientPoints, MemberLeft, NotAMember
-from autopilot.ledger.rules import build_entries
+from autopilot.errors import (
+    BadRequest,
+    Conflict,
+    InsufficientPoints,
+    MemberLeft,
+    NotAMember,
+    RequestError,
+)
+from autopilot.ledger.rules import Entry, Posting, Reason, build_entries
 from autopilot.ledger.store import Account, Duplicate, LedgerStore, Movement, StaleAccount
-from autopilot.members.service import MemberService
-from autopilot.timeutil import iso_utc, local_wall, zone
+from autopilot.members.service import MemberProfile, MemberService
+from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
 logger = logging.getLogger(__name__)
 
@@ -79,39 +89,208 @@ def _marker(day: date) -> str:
     return f"REF#checkin#{day.isoformat()}"
 
 
+class CheckinSource(StrEnum):
+    """Where a check-in came from (stored in the answer and in entries' ``actor``)."""
+
+    API = "api"
+    CHAT = "chat"
+
+
+# The API error of each make-up refusal, decided on the refusal's code, never on its
+# message. Every MakeupRefusal must be here (a test checks it).
+MAKEUP_ERRORS: dict[MakeupRefusal, type[RequestError]] = {
+    MakeupRefusal.DISABLED: BadRequest,
+    MakeupRefusal.NOTHING_TO_MAKE_UP: BadRequest,
+    MakeupRefusal.ALREADY_CHECKED_IN_TODAY: BadRequest,
+    MakeupRefusal.INSUFFICIENT_BALANCE: InsufficientPoints,
+}
+
+
+@dataclass(frozen=True)
+class AwardResult:
+    """One ledger entry a check-in wrote."""
+
+    reason: Reason
+    amount: int
+    detail: str
+    entry_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The award as answered by the API."""
+        return {
+            "reason": self.reason.value,
+            "amount": self.amount,
+            "detail": self.detail,
+            "entry_id": self.entry_id,
+        }
+
+
+@dataclass(frozen=True)
+class CheckinResult:
+    """The answer to a check-in or make-up; a repeat answers the first one with
+    ``repeat`` True. :meth:`to_json` is the API's document and what the idempotency
+    marker stores; :meth:`from_json` reads a stored one back."""
+
+    community: str
+    member: str
+    day: date
+    makeup: bool
+    repeat: bool
+    streak: int
+    longest_streak: int
+    freezes: int
+    freezes_used: int
+    freeze_earned: bool
+    awards: tuple[AwardResult, ...]
+    points_awarded: int
+    balance: int
+    lifetime_points: int
+    tier: str | None
+    tier_change: tuple[str | None, str] | None
+    at_utc: datetime
+    source: CheckinSource
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (key order is part of the API's byte-for-byte answer)."""
+        return {
+            "community": self.community,
+            "member": self.member,
+            "day": self.day.isoformat(),
+            "makeup": self.makeup,
+            "repeat": self.repeat,
+            "streak": self.streak,
+            "longest_streak": self.longest_streak,
+            "freezes": self.freezes,
+            "freezes_used": self.freezes_used,
+            "freeze_earned": self.freeze_earned,
+            "awards": [a.to_json() for a in self.awards],
+            "points_awarded": self.points_awarded,
+            "balance": self.balance,
+            "lifetime_points": self.lifetime_points,
+            "tier": self.tier,
+            "tier_change": list(self.tier_change) if self.tier_change else None,
+            "at_utc": iso_utc(self.at_utc),
+            "source": self.source.value,
+        }
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any], *, repeat: bool) -> CheckinResult:
+        """A stored answer (an idempotency marker's) as a result; ``repeat`` as given."""
+        change = stored.get("tier_change")
+        return cls(
+            community=stored["community"],
+            member=stored["member"],
+            day=date.fromisoformat(stored["day"]),
+            makeup=bool(stored.get("makeup", False)),
+            repeat=repeat,
+            streak=int(stored["streak"]),
+            longest_streak=int(stored["longest_streak"]),
+            freezes=int(stored["freezes"]),
+            freezes_used=int(stored["freezes_used"]),
+            freeze_earned=bool(stored["freeze_earned"]),
+            awards=tuple(
+                AwardResult(Reason(a["reason"]), int(a["amount"]), a["detail"], a["entry_id"])
+                for a in stored["awards"]
+            ),
+            points_awarded=int(stored["points_awarded"]),
+            balance=int(stored["balance"]),
+            lifetime_points=int(stored["lifetime_points"]),
+            tier=stored.get("tier"),
+            tier_change=(change[0], change[1]) if change else None,
+            at_utc=parse_iso(stored["at_utc"]),
+            source=CheckinSource(stored.get("source", CheckinSource.API)),
+        )
+
+    def as_repeat(self) -> CheckinResult:
+        """This answer given again to a repeated request."""
+        return replace(self, repeat=True)
+
+
 def _result(
     community: Community,
     account: Account,
     outcome: CheckinOutcome,
-    entries: list[Any],
+    entries: list[Entry],
     at_utc: datetime,
-    source: str,
-    makeup: bool,
-) -> dict[str, Any]:
+    source: CheckinSource,
+) -> CheckinResult:
     state = outcome.state
-    return {
-        "community": community.id,
-        "member": account.member_id,
-        "day": outcome.day.isoformat(),
-        "makeup": makeup,
-        "repeat": False,
-        "streak": state.streak,
-        "longest_streak": state.longest_streak,
-        "freezes": state.freezes,
-        "freezes_used": outcome.freezes_used,
-        "freeze_earned": outcome.freeze_earned,
-        "awards": [
-            {"reason": e.reason, "amount": e.amount, "detail": e.note, "entry_id": e.entry_id}
-            for e in entries
-        ],
-        "points_awarded": sum(e.amount for e in entries),
-        "balance": state.balance,
-        "lifetime_points": state.lifetime_points,
-        "tier": state.tier,
-        "tier_change": list(outcome.tier_change) if outcome.tier_change else None,
-        "at_utc": iso_utc(at_utc),
-        "source": source,
-    }
+    return CheckinResult(
+        community=community.id,
+        member=account.member_id,
+        day=outcome.day,
+        makeup=outcome.made_up,
+        repeat=False,
+        streak=state.streak,
+        longest_streak=state.longest_streak,
+        freezes=state.freezes,
+        freezes_used=outcome.freezes_used,
+        freeze_earned=outcome.freeze_earned,
+        awards=tuple(AwardResult(e.reason, e.amount, e.note, e.entry_id) for e in entries),
+        points_awarded=sum(e.amount for e in entries),
+        balance=state.balance,
+        lifetime_points=state.lifetime_points,
+        tier=state.tier,
+        tier_change=outcome.tier_change,
+        at_utc=at_utc,
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class TierRef:
+    """A tier as shown to members."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """A member's account as ``GET /me`` answers it."""
+
+    community: str
+    member: str
+    profile: MemberProfile
+    streak: int
+    longest_streak: int
+    last_checkin_day: date | None
+    freezes: int
+    balance: int
+    lifetime_points: int
+    checkins: int
+    tier: TierRef | None
+    recent_entries: tuple[Entry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (key order is part of the API's answer)."""
+        return {
+            "community": self.community,
+            "member": self.member,
+            "profile": self.profile.to_json(),
+            "streak": self.streak,
+            "longest_streak": self.longest_streak,
+            "last_checkin_day": self.last_checkin_day.isoformat()
+            if self.last_checkin_day
+            else None,
+            "freezes": self.freezes,
+            "balance": self.balance,
+            "lifetime_points": self.lifetime_points,
+            "checkins": self.checkins,
+            "tier": {"id": self.tier.id, "name": self.tier.name} if self.tier else None,
+            "recent_entries": [
+                {
+                    "entry_id": e.entry_id,
+                    "at_utc": iso_utc(e.at_utc),
+                    "reason": e.reason.value,
+                    "amount": e.amount,
+                    "balance_after": e.balance_after,
+                    "ref": e.ref,
+                    "note": e.note,
+                }
+                for e in self.recent_entries
+            ],
+        }
 
 
 class CheckinService:
@@ -156,10 +335,10 @@ class CheckinService:
         member_id: str,
         at_utc: datetime,
         *,
-        source: str = "api",
+        source: CheckinSource = CheckinSource.API,
         makeup: bool = False,
         display_name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> CheckinResult:
         """Check ``member_id`` in (``makeup``: for yesterday, at the configured cost).
 
         Returns the answer; a repeat returns the first answer with ``repeat`` True.
@@ -207,7 +386,7 @@ class CheckinService:
                 if stored is None:
                     raise Conflict("check-in state is inconsistent; retry") from None
                 self.cache.put(account)
-                return {**stored, "repeat": True}
+                return CheckinResult.from_json(stored, repeat=True)
             except MakeupNotAllowed as exc:
                 # A retried make-up finds yesterday done: answer its first result.
                 today, _ = day_gap(account.state, at_utc, tz, boundary)
@@ -216,7 +395,10 @@ class CheckinService:
                     account, markers = self._read(community, member_id, sk, at_utc)
                     fresh = True
                     continue
-                if exc.code in ("nothing_to_make_up", "already_checked_in_today"):
+                if exc.code in (
+                    MakeupRefusal.NOTHING_TO_MAKE_UP,
+                    MakeupRefusal.ALREADY_CHECKED_IN_TODAY,
+                ):
                     stored = (
                         markers[sk]
                         if sk in markers
@@ -224,33 +406,31 @@ class CheckinService:
                     )
                     if stored is not None and stored.get("makeup"):
                         self.cache.put(account)
-                        return {**stored, "repeat": True}
-                if exc.code == "insufficient_balance":
-                    raise InsufficientPoints(str(exc)) from exc
-                raise BadRequest(str(exc)) from exc
+                        return CheckinResult.from_json(stored, repeat=True)
+                raise MAKEUP_ERRORS[exc.code](str(exc)) from exc
             marker = _marker(outcome.day)
             if marker in markers:  # read with the account: recorded already
-                return {**markers[marker], "repeat": True}
+                return CheckinResult.from_json(markers[marker], repeat=True)
             entries = build_entries(
                 community.id,
                 member_id,
                 [
-                    (a.reason, a.amount, f"{a.reason}:{outcome.day.isoformat()}", a.detail)
+                    Posting(a.reason, a.amount, f"{a.reason}:{outcome.day.isoformat()}", a.detail)
                     for a in outcome.awards
                 ],
-                account.state.balance,
-                at_utc,
-                actor=f"{source}:{member_id}",
+                balance_before=account.state.balance,
+                at_utc=at_utc,
+                actor=f"{CheckinSource(source)}:{member_id}",
                 seq=account.state.version + 1,
             )
-            result = _result(community, account, outcome, entries, at_utc, source, makeup)
+            result = _result(community, account, outcome, entries, at_utc, CheckinSource(source))
             try:
                 new_state = self._store.commit(
                     Movement(
                         account=account,
                         new_state=outcome.state,
                         marker_sk=marker,
-                        result=result,
+                        result=result.to_json(),
                         entries=entries,
                         local_day=local_wall(at_utc, zone(community.timezone)).date(),
                         checkin=True,
@@ -262,7 +442,7 @@ class CheckinService:
                 )
             except Duplicate as dup:
                 self.cache.forget(community.id, member_id)
-                return {**dup.result, "repeat": True}
+                return CheckinResult.from_json(dup.result, repeat=True)
             except StaleAccount as stale:
                 # The stored account moved on (or left, or changed zone): start over
                 # from it; the loop re-checks membership and recomputes the day.
@@ -280,13 +460,13 @@ class CheckinService:
                 member_id,
                 outcome.day,
                 new_state.streak,
-                result["points_awarded"],
+                result.points_awarded,
             )
             return result
         self.cache.forget(community.id, member_id)
         raise Conflict("too many concurrent changes to this member; retry")
 
-    def me(self, community: Community, member_id: str, recent: int = 10) -> dict[str, Any]:
+    def me(self, community: Community, member_id: str, recent: int = 10) -> MemberStatus:
         """Streak, freezes, balance, tier and recent entries (at most 2 requests)."""
         account = self._store.account(community.id, member_id)
         if account is None:
@@ -295,28 +475,17 @@ class CheckinService:
         state = account.state
         entries = self._store.recent_entries(community.id, member_id, recent)
         tier = next((t for t in community.checkins.tiers if t.id == state.tier), None)
-        return {
-            "community": community.id,
-            "member": member_id,
-            "profile": account.profile(),
-            "streak": state.streak,
-            "longest_streak": state.longest_streak,
-            "last_checkin_day": state.last_day.isoformat() if state.last_day else None,
-            "freezes": state.freezes,
-            "balance": state.balance,
-            "lifetime_points": state.lifetime_points,
-            "checkins": state.checkins,
-            "tier": {"id": tier.id, "name": tier.name} if tier else None,
-            "recent_entries": [
-                {
-                    "entry_id": e.entry_id,
-                    "at_utc": iso_utc(e.at_utc),
-                    "reason": e.reason,
-                    "amount": e.amount,
-                    "balance_after": e.balance_after,
-                    "ref": e.ref,
-                    "note": e.note,
-                }
-                for e in entries
-            ],
-        }
+        return MemberStatus(
+            community=community.id,
+            member=member_id,
+            profile=MemberProfile.of(account),
+            streak=state.streak,
+            longest_streak=state.longest_streak,
+            last_checkin_day=state.last_day,
+            freezes=state.freezes,
+            balance=state.balance,
+            lifetime_points=state.lifetime_points,
+            checkins=state.checkins,
+            tier=TierRef(tier.id, tier.name) if tier else None,
+            recent_entries=tuple(entries),
+        )

@@ -32,22 +32,50 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from autopilot.timeutil import iso_utc, local_wall
 
-REASONS = (
-    "checkin",
-    "streak_bonus",
-    "makeup",
-    "redemption",
-    "adjustment",
-    "lottery_prize",
-    "referral",
-    "expiry",
-)
+
+class Reason(StrEnum):
+    """Why points moved. The values are the strings stored in the ledger (entries,
+    aggregates' ``r_<reason>`` attributes, markers' ``REF#<reason>#``), shown in the
+    API and the CSV export: never change one."""
+
+    CHECKIN = "checkin"
+    STREAK_BONUS = "streak_bonus"
+    MAKEUP = "makeup"
+    REDEMPTION = "redemption"
+    ADJUSTMENT = "adjustment"
+    LOTTERY_PRIZE = "lottery_prize"
+    REFERRAL = "referral"
+    EXPIRY = "expiry"
+
+
+class MismatchKind(StrEnum):
+    """What a reconciliation finding is about (the values appear in reports)."""
+
+    BALANCE = "balance"
+    DUPLICATE_ID = "duplicate_id"
+    CHAIN = "chain"
+    AGGREGATE = "aggregate"
+
+
+class Period(StrEnum):
+    """How totals are grouped: by community-local calendar day or month."""
+
+    DAY = "day"
+    MONTH = "month"
+
+    def key(self, day: date) -> str:
+        """The period ``day`` falls in: ``YYYY-MM-DD`` or ``YYYY-MM``."""
+        return day.isoformat() if self is Period.DAY else day.isoformat()[:7]
+
+
+REASONS = tuple(r.value for r in Reason)
 CSV_COLUMNS = (
     "entry_id",
     "at_utc",
@@ -60,7 +88,7 @@ CSV_COLUMNS = (
     "actor",
     "note",
 )
-MISMATCH_KINDS = ("balance", "duplicate_id", "chain", "aggregate")
+MISMATCH_KINDS = tuple(k.value for k in MismatchKind)
 # The largest |amount| of one movement, shared by the API parser, the CLI and the
 # ledger domain (defence in depth: every path that moves points checks it).
 MAX_POINTS = 1_000_000_000
@@ -79,7 +107,7 @@ class Entry:
     community_id: str
     member_id: str
     amount: int
-    reason: str
+    reason: Reason
     ref: str
     balance_after: int
     at_utc: datetime
@@ -90,11 +118,22 @@ class Entry:
 
 @dataclass(frozen=True)
 class Mismatch:
-    """A reconciliation finding; ``kind`` is one of :data:`MISMATCH_KINDS`."""
+    """A reconciliation finding."""
 
     member_id: str
-    kind: str
+    kind: MismatchKind
     detail: str
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One movement to turn into an entry: ``ref`` makes it idempotent (the entry id
+    is derived from it), ``note`` is for people."""
+
+    reason: Reason
+    amount: int
+    ref: str
+    note: str = ""
 
 
 def entry_id(community_id: str, member_id: str, reason: str, ref: str) -> str:
@@ -106,13 +145,14 @@ def entry_id(community_id: str, member_id: str, reason: str, ref: str) -> str:
 def build_entries(
     community_id: str,
     member_id: str,
-    movements: Sequence[tuple[str, int, str, str]],
+    postings: Sequence[Posting],
+    *,
     balance_before: int,
     at_utc: datetime,
     actor: str,
     seq: int | None = None,
 ) -> list[Entry]:
-    """Entries for ``movements`` (``(reason, amount, ref, note)``) applied in order.
+    """Entries for ``postings`` applied in order.
 
     ``balance_after`` accumulates from ``balance_before``; every entry gets the
     commit sequence ``seq``. Raises ``ValueError`` on an unknown reason, a
@@ -128,9 +168,14 @@ def build_entries(
     balance = balance_before
     seen: set[str] = set()
     entries: list[Entry] = []
-    for reason, amount, ref, note in movements:
-        if reason not in REASONS:
-            raise ValueError(f"unknown ledger reason {reason!r} (expected one of {REASONS})")
+    for posting in postings:
+        amount, ref = posting.amount, posting.ref
+        try:
+            reason = Reason(posting.reason)
+        except ValueError:
+            raise ValueError(
+                f"unknown ledger reason {posting.reason!r} (expected one of {REASONS})"
+            ) from None
         # bool is an int subclass; True as "1 point" is a bug, not an amount.
         if type(amount) is not int:
             raise ValueError(f"amount must be an int, got {amount!r}")
@@ -156,7 +201,7 @@ def build_entries(
                 balance_after=balance,
                 at_utc=moment,
                 actor=actor,
-                note=note,
+                note=posting.note,
                 seq=seq,
             )
         )
@@ -202,23 +247,27 @@ def reconcile(entries: Iterable[Entry], balances: Mapping[str, int]) -> list[Mis
     for eid, same in sorted(by_id.items()):
         if len(same) > 1:
             detail = f"entry {eid} appears {len(same)} times"
-            found.append(Mismatch(same[0].member_id, "duplicate_id", detail))
+            found.append(Mismatch(same[0].member_id, MismatchKind.DUPLICATE_ID, detail))
 
     for member in sorted(set(by_member) | set(balances)):
         member_entries = by_member.get(member, [])
         total = sum(e.amount for e in member_entries)
         if member not in balances:
             found.append(
-                Mismatch(member, "balance", f"{len(member_entries)} entries but no balance record")
+                Mismatch(
+                    member,
+                    MismatchKind.BALANCE,
+                    f"{len(member_entries)} entries but no balance record",
+                )
             )
         elif not member_entries:
             # A member who never earned anything may well have a 0 balance record.
             if balances[member] != 0:
                 detail = f"balance {balances[member]} but no entries"
-                found.append(Mismatch(member, "balance", detail))
+                found.append(Mismatch(member, MismatchKind.BALANCE, detail))
         elif total != balances[member]:
             detail = f"entries sum to {total}, balance is {balances[member]}"
-            found.append(Mismatch(member, "balance", detail))
+            found.append(Mismatch(member, MismatchKind.BALANCE, detail))
         found.extend(_chain_mismatches(member, member_entries))
     return found
 
@@ -230,7 +279,7 @@ def outstanding_mismatch(aggregate: int, balances: Iterable[int]) -> Mismatch | 
     if aggregate == total:
         return None
     return Mismatch(
-        "*", "aggregate", f"aggregate outstanding {aggregate} != sum of balances {total}"
+        "*", MismatchKind.AGGREGATE, f"aggregate outstanding {aggregate} != sum of balances {total}"
     )
 
 
@@ -260,7 +309,7 @@ def _chain_mismatches(member: str, member_entries: list[Entry]) -> list[Mismatch
                 found.append(
                     Mismatch(
                         member,
-                        "chain",
+                        MismatchKind.CHAIN,
                         f"entry {entry.entry_id} at {iso_utc(moment)}: balance_after "
                         f"{entry.balance_after} != {balance} + {entry.amount}",
                     )
@@ -304,7 +353,9 @@ def _chain_order(start: int, group: list[Entry]) -> list[Entry] | None:
     return trail
 
 
-def summarize(entries: Iterable[Entry], tz: ZoneInfo, by: str = "day") -> dict[str, Any]:
+def summarize(
+    entries: Iterable[Entry], tz: ZoneInfo, by: Period | str = Period.DAY
+) -> dict[str, Any]:
     """Totals by reason and by local period (``by`` is ``day`` or ``month``).
 
     Returns ``{"by_reason": {reason: total}, "by_period": {period: {reason: total}},
@@ -312,20 +363,21 @@ def summarize(entries: Iterable[Entry], tz: ZoneInfo, by: str = "day") -> dict[s
     (a positive number), "net": sum of all amounts}``. Periods are
     ``YYYY-MM-DD`` or ``YYYY-MM`` in the community's local calendar.
     """
-    if by not in ("day", "month"):
-        raise ValueError(f"summarize by 'day' or 'month', not {by!r}")
-    period_format = "%Y-%m-%d" if by == "day" else "%Y-%m"
+    try:
+        period = Period(by)
+    except ValueError:
+        raise ValueError(f"summarize by 'day' or 'month', not {by!r}") from None
     by_reason: dict[str, int] = defaultdict(int)
     by_period: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     awarded = redeemed = net = 0
     for entry in entries:
-        period = local_wall(entry.at_utc, tz).strftime(period_format)
+        key = period.key(local_wall(entry.at_utc, tz).date())
         by_reason[entry.reason] += entry.amount
-        by_period[period][entry.reason] += entry.amount
+        by_period[key][entry.reason] += entry.amount
         net += entry.amount
         if entry.amount > 0:
             awarded += entry.amount
-        elif entry.reason == "redemption":
+        elif entry.reason == Reason.REDEMPTION:
             redeemed -= entry.amount
     return {
         "by_reason": dict(sorted(by_reason.items())),

@@ -17,8 +17,8 @@ import io
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -39,6 +39,9 @@ from autopilot.ledger.rules import (
     MAX_POINTS,
     REASONS,
     Entry,
+    Period,
+    Posting,
+    Reason,
     build_entries,
     csv_row,
 )
@@ -83,14 +86,149 @@ def _days(since: date, until: date) -> Iterator[date]:
         yield since + timedelta(days=offset)
 
 
-def _same_request(stored: dict[str, Any], expected: dict[str, Any], key: str) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Redemption:
+    """A member's request to redeem ``reward_id``; ``request_id`` makes it idempotent."""
+
+    member_id: str
+    reward_id: str
+    request_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adjustment:
+    """An ops correction of ``amount`` points with a required ``reason``; ``ref`` makes
+    it idempotent, ``actor`` is who made it (``ops:<name>``)."""
+
+    member_id: str
+    amount: int
+    reason: str
+    ref: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    """The answer to a redemption or an adjustment (a repeat: the first answer with
+    ``repeat`` True). ``reward``/``reward_name`` are set for redemptions only."""
+
+    community: str
+    member: str
+    reason: Reason
+    amount: int
+    ref: str
+    entry_id: str
+    balance: int
+    at_utc: datetime
+    repeat: bool = False
+    reward: str | None = None
+    reward_name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (key order is part of the API's answer)."""
+        out: dict[str, Any] = {
+            "community": self.community,
+            "member": self.member,
+            "reason": self.reason.value,
+            "amount": self.amount,
+            "ref": self.ref,
+            "entry_id": self.entry_id,
+            "balance": self.balance,
+            "at_utc": iso_utc(self.at_utc),
+            "repeat": self.repeat,
+        }
+        if self.reward is not None:
+            out["reward"] = self.reward
+            out["reward_name"] = self.reward_name
+        return out
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any], *, repeat: bool) -> MovementResult:
+        """A stored answer (an idempotency marker's) as a result; ``repeat`` as given."""
+        return cls(
+            community=stored["community"],
+            member=stored["member"],
+            reason=Reason(stored["reason"]),
+            amount=int(stored["amount"]),
+            ref=stored["ref"],
+            entry_id=stored["entry_id"],
+            balance=int(stored["balance"]),
+            at_utc=parse_iso(stored["at_utc"]),
+            repeat=repeat,
+            reward=stored.get("reward"),
+            reward_name=stored.get("reward_name"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Move:
+    """One movement to write: its marker, its posting, and what guards it."""
+
+    member_id: str
+    marker: str
+    posting: Posting
+    actor: str
+    stock: tuple[str, int] | None = None
+    require_active: bool = True
+    reward: tuple[str, str] | None = None  # (id, name) of a redeemed reward
+    same: Mapping[str, Any] | None = None  # result fields a repeat must match
+
+
+def _same_request(first: MovementResult, expected: Mapping[str, Any], key: str) -> None:
     """Refuse a reused idempotency key whose first request differed (as Stripe does)."""
-    differing = sorted(k for k, v in expected.items() if k in stored and stored[k] != v)
+    differing = sorted(k for k, v in expected.items() if getattr(first, k) != v)
     if differing:
         raise IdempotencyKeyReused(
             f"{key} was already used for a different request "
-            f"({', '.join(f'{k}: {stored[k]!r}' for k in differing)}); use a new key"
+            f"({', '.join(f'{k}: {getattr(first, k)!r}' for k in differing)}); use a new key"
         )
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of ``GET /ledger``: entries oldest first, and where the next page starts."""
+
+    entries: tuple[Entry, ...]
+    next_cursor: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document."""
+        return {"entries": [_entry_json(e) for e in self.entries], "next_cursor": self.next_cursor}
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """Totals of a period (``GET /ledger/summary``) and the outstanding balance."""
+
+    community: str
+    since: date
+    until: date
+    by: Period
+    by_reason: Mapping[str, int]
+    by_period: Mapping[str, Mapping[str, int]]
+    awarded: int
+    redeemed: int
+    net: int
+    checkins: int
+    outstanding: int
+    shards: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (key order is part of the API's answer)."""
+        return {
+            "community": self.community,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "by": self.by.value,
+            "by_reason": {str(k): v for k, v in self.by_reason.items()},
+            "by_period": {p: {str(k): v for k, v in r.items()} for p, r in self.by_period.items()},
+            "awarded": self.awarded,
+            "redeemed": self.redeemed,
+            "net": self.net,
+            "checkins": self.checkins,
+            "outstanding": self.outstanding,
+            "shards": self.shards,
+        }
 
 
 class LedgerService:
@@ -111,52 +249,39 @@ class LedgerService:
             raise NotAMember(f"member {member_id!r} is not in community {community.id!r}")
         return account, None
 
-    def _move(
-        self,
-        community: Community,
-        member_id: str,
-        marker: str,
-        reason: str,
-        amount: int,
-        ref: str,
-        note: str,
-        at_utc: datetime,
-        actor: str,
-        stock: tuple[str, int] | None = None,
-        require_active: bool = True,
-        extra_result: dict[str, Any] | None = None,
-        same: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Write one movement; ``same`` are the result fields a repeat must match."""
-        key = ref.split(":", 1)[-1]
+    def _move(self, community: Community, move: _Move, at_utc: datetime) -> MovementResult:
+        """Write one movement; a repeat answers the first result (if it matches ``same``)."""
+        member_id, posting, stock = move.member_id, move.posting, move.stock
+        key = posting.ref.split(":", 1)[-1]
 
-        def repeat(stored: dict[str, Any]) -> dict[str, Any]:
-            _same_request(stored, same or {}, f"idempotency key {key!r}")
-            return {**stored, "repeat": True}
+        def repeat(stored: Mapping[str, Any]) -> MovementResult:
+            first = MovementResult.from_json(stored, repeat=True)
+            _same_request(first, move.same or {}, f"idempotency key {key!r}")
+            return first
 
-        account, stored = self._load(community, member_id, marker)
+        account, stored = self._load(community, member_id, move.marker)
         if stored is not None:
             return repeat(stored)
         for _ in range(4):
             # Checked on every attempt: a retry's fresh account may have left.
-            if require_active and not account.active:
+            if move.require_active and not account.active:
                 raise MemberLeft(f"member {member_id!r} left community {community.id!r}")
             if stock is not None and stock[1] <= 0:
                 raise RewardOutOfStock(f"reward {stock[0]!r} is out of stock")
-            if account.state.balance + amount < 0:
+            if account.state.balance + posting.amount < 0:
                 raise InsufficientPoints(
-                    f"balance {account.state.balance} does not cover {-amount} points"
+                    f"balance {account.state.balance} does not cover {-posting.amount} points"
                 )
             (entry,) = build_entries(
                 community.id,
                 member_id,
-                [(reason, amount, ref, note)],
-                account.state.balance,
-                at_utc,
-                actor,
+                [posting],
+                balance_before=account.state.balance,
+                at_utc=at_utc,
+                actor=move.actor,
                 seq=account.state.version + 1,
             )
-            lifetime = account.state.lifetime_points + max(amount, 0)
+            lifetime = account.state.lifetime_points + max(posting.amount, 0)
             new_tier = tier_for(lifetime, community.checkins.tiers)
             state = replace(
                 account.state, balance=entry.balance_after, lifetime_points=lifetime, tier=new_tier
@@ -166,35 +291,35 @@ class LedgerService:
                 if new_tier != account.state.tier and new_tier
                 else None
             )
-            result = {
-                "community": community.id,
-                "member": member_id,
-                "reason": reason,
-                "amount": amount,
-                "ref": ref,
-                "entry_id": entry.entry_id,
-                "balance": entry.balance_after,
-                "at_utc": iso_utc(at_utc),
-                "repeat": False,
-                **(extra_result or {}),
-            }
+            result = MovementResult(
+                community=community.id,
+                member=member_id,
+                reason=entry.reason,
+                amount=posting.amount,
+                ref=posting.ref,
+                entry_id=entry.entry_id,
+                balance=entry.balance_after,
+                at_utc=at_utc,
+                reward=move.reward[0] if move.reward else None,
+                reward_name=move.reward[1] if move.reward else None,
+            )
             try:
                 self._store.commit(
                     Movement(
                         account=account,
                         new_state=state,
-                        marker_sk=marker,
-                        result=result,
+                        marker_sk=move.marker,
+                        result=result.to_json(),
                         entries=[entry],
                         local_day=local_day_of(at_utc, community),
                         tier_change=tier_change,
                         stock=stock,
-                        require_active=require_active,
+                        require_active=move.require_active,
                     ),
                     at_utc,
                 )
             except Duplicate as dup:
-                return repeat(dict(dup.result))
+                return repeat(dup.result)
             except StaleAccount as stale:
                 if stale.current is None:
                     raise NotAMember(
@@ -212,66 +337,65 @@ class LedgerService:
         raise Conflict("too many concurrent changes to this member; retry")
 
     def redeem(
-        self,
-        community: Community,
-        member_id: str,
-        reward_id: Any,
-        request_id: Any,
-        at_utc: datetime,
-    ) -> dict[str, Any]:
+        self, community: Community, redemption: Redemption, at_utc: datetime
+    ) -> MovementResult:
         """Redeem a catalog reward: atomic with the balance (never below 0) and the stock."""
-        if not isinstance(reward_id, str):
+        if not isinstance(redemption.reward_id, str):
             raise BadRequest("reward must be a string id")
-        request_id = _check_ref(request_id, "request_id (or the Idempotency-Key header)")
+        request_id = _check_ref(redemption.request_id, "request_id (or the Idempotency-Key header)")
         try:
-            reward = community.reward(reward_id)
+            reward = community.reward(redemption.reward_id)
         except KeyError:
             known = ", ".join(r.id for r in community.rewards) or "none"
-            raise UnknownReward(f"unknown reward {reward_id!r} (catalog: {known})") from None
-        stock = (reward.id, reward.stock) if reward.stock is not None else None
+            raise UnknownReward(
+                f"unknown reward {redemption.reward_id!r} (catalog: {known})"
+            ) from None
+        member_id = redemption.member_id
         return self._move(
             community,
-            member_id,
-            f"REF#redemption#{request_id}",
-            "redemption",
-            -reward.cost_points,
-            f"redemption:{request_id}",
-            reward.name,
+            _Move(
+                member_id=member_id,
+                marker=f"REF#{Reason.REDEMPTION}#{request_id}",
+                posting=Posting(
+                    Reason.REDEMPTION,
+                    -reward.cost_points,
+                    f"{Reason.REDEMPTION}:{request_id}",
+                    reward.name,
+                ),
+                actor=f"member:{member_id}",
+                stock=(reward.id, reward.stock) if reward.stock is not None else None,
+                reward=(reward.id, reward.name),
+                same={"reward": reward.id},
+            ),
             at_utc,
-            f"member:{member_id}",
-            stock=stock,
-            extra_result={"reward": reward.id, "reward_name": reward.name},
-            same={"reward": reward.id},
         )
 
     def adjust(
-        self,
-        community: Community,
-        member_id: str,
-        amount: Any,
-        reason_text: Any,
-        ref: Any,
-        actor: str,
-        at_utc: datetime,
-    ) -> dict[str, Any]:
+        self, community: Community, adjustment: Adjustment, at_utc: datetime
+    ) -> MovementResult:
         """An ops correction: a new ``adjustment`` entry with a required reason."""
+        amount, reason_text = adjustment.amount, adjustment.reason
         if type(amount) is not int or amount == 0 or abs(amount) > MAX_POINTS:
             raise BadRequest(f"amount must be a non-zero integer within +-{MAX_POINTS}")
         if not isinstance(reason_text, str) or not reason_text.strip():
             raise BadRequest("an adjustment needs a reason")
-        ref = _check_ref(ref, "ref")
+        ref = _check_ref(adjustment.ref, "ref")
         return self._move(
             community,
-            member_id,
-            f"REF#adjustment#{ref}",
-            "adjustment",
-            amount,
-            f"adjustment:{ref}",
-            reason_text.strip()[:500],
+            _Move(
+                member_id=adjustment.member_id,
+                marker=f"REF#{Reason.ADJUSTMENT}#{ref}",
+                posting=Posting(
+                    Reason.ADJUSTMENT,
+                    amount,
+                    f"{Reason.ADJUSTMENT}:{ref}",
+                    reason_text.strip()[:500],
+                ),
+                actor=adjustment.actor,
+                require_active=False,
+                same={"amount": amount},
+            ),
             at_utc,
-            actor,
-            require_active=False,
-            same={"amount": amount},
         )
 
     # -- reading ------------------------------------------------------------------
@@ -282,10 +406,10 @@ class LedgerService:
         since: date,
         until: date,
         member_id: str | None = None,
-        reason: str | None = None,
+        reason: Reason | str | None = None,
         limit: int = 100,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> EntryPage:
         """Entries of local days ``since``..``until`` (inclusive), oldest first, paginated."""
         if until < since:
             raise BadRequest("until is before since")
@@ -293,6 +417,7 @@ class LedgerService:
             raise BadRequest("a period is at most 366 days; page through months instead")
         if reason is not None and reason not in REASONS:
             raise BadRequest(f"unknown reason {reason!r} (known: {', '.join(REASONS)})")
+        wanted = None if reason is None else Reason(reason)
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be 1-{MAX_PAGE}")
         position = _decode_cursor(cursor)
@@ -313,13 +438,13 @@ class LedgerService:
             else self.period_entries(community, since, until, position)
         )
         for entry in stream:
-            if reason and entry.reason != reason:
+            if wanted and entry.reason != wanted:
                 continue
             if len(items) == limit:
                 next_cursor = _encode_cursor(f"{iso_utc(items[-1].at_utc)}#{items[-1].entry_id}")
                 break
             items.append(entry)
-        return {"entries": [_entry_json(e) for e in items], "next_cursor": next_cursor}
+        return EntryPage(tuple(items), next_cursor)
 
     def _member_stream(
         self,
@@ -359,22 +484,23 @@ class LedgerService:
             yield entry_from_item(item)
 
     def summary(
-        self, community: Community, *, since: date, until: date, by: str = "day"
-    ) -> dict[str, Any]:
+        self, community: Community, *, since: date, until: date, by: Period | str = Period.DAY
+    ) -> LedgerSummary:
         """Totals by reason and by day or month, and the outstanding balance.
 
         Built from the sharded aggregates kept as entries are written: one
         BatchGetItem per day of the period plus one for the all-time totals.
         """
-        if by not in ("day", "month"):
+        if by not in tuple(Period):
             raise BadRequest("by must be day or month")
+        period = Period(by)
         if until < since or (until - since).days > 366:
             raise BadRequest("period must be 1-367 days with since <= until")
         by_period: dict[str, dict[str, int]] = {}
         by_reason: dict[str, int] = {}
         checkins = 0
         for day in _days(since, until):
-            key = day.isoformat() if by == "day" else day.isoformat()[:7]
+            key = period.key(day)
             for agg in self._store.aggregates(community.id, day.isoformat()):
                 for reason, amount in agg.by_reason().items():
                     if amount:
@@ -384,21 +510,21 @@ class LedgerService:
                 checkins += int(agg.checkins or 0)
         outstanding = sum(int(a.net or 0) for a in self._store.aggregates(community.id, "ALL"))
         awarded = sum(v for v in by_reason.values() if v > 0)
-        redeemed = -by_reason.get("redemption", 0)
-        return {
-            "community": community.id,
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "by": by,
-            "by_reason": by_reason,
-            "by_period": by_period,
-            "awarded": awarded,
-            "redeemed": redeemed,
-            "net": sum(by_reason.values()),
-            "checkins": checkins,
-            "outstanding": outstanding,
-            "shards": AGG_SHARDS,
-        }
+        redeemed = -by_reason.get(Reason.REDEMPTION, 0)
+        return LedgerSummary(
+            community=community.id,
+            since=since,
+            until=until,
+            by=period,
+            by_reason=by_reason,
+            by_period=by_period,
+            awarded=awarded,
+            redeemed=redeemed,
+            net=sum(by_reason.values()),
+            checkins=checkins,
+            outstanding=outstanding,
+            shards=AGG_SHARDS,
+        )
 
     # -- finance jobs --------------------------------------------------------------
     def export_month(self, community: Community, month: str, out: BinaryIO) -> dict[str, Any]:
@@ -458,7 +584,7 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
         "at_utc": iso_utc(entry.at_utc),
         "community": entry.community_id,
         "member": entry.member_id,
-        "reason": entry.reason,
+        "reason": entry.reason.value,
         "amount": entry.amount,
         "balance_after": entry.balance_after,
         "ref": entry.ref,

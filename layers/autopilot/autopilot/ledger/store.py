@@ -53,7 +53,7 @@ from pynamodb.models import Model
 
 from autopilot.checkins.rules import AccountState
 from autopilot.dynamo import bind_table, transaction
-from autopilot.ledger.rules import Entry
+from autopilot.ledger.rules import Entry, Reason
 from autopilot.timeutil import iso_utc, parse_iso
 
 AGG_SHARDS = 8
@@ -408,7 +408,7 @@ def entry_from_item(item: EntryItem) -> Entry:
         item.community_id,
         item.member_id,
         int(item.amount),
-        item.reason,
+        Reason(item.reason),
         item.ref,
         int(item.balance_after),
         parse_iso(item.at_utc),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from autopilot.api.requests import member_id
 from autopilot.checkins.rules import AccountState
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, Conflict, NotAMember
@@ -22,6 +23,64 @@ PROFILE_FIELDS = {
 MAX_TEXT = 200
 
 
+@dataclass(frozen=True)
+class MemberProfile:
+    """A member's profile as the API shows it (never points: those are the ledger's)."""
+
+    member_id: str
+    display_name: str | None
+    joined_at: str | None
+    left_at: str | None
+    timezone: str | None
+    reminders_opt_out: bool
+    dm_address: str | None
+    referred_by: str | None
+
+    @classmethod
+    def of(cls, account: Account) -> MemberProfile:
+        """The profile of a stored account."""
+        return cls(
+            member_id=account.member_id,
+            display_name=account.display_name,
+            joined_at=account.joined_at,
+            left_at=account.left_at,
+            timezone=account.timezone,
+            reminders_opt_out=account.reminders_opt_out,
+            dm_address=account.dm_address,
+            referred_by=account.referred_by,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (key order is part of the API's answer)."""
+        return {
+            "member_id": self.member_id,
+            "display_name": self.display_name,
+            "joined_at": self.joined_at,
+            "left_at": self.left_at,
+            "timezone": self.timezone,
+            "reminders_opt_out": self.reminders_opt_out,
+            "dm_address": self.dm_address,
+            "referred_by": self.referred_by,
+        }
+
+
+@dataclass(frozen=True)
+class MemberAnswer:
+    """What a profile change (``PUT``/``DELETE /members/{id}``) answers."""
+
+    community: str
+    member: str
+    profile: MemberProfile
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document."""
+        return {
+            "community": self.community,
+            "member": self.member,
+            "profile": self.profile.to_json(),
+        }
+
+
 def validate_profile(fields: dict[str, Any]) -> dict[str, Any]:
     """Check profile fields; raise ``BadRequest`` naming the first bad one."""
     clean: dict[str, Any] = {}
@@ -35,6 +94,9 @@ def validate_profile(fields: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest(f"{key} must be a {kind.__name__}")
         if isinstance(value, str) and (not value.strip() or len(value) > MAX_TEXT):
             raise BadRequest(f"{key} must be 1-{MAX_TEXT} characters")
+        if key == "referred_by" and value is not None:
+            # The referrer is a member id: the same one rule as every id that enters.
+            member_id("referred_by", str(value))
         if key == "timezone" and value is not None:
             try:
                 zone(value)

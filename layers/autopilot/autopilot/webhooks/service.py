@@ -36,7 +36,7 @@ from autopilot.api.requests import (
     member_id,
     plain_text,
 )
-from autopilot.checkins.service import CheckinService
+from autopilot.checkins.service import CheckinResult, CheckinService, CheckinSource
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, RequestError
 from autopilot.webhooks.signatures import (
@@ -82,7 +82,7 @@ class WebhookReply:
 
     status: int
     body: dict[str, Any] | None
-    checkin: dict[str, Any] | None = None
+    checkin: CheckinResult | None = None
 
 
 def normalize(text: str) -> str:
@@ -199,27 +199,23 @@ def _generic_message(body: bytes) -> ChatMessage:
 # -- answers -----------------------------------------------------------------------------
 
 
-def answer_text(
-    community: Community, result: dict[str, Any] | None, keywords: Sequence[str]
-) -> str:
+def answer_text(community: Community, result: CheckinResult | None, keywords: Sequence[str]) -> str:
     """The member-facing text in the community's language (None result: the help text)."""
     zh = community.locale.startswith("zh")
     if result is None:
         words = " / ".join(keywords)
         return f"发送 {words} 即可打卡。" if zh else f"Send {words} to check in."
-    if result.get("repeat"):
+    if result.repeat:
         return (
-            f"今天已经打过卡啦：连续 {result['streak']} 天，积分 {result['balance']}。"
+            f"今天已经打过卡啦：连续 {result.streak} 天，积分 {result.balance}。"
             if zh
-            else f"Already checked in today: {result['streak']}-day streak, "
-            f"balance {result['balance']}."
+            else f"Already checked in today: {result.streak}-day streak, balance {result.balance}."
         )
     return (
-        f"打卡成功！连续 {result['streak']} 天，+{result['points_awarded']} 积分，"
-        f"余额 {result['balance']}。"
+        f"打卡成功！连续 {result.streak} 天，+{result.points_awarded} 积分，余额 {result.balance}。"
         if zh
-        else f"Checked in! {result['streak']}-day streak, +{result['points_awarded']} points, "
-        f"balance {result['balance']}."
+        else f"Checked in! {result.streak}-day streak, +{result.points_awarded} points, "
+        f"balance {result.balance}."
     )
 
 
@@ -250,6 +246,7 @@ class WebhookService:
         self,
         community: Community,
         platform: str,
+        *,
         headers: Mapping[str, str],
         body: bytes,
         now: datetime,
@@ -299,7 +296,7 @@ class WebhookService:
                 community,
                 member,
                 now,
-                source="chat",
+                source=CheckinSource.CHAT,
                 display_name=name,
             )
         except RequestError as exc:
@@ -309,5 +306,5 @@ class WebhookService:
         reply = _reply(platform, message, answer_text(community, result, community.chat_keywords))
         if platform not in (SLACK, TELEGRAM) and reply.body is not None:
             # Generic senders are programs: give them the structured result too.
-            return WebhookReply(reply.status, {**reply.body, "checkin": result}, result)
+            return WebhookReply(reply.status, {**reply.body, "checkin": result.to_json()}, result)
         return WebhookReply(reply.status, reply.body, result)
