@@ -281,3 +281,27 @@ def test_every_aws_call_of_the_webhook_is_granted_and_every_grant_is_used(api, r
     used, granted = used_actions(counter), granted_actions(repo_root, "ChatWebhookFunction")
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
     assert granted <= used, f"granted but never needed: {sorted(granted - used)}"
+
+
+@pytest.mark.parametrize("platform", ["slack", "bridge"])
+def test_a_correctly_signed_but_stale_first_request_is_401_and_writes_nothing(api, platform):
+    # Signed with the right secret, never seen before, but 301 s old: refused before
+    # the body is read, so not even the member's account is created.
+    before = api.ledger_items()
+    old_ts = str(int(now_s(api)) - 301)
+    if platform == "slack":
+        body, headers = slack_request(api, user="U9", timestamp=old_ts)
+    else:
+        body = json.dumps({"user_id": "u-9", "text": "checkin"}).encode()
+        headers = sign_generic(BRIDGE_SECRET, old_ts, body)
+    answer = post(api, platform, body, headers)
+    assert answer.status == 401 and answer.json()["error"] == "Unauthorized"
+    assert api.ledger_items() == before
+    # The same request signed now is accepted: only the timestamp was wrong.
+    fresh_ts = now_s(api)
+    if platform == "slack":
+        body, headers = slack_request(api, user="U9", timestamp=fresh_ts)
+    else:
+        headers = sign_generic(BRIDGE_SECRET, fresh_ts, body)
+    assert post(api, platform, body, headers).status == 200
+    assert api.ledger_items() != before
