@@ -658,3 +658,46 @@ def _minimal_yaml() -> str:
         "        action: post\n"  # 16
         '        params: {pool: morning, channels: [console], template: "{content}"}\n'  # 17
     )
+
+
+def test_a_shape_error_does_not_hide_semantic_errors_in_the_same_community() -> None:
+    # The schema reports the wrong types; the semantic checks still run on the rest
+    # of the community (the broken channel and job replaced by stand-ins that keep
+    # their ids), so the unknown pool of the next job is reported too, and the job
+    # that names the broken channel is not told that the channel does not exist.
+    text = (
+        _minimal_yaml()
+        .replace(
+            "      - {id: console, type: console}\n",
+            "      - {id: console, type: console}\n      - {id: chat, type: sns, subject: 5}\n",
+        )
+        .replace("        action: post\n", "        action: post\n        enabled: maybe\n")
+        + "      - id: evening-post\n"
+        "        cron: '0 19 * * *'\n"
+        "        action: post\n"
+        '        params: {pool: evening, channels: [chat], template: "{content}"}\n'
+    )
+
+    report = validate_loaded(load_yaml_with_lines(text), now=NOW)
+
+    assert [(f.line, f.location, f.message.split(" (")[0]) for f in report.errors] == [
+        (9, "communities[0].channels[1].subject", "expected a string, got the integer 5"),
+        (18, "communities[0].jobs[0].enabled", "expected a boolean"),
+        (23, "communities[0].jobs[1].params.pool", "unknown pool 'evening'"),
+    ]
+
+
+def test_a_secret_in_a_chat_channel_points_to_ssm() -> None:
+    text = _minimal_yaml().replace(
+        "{id: console, type: console}",
+        "{id: console, type: console}\n      - {id: group, type: wecom, webhook_url: x}",
+    )
+
+    report = validate_loaded(load_yaml_with_lines(text), now=NOW)
+
+    assert [(f.line, f.location) for f in report.errors] == [
+        (9, "communities[0].channels[1].webhook_url")
+    ]
+    assert "SSM SecureString parameter <ChannelSecretsPrefix>/demo/group" in (
+        report.errors[0].message
+    )

@@ -12,6 +12,7 @@ path; functions call :func:`parse_config` on the published JSON, the CLI calls
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_GRACE = timedelta(minutes=10)
+ID_PATTERN = re.compile(d.ID_RE)
 
 
 @dataclass(frozen=True)
@@ -538,14 +540,81 @@ def _config(col: _Collector, raw: d.ConfigDoc) -> Config:
     )
 
 
+def _msgspec_path(exc: msgspec.ValidationError) -> Path:
+    match = _MSGSPEC_PATH.search(str(exc))
+    path: Path = tuple(
+        name if name else int(index)
+        for name, index in _PATH_PART.findall(match.group("path") if match else "")
+    )
+    field_match = re.match(r"Object contains unknown field `(.+)`", str(exc))
+    return (*path, field_match.group(1)) if field_match else path
+
+
+#: Valid stand-ins for a community's parts that have the wrong shape. They keep
+#: the part's id (references to it still resolve) and raise no semantic issue.
+_STUBS: dict[str, Any] = {
+    "channels": lambda cid: {"id": cid, "type": "console"},
+    "pools": lambda cid: {"id": cid, "items": [{"id": "stub", "text": "stub"}]},
+    "jobs": lambda cid: {"id": cid, "cron": "0 0 * * *", "action": "ledger_reconcile"},
+    "items": lambda cid: {"id": cid, "text": "stub"},
+}
+_REQUIRED_STUBS: dict[str, Any] = {
+    "id": "invalid",
+    "name": "invalid",
+    "timezone": "UTC",
+    "channels": [],
+    "jobs": [],
+}
+_MAX_REPAIRS = 200
+
+
+def _repair(community: dict[str, Any], path: Path) -> bool:
+    """Replace the part of ``community`` at ``path`` by a valid stand-in; False if none."""
+    if not path or not isinstance(path[0], str):
+        return False
+    key = path[0]
+    target: Any = community
+    if key == "pools" and len(path) > 3 and path[2] == "items":
+        target, key, path = community["pools"][path[1]], "items", path[2:]
+    if key in _STUBS and len(path) > 1 and isinstance(path[1], int):
+        entries = target[key]
+        old = entries[path[1]]
+        old_id = old.get("id") if isinstance(old, Mapping) else None
+        valid = isinstance(old_id, str) and ID_PATTERN.match(old_id)
+        entries[path[1]] = _STUBS[key](old_id if valid else f"invalid-{path[1]}")
+        return True
+    if key in _REQUIRED_STUBS:
+        target[key] = copy.deepcopy(_REQUIRED_STUBS[key])
+        return True
+    return target.pop(key, None) is not None
+
+
+def _community_parts(raw: Any) -> d.CommunityDoc | None:
+    """As much of one community as has the right shape (wrong parts stubbed out)."""
+    if not isinstance(raw, Mapping):
+        return None
+    community = copy.deepcopy(dict(raw))
+    for _ in range(_MAX_REPAIRS):
+        try:
+            return msgspec.convert(community, d.CommunityDoc, strict=True)
+        except msgspec.ValidationError as exc:
+            if not _repair(community, _msgspec_path(exc)):
+                return None
+        except (TypeError, KeyError, IndexError):
+            return None
+    return None
+
+
 def semantic_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     """The checks a schema cannot say, on as much of ``doc`` as has the right shape.
 
     For the CLI, which reports shape problems itself (every one, from the JSON
     Schema): when the whole document has the right shape, the result is the
-    config and its semantic issues; otherwise each community that has the right
-    shape is still checked (so a wrong type in one place does not hide an unknown
-    pool in another) and the config is ``None``.
+    config and its semantic issues. Otherwise the config is ``None`` and the
+    checks still run on every community, with each part that has the wrong shape
+    (a channel, pool, item or job; a community key) replaced by a valid stand-in
+    that keeps its id: a wrong type in one job does not hide an unknown pool in
+    the next, and no reference to the replaced part is reported as unknown.
     """
     col = _Collector()
     try:
@@ -553,11 +622,18 @@ def semantic_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     except msgspec.ValidationError:
         communities = doc.get("communities") if isinstance(doc, Mapping) else None
         for index, craw in enumerate(communities if isinstance(communities, list) else []):
-            try:
-                community = msgspec.convert(craw, d.CommunityDoc, strict=True)
-            except msgspec.ValidationError:
-                continue
-            _community(col, community, ("communities", index))
+            community = _community_parts(craw)
+            if community is not None:
+                _community(col, community, ("communities", index))
+        if isinstance(communities, list):
+            ids = [c.get("id") if isinstance(c, Mapping) else None for c in communities]
+            _check_ids(
+                col,
+                [i if isinstance(i, str) else f"\0{n}" for n, i in enumerate(ids)],
+                ("communities",),
+                "community",
+                "communities[{}]",
+            )
         return None, col.issues
     config = _config(col, raw)
     if any(i.severity == "error" for i in col.issues):
