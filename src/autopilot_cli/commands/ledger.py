@@ -234,16 +234,19 @@ def _adjust(args: argparse.Namespace) -> int:
     community = _community(config, args.community)
     actor = f"ops:{args.actor or getpass.getuser()}"
     try:
-        result = ledger.adjust(
-            community, args.member, args.amount, args.reason, args.ref, actor, get_clock().now()
+        from autopilot.ledger.service import Adjustment
+
+        adjustment = Adjustment(
+            member_id=args.member, amount=args.amount, reason=args.reason, ref=args.ref, actor=actor
         )
+        result = ledger.adjust(community, adjustment, get_clock().now())
     except RequestError as exc:
         print(f"autopilot ledger adjust: {exc}", file=sys.stderr)
         return 1
-    verb = "already recorded" if result.get("repeat") else "recorded"
+    verb = "already recorded" if result.repeat else "recorded"
     print(
-        f"{verb}: {result['amount']:+d} points for {args.member} (entry {result['entry_id']}, "
-        f"balance {result['balance']})"
+        f"{verb}: {result.amount:+d} points for {args.member} (entry {result.entry_id}, "
+        f"balance {result.balance})"
     )
     return 0
 
