@@ -15,7 +15,7 @@ from autopilot.ledger.store import AccountItem, AggItem, EntryItem, ReconItem, m
 
 from autopilot_cli.metering import RequestCounter
 
-from .test_checkins import community
+from .test_checkins import adjust, community
 
 DAY0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 AUDIT_AT = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
@@ -36,13 +36,13 @@ def seed(app, c, members: int, days: int) -> list[str]:
     for day in range(days):
         for member in ids:
             at = DAY0 + timedelta(days=day, seconds=1)
-            app.ledger.adjust(c, member, 5, "seed", f"{member}-{day}", "ops:t", at)
+            adjust(app, c, member, 5, "seed", f"{member}-{day}", "ops:t", at)
     return ids
 
 
 def touch(app, c, members: list[str], at: datetime = TOUCH_AT) -> None:
     for member in members:
-        app.ledger.adjust(c, member, 7, "today", f"t-{member}-{at:%j%H%M}", "ops:t", at)
+        adjust(app, c, member, 7, "today", f"t-{member}-{at:%j%H%M}", "ops:t", at)
 
 
 def entries_read(counter: RequestCounter) -> int:

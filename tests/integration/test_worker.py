@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from autopilot.aws import client
 from autopilot.ledger.jobs import Job
+from autopilot.ledger.service import Adjustment
 from autopilot.ledger.store import JobItem
 
 from autopilot_cli.local.cfn import function_statements, load_template
@@ -89,7 +90,9 @@ def test_a_job_out_of_time_saves_its_cursor_and_continues(stack):
     for n in range(6):
         app.members.upsert(community, f"m{n}", {}, datetime(2026, 11, 27, tzinfo=UTC))
         app.ledger.adjust(
-            community, f"m{n}", 5, "seed", f"s{n}", "ops:t", datetime(2026, 11, 27, tzinfo=UTC)
+            community,
+            Adjustment(member_id=f"m{n}", amount=5, reason="seed", ref=f"s{n}", actor="ops:t"),
+            datetime(2026, 11, 27, tzinfo=UTC),
         )
     stack.clock.set(FIRST_OF_MONTH)
     job = Job("ledger_audit#sunrise#ops-1", "ledger_audit", "sunrise", {}, None)
