@@ -252,6 +252,7 @@ def _run(args: argparse.Namespace) -> int:
             outages=outages,
             template_path=os.environ["AUTOPILOT_TEMPLATE"],
             log=None if args.quiet else sys.stdout,
+            progress=sys.stderr,  # a bar on a terminal, a line per day in CI
         )
         print(
             f"\nwrote {result.out_dir / 'summary.json'} ({result.ticks} ticks); "

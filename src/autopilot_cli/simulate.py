@@ -16,6 +16,7 @@ import os
 import random
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from autopilot.scheduler.rules import next_due
 from autopilot.timeutil import iso_utc, parse_iso, zone
 
 from autopilot_cli.configfile import published_document, validate_file
-from autopilot_cli.local.runtime import LocalRuntime, scheduled_event
+from autopilot_cli.local.runtime import LocalRuntime, SqsEventSource, scheduled_event
 from autopilot_cli.population import SimMember, checkin_time, population, wants_to_redeem
 
 DISPATCHER = "DispatcherFunction"
@@ -95,12 +96,20 @@ def run_simulation(
     log: TextIO | None = None,
     log_level: str = "INFO",
     secrets: dict[str, dict[str, str]] | None = None,
+    progress: TextIO | None = None,
+    on_day: Callable[[DayMark], None] | None = None,
 ) -> SimulationResult:
     """Run the system for ``days`` simulated days from ``start``; write ``out_dir``.
 
     ``secrets`` seeds chat channels' SSM parameters in the simulated account:
     ``{"<community>/<channel>": {"webhook_url": …}}`` (under the template's
     ``ChannelSecretsPrefix``), or full parameter names starting with ``/``.
+
+    After every dispatcher tick, messages waiting in the template's SQS queues
+    are delivered to the functions with an SQS event on them (the worker),
+    as Lambda's pollers would. ``progress`` receives the progress display
+    (a bar on a terminal, a line per simulated day otherwise);
+    ``on_day`` is called as each simulated UTC day completes (benchmarks).
     """
     report = validate_file(config_path, now=start)  # warnings look ahead from the simulated start
     if not report.ok:
@@ -122,9 +131,15 @@ def run_simulation(
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     ticks = 0
     stats: dict[str, int] = {"checkins": 0, "repeats": 0, "redemptions": 0, "refused": 0}
+    work = {"batches": 0, "errors": 0}
+    meter = Progress(progress, start, days) if progress is not None else None
+    day_started, day_index = 0, 0
     console_log = open(out / "console.log", "w", encoding="utf-8")  # noqa: SIM115
     try:
-        with LocalRuntime(template_path, parameters={"LogLevel": log_level}) as runtime:
+        # Keep only the latest invocation records: memory stays flat over a month.
+        with LocalRuntime(
+            template_path, parameters={"LogLevel": log_level}, keep_invocations=64
+        ) as runtime:
             bucket = runtime.physical_id("ConfigBucket")
             from autopilot.aws import client
 
@@ -156,6 +171,23 @@ def run_simulation(
                 if pending_tick is None:
                     pending_tick = _tick_after(config, now, end, outages, rng)
                 next_checkin = planned[index][0] if index < len(planned) else None
+                upcoming = min(t for t in (pending_tick, next_checkin, end) if t is not None)
+                while upcoming >= start + timedelta(days=day_index + 1):
+                    # A simulated UTC day is over: report it, then start the next.
+                    day_index += 1
+                    mark = DayMark(
+                        day_index,
+                        start + timedelta(days=day_index),
+                        stats["checkins"],
+                        runtime.invocation_count - day_started,
+                    )
+                    day_started = runtime.invocation_count
+                    if meter is not None:
+                        meter.update(mark)
+                    if on_day is not None:
+                        on_day(mark)
+                    if day_index >= days:
+                        break
                 if pending_tick is None and next_checkin is None:
                     break
                 if next_checkin is not None and (
@@ -171,14 +203,18 @@ def run_simulation(
                 clock.set(pending_tick)
                 with contextlib.redirect_stdout(console_log):
                     runtime.invoke(DISPATCHER, scheduled_event(pending_tick))
+                    _deliver_work(runtime, work, console_log)
                 ticks += 1
                 now, pending_tick = pending_tick, None
             summary = collect_summary(
                 runtime, config, start=start, end=end, members=members, seed=seed, ticks=ticks
             )
             summary["member_activity"] = stats
+            summary["worker"] = work
             summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
     finally:
+        if meter is not None:
+            meter.close()
         console_log.close()
         set_clock(previous_clock)
     (out / "summary.json").write_text(
@@ -187,6 +223,71 @@ def run_simulation(
     if log is not None:
         print_day_by_day(summary, config, log)
     return SimulationResult(summary=summary, ticks=ticks, out_dir=out)
+
+
+@dataclass(frozen=True)
+class DayMark:
+    """The end of simulated day ``day`` (1-based), reached at ``at``."""
+
+    day: int
+    at: datetime
+    checkins: int  # check-ins so far
+    invocations: int  # function invocations during that day
+
+
+class Progress:
+    """Progress of a long simulation on ``stream``.
+
+    On a terminal (``stream.isatty()``): one bar redrawn in place with the
+    simulated date and the check-ins so far. Otherwise (CI, a pipe, a file):
+    a plain line per simulated day, nothing redrawn.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO, start: datetime, days: int) -> None:
+        self.stream = stream
+        self.start = start
+        self.days = days
+        isatty = getattr(stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self._drawn = False
+
+    def update(self, mark: DayMark) -> None:
+        """Show that day ``mark.day`` of ``days`` is done."""
+        date_text = f"{mark.at - timedelta(seconds=1):%Y-%m-%d}"
+        if self.tty:
+            filled = self.WIDTH * min(mark.day, self.days) // max(1, self.days)
+            bar = "█" * filled + "░" * (self.WIDTH - filled)
+            self.stream.write(
+                f"\r{bar} day {mark.day}/{self.days} {date_text}  {mark.checkins:,} check-ins"
+            )
+            self._drawn = True
+        else:
+            self.stream.write(
+                f"simulate: day {mark.day}/{self.days} ({date_text}) done, "
+                f"{mark.checkins} check-ins so far\n"
+            )
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line (terminal only)."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _deliver_work(runtime: LocalRuntime, work: dict[str, int], log: TextIO) -> None:
+    """Deliver what the functions enqueued on SQS to the functions polling it."""
+
+    def failed(source: SqsEventSource, exc: BaseException) -> None:
+        # Lambda would retry after the visibility timeout, then dead-letter:
+        # the simulation records the failure and goes on.
+        work["errors"] += 1
+        print(f"[{source.function_id}] failed on {source.queue_id}: {exc!r}", file=log)
+
+    work["batches"] += runtime.deliver_pending_sqs(on_error=failed)
 
 
 def _tick_after(

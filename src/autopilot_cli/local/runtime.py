@@ -33,6 +33,7 @@ import os
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ __all__ = [
     "LambdaContext",
     "LocalRuntime",
     "LocalRuntimeError",
+    "SqsEventSource",
     "http_api_event",
     "scheduled_event",
     "sqs_event",
@@ -161,6 +163,16 @@ class FunctionSpec:
     def handler_path(self) -> Path:
         """The file Lambda would import the handler from."""
         return self.code_dir.joinpath(*self.handler_module.split(".")).with_suffix(".py")
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """A function's ``Type: SQS`` event: Lambda polls ``queue_id`` for it."""
+
+    function_id: str
+    event_name: str
+    queue_id: str
+    batch_size: int
 
 
 @dataclass
@@ -483,6 +495,10 @@ class LocalRuntime:
     ``parameters`` override the template's parameter defaults; physical names
     are the resource's explicit name property if set, else
     ``<stack_name>-<LogicalId>`` (lower-cased for buckets).
+
+    ``keep_invocations`` bounds :attr:`invocations` to the latest records, so
+    that a long run (``autopilot simulate`` of a month) keeps constant memory;
+    :attr:`invocation_count` counts every invocation.
     """
 
     def __init__(
@@ -495,6 +511,7 @@ class LocalRuntime:
         already_mocked: bool = False,
         stack_name: str = DEFAULT_STACK_NAME,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        keep_invocations: int = 1000,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         # SAM resolves CodeUri/ContentUri relative to the template's directory.
@@ -518,7 +535,11 @@ class LocalRuntime:
         self._resources: dict[str, _Resource] = {}
         self._functions: dict[str, FunctionSpec] = {}
         self._containers: dict[str, _Container] = {}
-        self.invocations: list[InvocationRecord] = []
+        # The latest records only: a month-long simulation makes ~10^5 invocations.
+        self.invocations: deque[InvocationRecord] = deque(maxlen=keep_invocations)
+        self.invocation_count = 0
+        # One client per service: creating a botocore client costs milliseconds.
+        self._clients: dict[str, Any] = {}
 
         self._mock: Any = None
         self._saved_environ: dict[str, str | None] = {}
@@ -572,6 +593,7 @@ class LocalRuntime:
         if not self._active:
             return
         self._active = False
+        self._clients.clear()
         self.reset_containers()
         if self._fast_transactions_installed:
             _fast_transactions.uninstall()
@@ -723,8 +745,10 @@ class LocalRuntime:
 
     def _client(self, service: str) -> Any:
         # Typed loosely on purpose: the boto3 stubs only accept literal service names.
-        factory: Callable[..., Any] = boto3.client
-        return factory(service, region_name=self.region)
+        if service not in self._clients:
+            factory: Callable[..., Any] = boto3.client
+            self._clients[service] = factory(service, region_name=self.region)
+        return self._clients[service]
 
     def _function_spec(self, logical_id: str, definition: Mapping[str, Any]) -> FunctionSpec:
         properties: dict[str, Any] = dict(definition.get("Properties") or {})
@@ -987,6 +1011,7 @@ class LocalRuntime:
                 raise
             finally:
                 duration_ms = (time.perf_counter() - started) * 1000
+                self.invocation_count += 1
                 self.invocations.append(
                     InvocationRecord(
                         function_id=logical_id,
@@ -1184,6 +1209,90 @@ class LocalRuntime:
                 ],
             )
         return result
+
+    def sqs_event_sources(self) -> list[SqsEventSource]:
+        """Every ``Type: SQS`` event of the template's functions, in template order.
+
+        The queue is matched by ARN (``Queue: !GetAtt Q.Arn``) to a queue of
+        this stack; an event whose queue is not one of them is skipped.
+        """
+        self._require_active()
+        by_arn = {
+            r.arn: r.logical_id
+            for r in self._resources.values()
+            if r.resource_type == "AWS::SQS::Queue" and r.arn
+        }
+        sources = []
+        for function_id, spec in self._functions.items():
+            for name, event in (spec.properties.get("Events") or {}).items():
+                if event.get("Type") != "SQS":
+                    continue
+                properties = resolve(event.get("Properties") or {}, self._context)
+                queue_id = by_arn.get(str(properties.get("Queue")))
+                if queue_id is None:
+                    logger.info("%s.%s: queue %r is not in the stack", function_id, name, queue_id)
+                    continue
+                if not _as_bool(properties.get("Enabled", True)):
+                    continue
+                batch = int(properties.get("BatchSize", 10))
+                sources.append(SqsEventSource(function_id, name, queue_id, max(1, min(batch, 10))))
+        return sources
+
+    def deliver_pending_sqs(
+        self,
+        *,
+        max_batches: int = 1000,
+        on_error: Callable[[SqsEventSource, BaseException], None] | None = None,
+    ) -> int:
+        """Run every SQS event source mapping until its queue has nothing visible.
+
+        What Lambda's pollers do between two events of a simulation: each
+        function with an SQS event receives the messages of its queue in
+        batches of its ``BatchSize`` (:meth:`deliver_sqs`), and messages a
+        function enqueues for another (or for itself: a continuation) are
+        delivered in the same call. Returns the number of batches delivered.
+
+        A function that raises leaves its batch in flight (visible again after
+        the queue's visibility timeout, as in AWS); with ``on_error`` the error
+        is reported there and delivery goes on with the other sources,
+        without it the exception propagates. ``max_batches`` stops a function
+        that re-enqueues forever.
+        """
+        sources = self.sqs_event_sources()
+        delivered = 0
+        progressing = True
+        while progressing:
+            progressing = False
+            for source in sources:
+                if delivered >= max_batches:
+                    raise LocalRuntimeError(
+                        f"SQS delivery did not settle after {max_batches} batches "
+                        f"(last: {source.function_id} <- {source.queue_id})"
+                    )
+                if not self._has_visible_messages(source.queue_id):
+                    continue
+                try:
+                    self.deliver_sqs(
+                        source.function_id, source.queue_id, batch_size=source.batch_size
+                    )
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    on_error(source, exc)
+                    delivered += 1
+                    continue
+                delivered += 1
+                # A delivery may enqueue for a source swept earlier: sweep again.
+                progressing = True
+        return delivered
+
+    def _has_visible_messages(self, queue_id: str) -> bool:
+        # One cheap GetQueueAttributes instead of a ReceiveMessage on an empty queue.
+        attributes = self._client("sqs").get_queue_attributes(
+            QueueUrl=self.physical_id(queue_id),
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", "0")) > 0
 
     def _reports_batch_item_failures(self, function_id: str, queue_id: str) -> bool:
         queue_arn = self.arn(queue_id)
