@@ -360,3 +360,24 @@ def test_changing_the_number_of_shards_runs_each_occurrence_once():
     # 00:00 of the 2nd through 00:00 of the 3rd: 97 per community, none twice.
     assert len(fired) == len(set(fired)) == 12 * (24 * 4 + 1)
     assert all(r["status"] in FINAL_STATUSES for r in store.records.values())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cron=st.sampled_from([*CRONS, "59 1 * * *", "0 2 * * *", "45 2 31 * *"]),
+    zone=st.sampled_from([*ZONES, "America/Santiago", "Antarctica/Troll"]),
+    start=st.sampled_from(STARTS),
+    offset=st.integers(-3 * 3600, 3 * 3600),
+)
+def test_first_scheduled_after_is_the_first_occurrence_of_the_scan(cron, zone, start, offset):
+    from autopilot.timeutil import zone as tzinfo
+
+    config = build_config([(zone, False, [(cron, "ignore", "latest", True)])], 1, start)
+    job, tz = config.communities[0].jobs[0], tzinfo(zone)
+    after = start + timedelta(seconds=offset)
+    window = after + timedelta(days=70)
+    found = rules.occurrences_scheduled_between("c", job, tz, None, after, window)
+    assert rules.first_scheduled_after(job, tz, after) == found[0].scheduled_utc
+    # With nothing within the horizon the answer is the horizon's end (a lower bound).
+    short = rules.first_scheduled_after(job, tz, after, timedelta(seconds=1))
+    assert short <= found[0].scheduled_utc

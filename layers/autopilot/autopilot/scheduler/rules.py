@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from autopilot.config.model import Job, MisfirePolicy, QuietHours
 from autopilot.timeutil import local_wall
@@ -283,27 +283,33 @@ def _occurrences(
 def first_scheduled_after(
     job: Job,
     tz: ZoneInfo,
-    quiet: QuietHours | None,
     after_utc: datetime,
     horizon: timedelta = timedelta(days=366),
 ) -> datetime:
     """The ``scheduled_utc`` of the job's first occurrence scheduled strictly after ``after_utc``.
 
-    Searched in growing windows (adjacent windows never share or lose an
-    occurrence, see the module docstring). With none within ``horizon`` it
-    answers ``after_utc + horizon``: never later than the true answer, so a
-    caller using it as a lower bound (the dispatcher's wake) simply looks again then.
+    A nominal time maps to the first instant at which the wall clock reaches it
+    (:func:`resolve_local`: ordinary, repeated and skipped times alike), so the
+    mapping is monotone and no nominal time at or before ``local_wall(after_utc)``
+    maps after ``after_utc``: the first nominal time after it whose instant is
+    later is the answer (coalescing in a gap changes which nominal time names an
+    instant, never the instants). With none within ``horizon`` it answers
+    ``after_utc + horizon``: never later than the true answer, so a caller using
+    it as a lower bound (the dispatcher's wake) simply looks again then.
     """
-    window = timedelta(hours=1)
-    start = after_utc
-    while start - after_utc < horizon:
-        end = min(start + window, after_utc + horizon)
-        found = occurrences_scheduled_between("", job, tz, quiet, start, end)
-        if found:
-            return found[0].scheduled_utc
-        start = end
-        window = min(window * 4, timedelta(days=32))
-    return after_utc + horizon
+    limit = after_utc + horizon
+    limit_wall = local_wall(limit, tz) + _DST_MARGIN
+    it = croniter(job.cron, local_wall(after_utc, tz))
+    while True:
+        try:
+            nominal = it.get_next(datetime)
+        except CroniterBadDateError:  # no such date within croniter's search range
+            return limit
+        if nominal > limit_wall:
+            return limit
+        instant, _ = resolve_local(nominal, tz)
+        if instant > after_utc:
+            return min(instant, limit)
 
 
 def next_due(

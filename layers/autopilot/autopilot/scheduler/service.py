@@ -412,7 +412,7 @@ class Dispatcher:
             if job.enabled:
                 wakes.append(state.watermark + MAX_LOOKBACK)
         if job.enabled or state is None or not state.disabled:
-            wakes.append(first_scheduled_after(job, tz, quiet, lower))
+            wakes.append(first_scheduled_after(job, tz, lower))
         return min(wakes) if wakes else None
 
     # -- the config epoch -------------------------------------------------------
