@@ -14,6 +14,7 @@ SHIPPED = {
     "aws_lambda_powertools",
     "pynamodb",
     "croniter",
+    "msgspec",
     "tzdata",
     "autopilot",
 }
@@ -22,6 +23,7 @@ DIST_TO_IMPORT = {
     "aws-lambda-powertools": "aws_lambda_powertools",
     "pynamodb": "pynamodb",
     "croniter": "croniter",
+    "msgspec": "msgspec",
     "tzdata": "tzdata",
 }
 
