@@ -870,3 +870,139 @@ def test_instrument_covers_clients_created_before_registration(local_runtime: Lo
     with RequestCounter() as requests:
         client.list_queues()
     assert requests.by_operation() == {("sqs", "ListQueues"): 1}
+
+
+# --------------------------------------------------------------------------- #
+# SQS event sources delivered until settled; bounded invocation records
+# --------------------------------------------------------------------------- #
+
+PIPELINE_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+    Timeout: 30
+Resources:
+  Inbox:
+    Type: AWS::SQS::Queue
+  Outbox:
+    Type: AWS::SQS::Queue
+  NotAnEventSource:
+    Type: AWS::SQS::Queue
+  Results:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+  SinkFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/sink/
+      Handler: app.handler
+      Environment: {Variables: {TABLE: !Ref Results}}
+      Events:
+        Out:
+          Type: SQS
+          Properties: {Queue: !GetAtt Outbox.Arn, BatchSize: 4}
+  RelayFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/relay/
+      Handler: app.handler
+      Environment: {Variables: {OUTBOX: !Ref Outbox}}
+      Events:
+        In:
+          Type: SQS
+          Properties: {Queue: !GetAtt Inbox.Arn, BatchSize: 10}
+"""
+
+RELAY_APP = """
+import os
+import boto3
+
+def handler(event, context):
+    sqs = boto3.client("sqs")
+    for record in event["Records"]:
+        if record["body"] == "boom":
+            raise RuntimeError("relay failed")
+        sqs.send_message(QueueUrl=os.environ["OUTBOX"], MessageBody=record["body"] + "-relayed")
+"""
+
+SINK_APP = """
+import os
+import boto3
+
+def handler(event, context):
+    table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+    for record in event["Records"]:
+        table.put_item(Item={"id": record["body"]})
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, aws_env: Any) -> Any:
+    (tmp_path / "template.yaml").write_text(PIPELINE_TEMPLATE)
+    for name, app in (("relay", RELAY_APP), ("sink", SINK_APP)):
+        (tmp_path / "functions" / name).mkdir(parents=True)
+        (tmp_path / "functions" / name / "app.py").write_text(app)
+    with LocalRuntime(tmp_path / "template.yaml", stack_name="pipe", keep_invocations=3) as rt:
+        yield rt
+
+
+def test_sqs_event_sources_come_from_the_template(pipeline: LocalRuntime) -> None:
+    sources = {(s.function_id, s.queue_id, s.batch_size) for s in pipeline.sqs_event_sources()}
+    assert sources == {("SinkFunction", "Outbox", 4), ("RelayFunction", "Inbox", 10)}
+
+
+def test_pending_sqs_is_delivered_until_every_queue_settles(pipeline: LocalRuntime) -> None:
+    sqs = pipeline.client("sqs")
+    for n in range(12):
+        sqs.send_message(QueueUrl=pipeline.physical_id("Inbox"), MessageBody=f"m{n}")
+    sqs.send_message(QueueUrl=pipeline.physical_id("NotAnEventSource"), MessageBody="stays")
+    # The sink comes first in the template but is fed by the relay: one call settles both.
+    batches = pipeline.deliver_pending_sqs()
+    assert batches == 2 + 3  # relay: 10 + 2 messages; sink: 4 + 4 + 4
+    items = pipeline.client("dynamodb").scan(TableName=pipeline.physical_id("Results"))["Items"]
+    assert sorted(i["id"]["S"] for i in items) == sorted(f"m{n}-relayed" for n in range(12))
+    for queue in ("Inbox", "Outbox"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=pipeline.physical_id(queue), AttributeNames=["All"]
+        )["Attributes"]
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # all deleted
+    assert pipeline.deliver_pending_sqs() == 0
+    not_a_source = sqs.get_queue_attributes(
+        QueueUrl=pipeline.physical_id("NotAnEventSource"),
+        AttributeNames=["ApproximateNumberOfMessages"],
+    )["Attributes"]
+    assert not_a_source["ApproximateNumberOfMessages"] == "1"
+
+
+def test_a_failing_delivery_is_reported_and_the_others_go_on(pipeline: LocalRuntime) -> None:
+    sqs = pipeline.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.physical_id("Inbox"), MessageBody="boom")
+    sqs.send_message(QueueUrl=pipeline.physical_id("Outbox"), MessageBody="direct")
+    errors: list[tuple[str, str]] = []
+    pipeline.deliver_pending_sqs(on_error=lambda s, exc: errors.append((s.function_id, str(exc))))
+    assert errors == [("RelayFunction", "relay failed")]
+    items = pipeline.client("dynamodb").scan(TableName=pipeline.physical_id("Results"))["Items"]
+    assert [i["id"]["S"] for i in items] == ["direct"]
+    # The failed batch stays in flight (visible again after the visibility timeout).
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=pipeline.physical_id("Inbox"), AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    sqs.send_message(QueueUrl=pipeline.physical_id("Inbox"), MessageBody="boom")
+    with pytest.raises(RuntimeError, match="relay failed"):
+        pipeline.deliver_pending_sqs()
+
+
+def test_invocation_records_are_bounded(pipeline: LocalRuntime) -> None:
+    sqs = pipeline.client("sqs")
+    for n in range(10):
+        sqs.send_message(QueueUrl=pipeline.physical_id("Outbox"), MessageBody=f"x{n}")
+        pipeline.deliver_pending_sqs()
+    assert pipeline.invocation_count == 10
+    assert len(pipeline.invocations) == 3  # keep_invocations: a long run's memory stays flat
