@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_START ?= 2027-03-08T00:00:00Z
 
-.PHONY: setup demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
+.PHONY: setup schema demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
 
 $(STAMP): requirements-dev.txt layers/autopilot/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(STAMP): requirements-dev.txt layers/autopilot/requirements.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+## Regenerate config/schema.json from the typed config (autopilot.config.document);
+## a test fails when the committed file is stale.
+schema: setup
+	$(BIN)/python -m autopilot.config.schema
 
 ## A simulated week of the example config on the embedded moto backend.
 demo: setup
