@@ -498,3 +498,23 @@ def test_template_fields() -> None:
         template_fields("{}")
     with pytest.raises(ValueError, match="invalid placeholder"):
         template_fields("{item.text}")
+
+
+def test_rules_that_refuse_themselves_are_issues_not_a_crash() -> None:
+    # CheckinRules validates itself; the model must report the problem (with its
+    # path) and never construct rules it has found invalid.
+    doc = _doc()
+    doc["communities"][0]["checkins"] = {
+        "tiers": [
+            {"id": "bronze", "name": "Bronze", "min_lifetime_points": 0},
+            {"id": "gold", "name": "Gold", "min_lifetime_points": 100},
+            {"id": "silver", "name": "Silver", "min_lifetime_points": 50},
+        ]
+    }
+
+    assert _errors(doc) == [
+        (
+            ("communities", 0, "checkins", "tiers", 2, "min_lifetime_points"),
+            "tiers must be listed in increasing min_lifetime_points",
+        )
+    ]

@@ -418,6 +418,7 @@ def _checkins(col: _Collector, raw: d.CheckinsDoc | None, path: Path) -> Checkin
     """Check-in rules: base points, cap, milestones, freezes, make-up cost, tiers."""
     if raw is None:
         return CheckinRules()
+    errors_before = len(col.issues)
     if raw.daily_cap is not None and raw.daily_cap < raw.base_points:
         col.error(
             (*path, "daily_cap"),
@@ -446,15 +447,21 @@ def _checkins(col: _Collector, raw: d.CheckinsDoc | None, path: Path) -> Checkin
             (*path, "tiers", 0, "min_lifetime_points"),
             "the first tier must start at 0 lifetime points",
         )
-    return CheckinRules(
-        base_points=raw.base_points,
-        daily_cap=raw.daily_cap,
-        milestones=tuple(sorted(milestones, key=lambda m: m.days)),
-        freeze_every_days=raw.freezes.every_days if raw.freezes else None,
-        freeze_max_held=raw.freezes.max_held if raw.freezes else 0,
-        makeup_cost=raw.makeup_cost,
-        tiers=tuple(tiers),
-    )
+    if len(col.issues) > errors_before:
+        return CheckinRules()  # the rules refuse themselves; the issues say why
+    try:
+        return CheckinRules(
+            base_points=raw.base_points,
+            daily_cap=raw.daily_cap,
+            milestones=tuple(sorted(milestones, key=lambda m: m.days)),
+            freeze_every_days=raw.freezes.every_days if raw.freezes else None,
+            freeze_max_held=raw.freezes.max_held if raw.freezes else 0,
+            makeup_cost=raw.makeup_cost,
+            tiers=tuple(tiers),
+        )
+    except ValueError as exc:  # a rule the checks above do not know yet
+        col.error(path, str(exc))
+        return CheckinRules()
 
 
 def _rewards(col: _Collector, raw: list[d.RewardDoc], path: Path) -> tuple[Reward, ...]:
