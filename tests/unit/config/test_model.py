@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -518,3 +519,46 @@ def test_rules_that_refuse_themselves_are_issues_not_a_crash() -> None:
             "tiers must be listed in increasing min_lifetime_points",
         )
     ]
+
+
+def test_validation_never_raises_on_a_damaged_example() -> None:
+    # Any value anywhere may be wrong: validation reports it, it never crashes
+    # (found: rules that validate themselves raised out of the model).
+    import random
+
+    import yaml
+    from autopilot.config.model import semantic_issues
+
+    example = yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "config" / "communities.yaml").read_text("utf-8")
+    )
+
+    def paths(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+        out = [path]
+        items = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
+        for key, child in items:
+            out += paths(child, (*path, key))
+        return out
+
+    every_path = [p for p in paths(example) if p]
+    values: list[Any] = [None, 5, 0, -1, True, "x", "", [], {}, [1], {"id": "q"}, "0 0 31 2 *"]
+    rnd = random.Random(8)
+    for _ in range(150):
+        doc = copy.deepcopy(example)
+        for _ in range(rnd.randint(1, 4)):
+            path = rnd.choice(every_path)
+            parent: Any = doc
+            try:
+                for part in path[:-1]:
+                    parent = parent[part]
+                parent[path[-1]] = rnd.choice(values)
+            except (KeyError, IndexError, TypeError):
+                continue
+        semantic_issues(doc)
+        collect_issues(doc)
