@@ -1,37 +1,140 @@
-"""Lazily created, per-container AWS clients.
+"""The container's one botocore session and its lazily created, bounded AWS clients.
 
-Clients are created on first use, not at import, so a cold start that never
-publishes to SNS never pays for an SNS client.
+One botocore session per container serves every client: the boto3 clients
+(S3, SNS, SSM, SQS) and PynamoDB's DynamoDB connection (``autopilot.dynamo``).
+A session loads endpoint and service data from disk, so a second session
+would pay that again on a cold start. Clients are created on first use, only
+for the services a request actually calls: a check-in never creates an S3,
+SNS or SSM client.
+
+Every client has bounded timeouts and retries (botocore's ``standard`` mode),
+so a stuck connection fails the request well inside the Lambda timeout
+instead of hanging until Lambda kills it. Defaults (override per function
+with environment variables, e.g. for the long-running worker):
+
+- ``AUTOPILOT_AWS_CONNECT_TIMEOUT_S`` (default 1 s)
+- ``AUTOPILOT_AWS_READ_TIMEOUT_S`` (default 2 s)
+- ``AUTOPILOT_AWS_MAX_ATTEMPTS`` (default 2: the first try and one retry)
+
+Worst case per AWS call: attempts x (connect + read) + the retry's back-off
+(at most 1 s for one retry) = 2 x 3 s + 1 s = 7 s, inside the API's 10 s.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-_lock = threading.Lock()
+# Re-entrant: creating a client creates the session under the same lock.
+_lock = threading.RLock()
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Timeouts and retry budget applied to every AWS client of the container."""
+
+    connect_timeout_s: float = 1.0
+    read_timeout_s: float = 2.0
+    max_attempts: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientLimits:
+        """Read the limits from ``env`` (default ``os.environ``); unset names keep the defaults."""
+        env = os.environ if env is None else env
+        default = cls()
+
+        def number(name: str, fallback: float) -> float:
+            raw = env.get(name)
+            if not raw:
+                return fallback
+            try:
+                value = float(raw)
+            except ValueError:
+                raise RuntimeError(f"environment variable {name}={raw!r} is not a number") from None
+            if value <= 0:
+                raise RuntimeError(f"environment variable {name}={raw!r} must be positive")
+            return value
+
+        return cls(
+            connect_timeout_s=number("AUTOPILOT_AWS_CONNECT_TIMEOUT_S", default.connect_timeout_s),
+            read_timeout_s=number("AUTOPILOT_AWS_READ_TIMEOUT_S", default.read_timeout_s),
+            max_attempts=int(number("AUTOPILOT_AWS_MAX_ATTEMPTS", default.max_attempts)),
+        )
+
+    def worst_case_s(self) -> float:
+        """Longest one AWS call can take: every attempt times out, plus back-off between them.
+
+        botocore's standard mode waits at most ``2 ** (n - 1)`` seconds (capped at 20)
+        before retry ``n``.
+        """
+        backoff = sum(min(2 ** (n - 1), 20) for n in range(1, self.max_attempts))
+        return self.max_attempts * (self.connect_timeout_s + self.read_timeout_s) + backoff
 
 
 @cache
-def _session() -> Any:
+def limits() -> ClientLimits:
+    """The container's client limits (read from the environment once)."""
+    return ClientLimits.from_env()
+
+
+def client_config() -> Any:
+    """The ``botocore.config.Config`` every client of the container is created with."""
+    from botocore.config import Config
+
+    current = limits()
+    return Config(
+        connect_timeout=current.connect_timeout_s,
+        read_timeout=current.read_timeout_s,
+        # total_max_attempts counts the first try (botocore's max_attempts counts retries).
+        retries={"mode": "standard", "total_max_attempts": current.max_attempts},
+    )
+
+
+@cache
+def session() -> Any:
+    """The container's one ``botocore.session.Session`` (created on first use)."""
+    import botocore.session  # imported here: keeps botocore's data off the import path
+
+    with _lock:
+        return botocore.session.get_session()
+
+
+@cache
+def _boto3_session() -> Any:
     import boto3  # imported here: boto3 costs most of a cold start
 
-    return boto3.session.Session()
+    # boto3 wraps the shared botocore session instead of building its own.
+    return boto3.session.Session(botocore_session=session())
 
 
-def client(service: str, region: str) -> Any:
-    """A cached boto3 client for ``service`` in ``region`` (thread-safe creation)."""
-    return _client(service, region)
+def region_or_default(region: str | None) -> str:
+    """``region``, or the container's region (``AWS_REGION``) when none is given."""
+    return region or session().get_config_variable("region") or "us-east-1"
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """The container's cached client for ``service`` in ``region`` (thread-safe creation).
+
+    boto3 clients (so S3 keeps ``upload_fileobj``), all on the shared session,
+    all with :func:`client_config`. PynamoDB's connection gets its DynamoDB
+    client here too, so one DynamoDB client serves the models and the rate limiter.
+    """
+    return _client(service, region_or_default(region))
 
 
 @cache
 def _client(service: str, region: str) -> Any:
-    with _lock:  # boto3 client creation is not thread-safe
-        return _session().client(service, region_name=region)
+    with _lock:  # botocore client creation is not thread-safe
+        return _boto3_session().client(service, region_name=region, config=client_config())
 
 
 def reset_clients() -> None:
-    """Forget cached clients (a new mock or a new region in tests)."""
+    """Forget the session, clients and limits (a new mock, region or environment in tests)."""
     _client.cache_clear()
-    _session.cache_clear()
+    _boto3_session.cache_clear()
+    session.cache_clear()
+    limits.cache_clear()
