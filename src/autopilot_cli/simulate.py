@@ -115,13 +115,13 @@ def run_simulation(
     if not report.ok:
         raise SystemExit("\n".join(str(f) for f in report.errors))
     config = report.config
-    assert config is not None
+    assert config is not None and report.loaded is not None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("summary.json", "console.log", "ledger.csv"):
         (out / stale).unlink(missing_ok=True)
-    for stale in out.rglob("*.jsonl"):
-        stale.unlink()
+    for stale_log in out.rglob("*.jsonl"):
+        stale_log.unlink()
     rng = random.Random(seed)
     end = start + timedelta(days=days)
     outages = outages or []
