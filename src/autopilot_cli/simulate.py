@@ -4,8 +4,15 @@ The simulation builds the template's resources on moto, publishes the config the
 way `autopilot config push` does, then jumps the clock from one due time to the
 next, delivering an EventBridge Scheduler event to the real dispatcher handler at
 each (with a few seconds of seeded delivery delay, as in AWS). Optional outages
-stop the ticks for a while to show the misfire policies at work. Everything the
-functions wrote is then read back from the tables into ``summary.json``.
+stop the ticks for a while to show the misfire policies at work. After each tick
+the messages the functions left on the template's SQS queues are delivered to the
+functions with an SQS event on them (the worker's exports and reconciliations),
+as Lambda's pollers would. Everything the functions wrote is then read back from
+the tables into ``summary.json`` (``worker``: batches delivered, errors).
+
+Memory stays flat over long runs: the runtime keeps only its latest invocation
+records, function output streams to ``console.log``, and per-day figures are
+read back from the tables at the end, not accumulated while running.
 """
 
 from __future__ import annotations
