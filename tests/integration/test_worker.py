@@ -170,3 +170,23 @@ def test_every_aws_call_of_the_worker_is_granted_and_every_grant_is_used(
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
     assert granted <= used, f"granted but never needed: {sorted(granted - used)}"
     assert json.loads(json.dumps(sorted(used)))  # JSON-able summary for failures
+
+
+def test_a_job_that_crashes_is_retried_by_the_redelivered_message(stack, monkeypatch):
+    stack.push(make_config(jobs=JOBS, published_at="2026-11-30T12:00:00Z"))
+    app = stack.app()
+    stack.clock.set(FIRST_OF_MONTH)
+    job = Job("ledger_audit#sunrise#ops-4", "ledger_audit", "sunrise", {}, None)
+    event = stack.runtime.sqs_event(
+        [{"body": json.dumps(job.message()), "messageId": "m-2"}], queue_id="WorkQueue"
+    )
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("DynamoDB throttled")
+
+    monkeypatch.setattr(app.worker, "_reconcile", crash)
+    assert app.worker.handle(event) == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert JobItem.get("WORK#ledger_audit#sunrise#ops-4", "JOB").lease_ms is None
+    monkeypatch.undo()
+    assert app.worker.handle(event) == {"batchItemFailures": []}  # the redelivery runs it
+    assert JobItem.get("WORK#ledger_audit#sunrise#ops-4", "JOB").status == "done"

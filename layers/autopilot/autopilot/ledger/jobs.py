@@ -33,8 +33,10 @@ logger = logging.getLogger(__name__)
 KINDS = ("ledger_export", "ledger_reconcile", "ledger_audit")
 # Stop this long before the function's timeout: save the cursor and re-enqueue.
 RESERVE_MS = 60_000
-# A crashed worker's claim is taken over after this long (> the function timeout).
-LEASE = timedelta(minutes=16)
+# A worker's claim on a job: the function's timeout (900 s), so the claim of a worker
+# killed by the timeout has expired when SQS redelivers its message (the queue's
+# visibility timeout, 960 s, is longer).
+LEASE = timedelta(seconds=900)
 # Findings kept in outcomes (the logs have every one).
 MAX_REPORTED = 50
 
@@ -202,6 +204,10 @@ class Worker:
             report = self._reconcile(community, job, item, deadline)
         except BadJob as exc:
             return self._finish(item, job, "failed", {"error": str(exc)}, now)
+        except Exception:
+            # Give the claim up: the message's redelivery must be able to run the job.
+            self._store.release_job(item, now)
+            raise
         if not report.complete and report.cursor is not None:
             item.cursor = {**(item.cursor or {}), **report.cursor}
             self._store.release_job(item, now)
