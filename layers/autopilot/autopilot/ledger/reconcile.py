@@ -236,7 +236,13 @@ class Reconciler:
                 base = None
             else:
                 after = iso_utc(parse_iso(recon.at_utc) - COMMIT_LAG) if recon.at_utc else None
-                entries = self._store.member_entries(community_id, member, after=after)
+                verified_at = parse_iso(recon.at_utc) if recon.at_utc else None
+                # Legacy entries (no seq) up to the verified point were verified then.
+                entries = (
+                    e
+                    for e in self._store.member_entries(community_id, member, after=after)
+                    if e.seq is not None or verified_at is None or e.at_utc > verified_at
+                )
                 base = (int(recon.balance), int(recon.seq))
             problems, last_at = verify_increment(member, base, entries, balance, version)
             if problems:
