@@ -1,0 +1,30 @@
+"""Sections of docs/benchmarks.md: each benchmark script rewrites only its own."""
+
+from __future__ import annotations
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """(heading, text) of each ``## `` section, in order (the preamble is left out)."""
+    sections: list[tuple[str, str]] = []
+    for block in text.split("\n## ")[1:]:
+        heading = block.split("\n", 1)[0].strip()
+        sections.append((heading, "## " + block.rstrip("\n") + "\n"))
+    return sections
+
+
+def keep_other_sections(generated: str, existing: str) -> str:
+    """``generated``, followed by the sections of ``existing`` that this script does not write.
+
+    Other benchmarks (the dispatcher at scale, the simulated month) keep their own
+    sections in the same file; re-running this script must not drop them. A
+    section is this script's when its heading starts like one it writes.
+    """
+    ours = [heading.split(":")[0] for heading, _ in _sections(generated)]
+    kept = [
+        body
+        for heading, body in _sections(existing)
+        if not any(heading.startswith(prefix) for prefix in ours)
+    ]
+    if not kept:
+        return generated
+    return generated.rstrip("\n") + "\n\n" + "\n".join(kept)
