@@ -61,6 +61,7 @@ endef
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python -m autopilot.config.schema --check
 
 format: setup
 	$(BIN)/ruff format .
