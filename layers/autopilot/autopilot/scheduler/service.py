@@ -225,13 +225,16 @@ class Dispatcher:
                 return report  # idle: no wake has come (constant work)
         else:
             popped = list(index.jobs)
+        settled: set[str] = set()
         try:
-            return self._tick_jobs(config, index, popped, now, report, remaining_ms, refresh)
+            return self._tick_jobs(
+                config, index, popped, settled, now, report, remaining_ms, refresh
+            )
         finally:
             # Every job taken from the heap gets its wake back, whatever happened
             # (an exception included): a job must never drop out of the index.
             for pk in popped if self._use_index else ():
-                if pk not in index.unread and pk in index.jobs:
+                if pk not in settled and pk not in index.unread and pk in index.jobs:
                     self._set_wake(index, index.jobs[pk], now)
 
     def _tick_jobs(
@@ -239,20 +242,26 @@ class Dispatcher:
         config: Config,
         index: DueIndex,
         popped: list[str],
+        settled: set[str],
         now: datetime,
         report: TickReport,
         remaining_ms: Callable[[], int] | None,
         refresh: ConfigRefresh | None,
     ) -> TickReport:
-        """The tick, for the jobs whose wake has come and those never read here."""
+        """The tick, for the jobs whose wake has come and those never read here.
+
+        ``settled`` collects the jobs given their new wake here (the caller gives
+        the other popped ones theirs).
+        """
         unread = set(index.unread)
         selected = sorted(
             {*popped, *unread} & index.jobs.keys(), key=lambda pk: index.jobs[pk].position
         )
         jobs = [(index.jobs[pk].community, index.jobs[pk].job) for pk in selected]
-        work = self._work(jobs, self._states, self._epoch, config, now)
-        if not unread and not any(w.due or w.dirty or w.beyond for w in work):
-            return report  # idle: nothing due even from the (possibly older) cached states
+        if not unread:
+            work = self._work(jobs, self._states, self._epoch, config, now)
+            if not any(w.due or w.dirty or w.beyond for w in work):
+                return report  # idle: nothing due even from the (possibly older) cached states
         # Something may be due, or a job's state was never read in this container
         # (its watermark may be older, its pending list unknown): read the
         # authoritative states of these jobs once, then recompute. The other jobs'
@@ -271,6 +280,20 @@ class Dispatcher:
             popped.append(pk)  # read now: it gets its wake at the end of the tick
         if epoch is not None and epoch.version == config.version_tag:
             self._epoch = epoch
+        if self._use_index and unread:
+            # A cold container: most jobs read now have nothing due. A wake that has
+            # not come is conclusive, so only the others' work is computed.
+            selected, jobs = [], []
+            for pk in sorted(popped, key=lambda pk: index.jobs[pk].position):
+                entry = index.jobs[pk]
+                self._set_wake(index, entry, now)
+                wake = index.wakes[pk][0]
+                if wake is None or wake > now:
+                    settled.add(pk)
+                else:
+                    index.forget(pk)  # re-set at the end of the tick
+                    selected.append(pk)
+                    jobs.append((entry.community, entry.job))
         work = self._work(jobs, self._states, epoch, config, now)
         if not any(w.due or w.dirty or w.beyond for w in work):
             return report  # nothing due after all: no write, no epoch check
