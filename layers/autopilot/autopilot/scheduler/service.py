@@ -18,8 +18,11 @@ so re-enabling it never replays the days it was off.
 
 Job states are cached per container. A cached state can only be *older* than the
 stored one, so if nothing is due since the cached watermark (and no cached pending
-occurrence is due) nothing is due at all: an idle tick in a warm container makes
-no DynamoDB request, and a cold one a single BatchGetItem.
+occurrence is due) nothing is due at all. Each job's *wake* (the earliest instant
+it can have work) is kept in a heap (:mod:`autopilot.scheduler.index`): an idle
+tick in a warm container compares the heap's top with the clock and makes no
+request, a busy tick reads and computes only the jobs whose wake has come, and a
+cold one reads its jobs' states (one BatchGetItem per 100) once.
 """
 
 from __future__ import annotations
