@@ -2,10 +2,13 @@
 
 ``autopilot config push`` validates the YAML and writes the JSON document to a
 versioned S3 bucket. Functions read it through :class:`ConfigStore`: a cached copy
-is served for ``ttl`` seconds, then revalidated with a conditional GET (ETag), so a
-schedule change reaches the functions within a minute and costs one small request
-per minute per container. A document that fails to parse is never used: a warm
-container keeps its last good config, a cold one walks back through the object's
+is served for ``ttl`` seconds (``CONFIG_TTL_SECONDS``: 300 for the dispatcher, so
+it revalidates every 5 ticks, not every tick), then revalidated with a conditional
+GET (ETag): one small request, no parse, when unchanged. A config pushed at *P* is
+returned by every ``get()`` at or after *P* + ``ttl`` (the cached copy was read
+before *P*, and is revalidated at the first ``get()`` ``ttl`` after that read).
+A document that fails to parse is never used: a warm container keeps its last
+good config, a cold one walks back through the object's
 earlier versions to the newest one that parses, and both say so in the logs.
 """
 
