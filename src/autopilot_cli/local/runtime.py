@@ -47,6 +47,7 @@ import boto3
 from autopilot.clock import get_clock
 
 from autopilot_cli.local import fast_queries as _fast_queries
+from autopilot_cli.local import fast_serialize as _fast_serialize
 from autopilot_cli.local import fast_transactions as _fast_transactions
 from autopilot_cli.local.cfn import (
     ResolveContext,
@@ -577,10 +578,11 @@ class LocalRuntime:
                 self._mock = mock_aws()
                 self._mock.start()
             if self._use_fast_transactions:
-                # Both moto fast paths (transactions, partition queries) are
-                # tested to answer exactly like stock moto.
+                # The moto fast paths (transactions, partition queries, response
+                # serialisation) are tested to answer exactly like stock moto.
                 _fast_transactions.install()
                 _fast_queries.install()
+                _fast_serialize.install()
                 self._fast_transactions_installed = True
             self._build()
         except BaseException:
@@ -598,6 +600,7 @@ class LocalRuntime:
         if self._fast_transactions_installed:
             _fast_transactions.uninstall()
             _fast_queries.uninstall()
+            _fast_serialize.uninstall()
             self._fast_transactions_installed = False
         if self._mock is not None:
             self._mock.stop()

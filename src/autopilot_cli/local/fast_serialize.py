@@ -1,0 +1,98 @@
+"""Cheaper moto response serialisation for local runs (same bytes as stock moto).
+
+moto 5.2.5 serialises a response by walking the operation's output shape and,
+for every member of every structure, asking a chain of alias providers where
+the value might live on the result object (``key``, its ``snake_case`` form,
+shape-name and class-prefix aliases…). For DynamoDB that walk visits all ten
+members of every ``AttributeValue`` of every item returned, recomputing the
+same alias list each time: a ``Query`` page of 40 items cost ~6 ms of alias
+lookups, a third of a simulated check-in.
+
+The aliases depend only on the member key, its shape, its parent shape and the
+result object's class (``ExplicitAlias`` reads a ``Meta`` class, which plain
+containers never have). While installed, :class:`XFormedAttributePicker`
+memoises the alias list for plain ``dict``/``list`` results under exactly those
+inputs and computes it the stock way for everything else, so responses are
+byte-identical (``tests/integration/test_fast_serialize.py`` compares them with
+stock moto across DynamoDB, SQS and SNS operations). Installed by
+:class:`~autopilot_cli.local.runtime.LocalRuntime` with the other fast paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from moto.core.serialize import (
+    DEFAULT_ALIAS_PROVIDERS,
+    AttributePickerContext,
+    XFormedAttributePicker,
+)
+
+_lock = threading.Lock()
+_installs = 0
+_original = XFormedAttributePicker.get_possible_keys
+_PLAIN = (dict, list)
+_cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def _shape_key(shape: Any) -> tuple[Any, ...]:
+    if shape is None:
+        return (None,)
+    parent = getattr(shape, "parent", None)
+    return (
+        shape.name,
+        shape.type_name,
+        shape.serialization.get("name"),
+        None if parent is None else (parent.name, parent.type_name),
+    )
+
+
+def _possible_keys(self: XFormedAttributePicker, context: AttributePickerContext) -> Any:
+    obj = context.obj
+    if type(obj) not in _PLAIN or self.alias_providers is not DEFAULT_ALIAS_PROVIDERS:
+        return _original(self, context)
+    service = context.service_model.service_name if context.service_model else None
+    key = (service, type(obj), context.key, _shape_key(context.shape))
+    keys = _cache.get(key)
+    if keys is None:
+        keys = tuple(_original(self, context))
+        _cache[key] = keys
+    return keys
+
+
+def install() -> None:
+    """Patch moto's attribute picker (reference-counted)."""
+    global _installs
+    with _lock:
+        _installs += 1
+        if _installs == 1:
+            XFormedAttributePicker.get_possible_keys = _possible_keys  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`."""
+    global _installs
+    with _lock:
+        if _installs == 0:
+            return
+        _installs -= 1
+        if _installs == 0:
+            XFormedAttributePicker.get_possible_keys = _original  # type: ignore[method-assign]
+
+
+def is_installed() -> bool:
+    """Whether the fast path is active."""
+    return XFormedAttributePicker.get_possible_keys is _possible_keys
+
+
+@contextmanager
+def fast_serialize() -> Iterator[None]:
+    """Use the fast path inside a ``with`` block."""
+    install()
+    try:
+        yield
+    finally:
+        uninstall()
