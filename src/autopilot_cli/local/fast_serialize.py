@@ -28,12 +28,15 @@ from typing import Any
 from moto.core.serialize import (
     DEFAULT_ALIAS_PROVIDERS,
     AttributePickerContext,
+    BaseJSONSerializer,
     XFormedAttributePicker,
 )
+from moto.core.utils import MISSING, get_value
 
 _lock = threading.Lock()
 _installs = 0
 _original = XFormedAttributePicker.get_possible_keys
+_original_member = BaseJSONSerializer._serialize_structure_member
 _PLAIN = (dict, list)
 _cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
@@ -63,6 +66,48 @@ def _possible_keys(self: XFormedAttributePicker, context: AttributePickerContext
     return keys
 
 
+def _structure_member(
+    self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
+) -> None:
+    """JSON protocols, plain ``dict`` results: pick the member from the memoised aliases.
+
+    Stock moto builds an :class:`AttributePickerContext` (with the joined key
+    path) per member only to ask the picker; for a plain dict with a default
+    picker and no response transformers the answer is the first alias present,
+    which is what this computes, without the context.
+    """
+    picker = self._value_picker
+    if (
+        type(value) is not dict
+        or type(picker) is not XFormedAttributePicker
+        or picker.response_transformers
+        or picker.alias_providers is not DEFAULT_ALIAS_PROVIDERS
+    ):
+        _original_member(self, serialized, value, shape, key)
+        return
+    cache_key = (self.service_model.service_name, dict, key, _shape_key(shape))
+    keys = _cache.get(cache_key)
+    if keys is None:
+        context = AttributePickerContext(
+            obj=value,
+            key=key,
+            shape=shape,
+            operation_model=self.operation_model,
+            service_model=self.service_model,
+            key_path=".".join(self.path),
+        )
+        keys = tuple(_original(picker, context))
+        _cache[cache_key] = keys
+    member_value = None
+    for possible in keys:
+        found = get_value(value, possible, MISSING)
+        if found is not MISSING:
+            member_value = found
+            break
+    if member_value is not None:
+        self._serialize(serialized, member_value, shape, key)
+
+
 def install() -> None:
     """Patch moto's attribute picker (reference-counted)."""
     global _installs
@@ -70,6 +115,7 @@ def install() -> None:
         _installs += 1
         if _installs == 1:
             XFormedAttributePicker.get_possible_keys = _possible_keys  # type: ignore[method-assign]
+            BaseJSONSerializer._serialize_structure_member = _structure_member  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -81,6 +127,7 @@ def uninstall() -> None:
         _installs -= 1
         if _installs == 0:
             XFormedAttributePicker.get_possible_keys = _original  # type: ignore[method-assign]
+            BaseJSONSerializer._serialize_structure_member = _original_member  # type: ignore[method-assign]
 
 
 def is_installed() -> bool:
