@@ -246,3 +246,20 @@ def test_webhook_route_needs_no_token_but_its_own_signature(bare):
         )
         # The function answered (not the gateway): the signature, not the JWT, decides.
         assert answer.status == 401 and answer.json()["error"] == "Unauthorized"
+
+
+def test_gateway_judges_token_expiry_on_the_injected_clock(stack):
+    """Without an explicit ``now_s`` the local gateway reads ``autopilot.clock``, not the
+    wall clock: a token minted an hour-long life at the (simulated) T0 is valid at T0 and
+    expired two hours later, whatever today's date is."""
+    from .api_support import SECRET, T0, LocalHttpApi, api_config
+
+    stack.push(api_config())
+    stack.clock.set(T0)
+    api = Api(stack, LocalHttpApi(stack.runtime, secret=SECRET))
+    member = token("mia", ttl_s=3600)
+    fresh = api.call("POST", "/checkins", auth=member, body={"community": "sunrise"})
+    assert fresh.status == 200, fresh.json()
+    stack.clock.set(T0 + timedelta(hours=2))
+    stale = api.call("GET", "/me", auth=member, query={"community": "sunrise"})
+    assert (stale.status, stale.json()) == (401, {"message": "Unauthorized"})

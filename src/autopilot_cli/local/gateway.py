@@ -32,10 +32,11 @@ import contextlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from autopilot.clock import get_clock
 
 from autopilot_cli.local import devjwt
 from autopilot_cli.local.runtime import LocalRuntime, http_api_event
@@ -263,12 +264,14 @@ class LocalHttpApi:
         runtime: LocalRuntime,
         *,
         secret: bytes | None = None,
-        now_s: Callable[[], float] = time.time,
+        now_s: Callable[[], float] | None = None,
     ):
         self.runtime = runtime
         self.routes = http_routes(runtime)
         self._secret = secret
-        self._now_s = now_s
+        # Token expiry is judged on the injected clock (autopilot.clock), never the
+        # wall clock, so a simulated or moved clock sees the same answers.
+        self._now_s = now_s or (lambda: get_clock().now().timestamp())
 
     @property
     def secret(self) -> bytes:
