@@ -149,3 +149,34 @@ def test_bad_adjustments_are_refused_and_write_nothing(stack, repo_root, monkeyp
     assert counter.count("dynamodb", "TransactWriteItems") == 0
     err = capsys.readouterr().err
     assert "non-zero integer" in err and "is not in community" in err
+
+
+def test_cli_ids_follow_the_api_rules_and_write_nothing(stack, repo_root, monkeypatch, capsys):
+    """Member ids and refs from the command line obey the same rule as the API's:
+    a '#' (the ledger's key separator), control characters or surrounding spaces are
+    refused by argparse (exit 2, the option named) before any AWS request."""
+    import pytest
+
+    from autopilot_cli.metering import RequestCounter
+
+    monkeypatch.chdir(repo_root)
+    community = ["--community", "sunrise-readers"]
+    adjust = [*cli(stack, "ledger", "adjust"), *community, "--amount", "5", "--reason", "x"]
+    cases = [
+        ([*adjust, "--member", "wx:a#ACCOUNT", "--ref", "T-1"], "--member"),
+        ([*adjust, "--member", "wx:a", "--ref", " T-1"], "--ref"),
+        ([*adjust, "--member", "wx:a", "--ref", "T\x001"], "--ref"),
+        ([*cli(stack, "members", "add"), *community, "--member", "a\u200bb"], "--member"),
+        (
+            [*cli(stack, "members", "add"), *community, "--member", "ok", "--referred-by", "x#y"],
+            "--referred-by",
+        ),
+        ([*cli(stack, "members", "leave"), *community, "--member", "a b"], "--member"),
+    ]
+    with RequestCounter() as counter:
+        for argv, option in cases:
+            with pytest.raises(SystemExit) as exit_info:
+                main(argv)
+            assert exit_info.value.code == 2
+            assert f"argument {option}: {option} must be" in capsys.readouterr().err
+    assert counter.total == 0

@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from autopilot.api.requests import member_id, request_key
 from autopilot.clock import get_clock
+from autopilot.errors import BadRequest
 
 DEFAULT_CONFIG = "config/communities.yaml"
 
@@ -75,12 +78,13 @@ def register(sub: Any) -> None:
     adjust = ledger_sub.add_parser("adjust", help="an ops correction: a new adjustment entry")
     _common(adjust)
     adjust.add_argument("--community", required=True)
-    adjust.add_argument("--member", required=True)
+    adjust.add_argument("--member", required=True, type=_checked(member_id, "--member"))
     adjust.add_argument("--amount", required=True, type=int)
     adjust.add_argument("--reason", required=True, help="why (stored on the entry)")
     adjust.add_argument(
         "--ref",
         required=True,
+        type=_checked(request_key, "--ref"),
         help="your unique reference (ticket id): running the same ref twice adjusts once",
     )
     adjust.add_argument("--actor", default=None, help="who (default: $USER)")
@@ -91,17 +95,34 @@ def register(sub: Any) -> None:
     add = members_sub.add_parser("add", help="register a member or update their profile")
     _common(add)
     add.add_argument("--community", required=True)
-    add.add_argument("--member", required=True)
+    add.add_argument("--member", required=True, type=_checked(member_id, "--member"))
     add.add_argument("--name", dest="display_name", default=None)
-    add.add_argument("--referred-by", dest="referred_by", default=None)
+    add.add_argument(
+        "--referred-by",
+        dest="referred_by",
+        default=None,
+        type=_checked(member_id, "--referred-by"),
+    )
     add.add_argument("--dm-address", dest="dm_address", default=None)
     add.add_argument("--timezone", default=None)
     add.set_defaults(func=_members_add)
     leave = members_sub.add_parser("leave", help="mark a member as left (history is kept)")
     _common(leave)
     leave.add_argument("--community", required=True)
-    leave.add_argument("--member", required=True)
+    leave.add_argument("--member", required=True, type=_checked(member_id, "--member"))
     leave.set_defaults(func=_members_leave)
+
+
+def _checked(rule: Callable[[str, str], str], name: str) -> Callable[[str], str]:
+    """An argparse ``type`` applying the API's id rule, so the CLI accepts the same ids."""
+
+    def check(text: str) -> str:
+        try:
+            return rule(name, text)
+        except BadRequest as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
 
 
 def _services(args: argparse.Namespace) -> tuple[Any, Any, Any]:
