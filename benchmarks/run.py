@@ -669,8 +669,10 @@ def main(argv: list[str] | None = None) -> int:
         "## AWS requests per dispatcher operation",
         "",
         "Counted with botocore's `before-send` hook while invoking the real handler on the "
-        "moto stack built from `template.yaml`. Config reads (S3) are cached for 60 s per "
-        "container and are included in the all-AWS column.",
+        "moto stack built from `template.yaml`. Config reads (S3) are cached per container "
+        "(`CONFIG_TTL_SECONDS`: 300 s for the dispatcher) and are included in the all-AWS "
+        "column. Nightly finance jobs only enqueue here (one SQS `SendMessage`); the worker "
+        "runs them.",
         "",
         "| operation | DynamoDB requests | all AWS requests | DynamoDB breakdown |",
         "| --- | ---: | ---: | --- |",
