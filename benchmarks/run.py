@@ -718,7 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         f"`autopilot simulate` of the example config (2 communities, 8 jobs), {days} days, "
         f"1,000 members per community: **{rate:.2f} simulated days per second** ({ticks} "
         "dispatcher ticks; every member check-in and redemption is a real `ApiFunction` "
-        "invocation on moto, and the nightly reconciliation reads every member).",
+        "invocation on moto; the worker's nightly reconciliation reads the members who "
+        "moved that day). The whole run includes setup and the end-of-run summary, which "
+        "reads the whole ledger once; see the simulated month for per-day figures.",
         "",
         "## moto transactions in the local runtime",
         "",
