@@ -465,6 +465,8 @@ def collect_summary(
                         "reason": item.reason,
                         "dst": item.dst,
                         "quiet": item.quiet,
+                        # The worker's outcome of the work this occurrence enqueued.
+                        "work": item.work,
                     }
                 )
         for post in posts_store.posts(community.id):
@@ -494,6 +496,21 @@ def collect_summary(
         "occurrences": occurrences,
         "posts": posts,
     }
+
+
+def _work_note(work: dict[str, Any] | None) -> str:
+    """What the worker made of an occurrence's enqueued job, in a few words."""
+    if not work:
+        return ""
+    parts = [f"worker: {work.get('status')}"]
+    if "members" in work:
+        mode = f" ({work['mode']})" if work.get("mode") else ""
+        parts.append(f"{work['members']} members checked{mode}")
+        if work.get("mismatch_count"):
+            parts.append(f"{work['mismatch_count']} MISMATCH(ES)")
+    if "count" in work and "month" in work:
+        parts.append(f"{work['month']}: {work['count']} entries exported")
+    return " → " + ", ".join(parts)
 
 
 def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None = None) -> None:
@@ -528,6 +545,7 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
                     line += f" “{text.splitlines()[0][:60]}”"
                 if occ["reason"]:
                     line += f" ({occ['reason']})"
+                line += _work_note(occ.get("work"))
                 out.write(line + "\n")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
     delivered = sum(1 for p in summary["posts"] if p["status"] == "published")

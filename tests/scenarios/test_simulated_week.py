@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from autopilot_cli.configfile import validate_file
-from autopilot_cli.simulate import Outage, run_simulation
+from autopilot_cli.simulate import Outage, print_day_by_day, run_simulation
 
 START = datetime(2027, 3, 8, tzinfo=UTC)  # a week with New York's spring-forward (03-14)
 CONFIG = "config/communities.yaml"
@@ -340,3 +340,18 @@ def test_evening_post_shows_live_check_in_counts(week):
             == day
         )
         assert f"今天有 {so_far} 位伙伴打卡" in post["text"]
+
+
+def test_finance_occurrences_carry_the_workers_outcome(week, repo_root, capsys):
+    """The dispatcher only enqueues finance work; the worker's outcome is recorded on the
+    occurrence, shows in summary.json and in the day-by-day account."""
+    nightly = [o for o in week.summary["occurrences"] if o["job"] == "ledger-reconcile"]
+    assert nightly and all(o["status"] == "fired" for o in nightly)
+    for occ in nightly:
+        work = occ["work"]
+        assert work["status"] == "done" and work["ok"] is True, occ
+        assert work["mode"] == "nightly" and work["members"] >= 0
+    posts = [o for o in week.summary["occurrences"] if not o["job"].startswith("ledger-")]
+    assert posts and all(o["work"] is None for o in posts)
+    print_day_by_day(week.summary, validate_file(str(repo_root / CONFIG)).config)
+    assert "ledger-reconcile   fired    → worker: done, " in capsys.readouterr().out
