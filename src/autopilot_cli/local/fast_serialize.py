@@ -21,7 +21,7 @@ stock moto across DynamoDB, SQS and SNS operations). Installed by
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,17 +53,23 @@ def _shape_key(shape: Any) -> tuple[Any, ...]:
     )
 
 
+def _memoised(
+    service: str | None, obj: Any, key: str, shape: Any, compute: Callable[[], Iterable[str]]
+) -> tuple[str, ...]:
+    """The alias list for ``key`` on a plain ``obj``: stock moto's, computed once per inputs."""
+    cache_key = (service, type(obj), key, _shape_key(shape))
+    keys = _cache.get(cache_key)
+    if keys is None:
+        keys = _cache[cache_key] = tuple(compute())
+    return keys
+
+
 def _possible_keys(self: XFormedAttributePicker, context: AttributePickerContext) -> Any:
     obj = context.obj
     if type(obj) not in _PLAIN or self.alias_providers is not DEFAULT_ALIAS_PROVIDERS:
         return _original(self, context)
     service = context.service_model.service_name if context.service_model else None
-    key = (service, type(obj), context.key, _shape_key(context.shape))
-    keys = _cache.get(key)
-    if keys is None:
-        keys = tuple(_original(self, context))
-        _cache[key] = keys
-    return keys
+    return _memoised(service, obj, context.key, context.shape, lambda: _original(self, context))
 
 
 def _structure_member(
@@ -85,19 +91,23 @@ def _structure_member(
     ):
         _original_member(self, serialized, value, shape, key)
         return
-    cache_key = (self.service_model.service_name, dict, key, _shape_key(shape))
-    keys = _cache.get(cache_key)
-    if keys is None:
-        context = AttributePickerContext(
-            obj=value,
-            key=key,
-            shape=shape,
-            operation_model=self.operation_model,
-            service_model=self.service_model,
-            key_path=".".join(self.path),
-        )
-        keys = tuple(_original(picker, context))
-        _cache[cache_key] = keys
+    keys = _memoised(
+        self.service_model.service_name,
+        value,
+        key,
+        shape,
+        lambda: _original(
+            picker,
+            AttributePickerContext(
+                obj=value,
+                key=key,
+                shape=shape,
+                operation_model=self.operation_model,
+                service_model=self.service_model,
+                key_path=".".join(self.path),
+            ),
+        ),
+    )
     member_value = None
     for possible in keys:
         found = get_value(value, possible, MISSING)

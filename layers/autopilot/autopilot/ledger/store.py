@@ -329,18 +329,6 @@ class Account:
         """Not left (an account not yet stored is active: first check-ins register)."""
         return self.left_at is None
 
-    def profile(self) -> dict[str, Any]:
-        return {
-            "member_id": self.member_id,
-            "display_name": self.display_name,
-            "joined_at": self.joined_at,
-            "left_at": self.left_at,
-            "timezone": self.timezone,
-            "reminders_opt_out": self.reminders_opt_out,
-            "dm_address": self.dm_address,
-            "referred_by": self.referred_by,
-        }
-
 
 def account_from_item(item: AccountItem) -> Account:
     """Convert a stored account."""

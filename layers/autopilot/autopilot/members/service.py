@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -51,17 +51,8 @@ class MemberProfile:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON document (key order is part of the API's answer)."""
-        return {
-            "member_id": self.member_id,
-            "display_name": self.display_name,
-            "joined_at": self.joined_at,
-            "left_at": self.left_at,
-            "timezone": self.timezone,
-            "reminders_opt_out": self.reminders_opt_out,
-            "dm_address": self.dm_address,
-            "referred_by": self.referred_by,
-        }
+        """The JSON document (key order, the fields' order, is part of the API's answer)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
