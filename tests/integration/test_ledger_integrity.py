@@ -8,7 +8,6 @@ import io
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 from autopilot.errors import (
@@ -18,32 +17,10 @@ from autopilot.errors import (
     RewardOutOfStock,
 )
 from autopilot.ledger.rules import MAX_POINTS
-from autopilot.ledger.service import Adjustment, Redemption
 from autopilot.ledger.store import AggItem, EntryItem, TierItem, member_pk
 
 from .api_support import Api, make_api, token
-from .test_checkins import T0, community
-
-
-def redeem(the_app: Any, community: Any, member: str, reward: str, request_id: str, at: Any) -> Any:
-    """``LedgerService.redeem`` of a typed :class:`Redemption`."""
-    request = Redemption(member_id=member, reward_id=reward, request_id=request_id)
-    return the_app.ledger.redeem(community, request, at)
-
-
-def adjust(
-    the_app: Any,
-    community: Any,
-    member: str,
-    amount: int,
-    reason: str,
-    ref: str,
-    actor: str,
-    at: Any,
-) -> Any:
-    """``LedgerService.adjust`` of a typed :class:`Adjustment`."""
-    request = Adjustment(member_id=member, amount=amount, reason=reason, ref=ref, actor=actor)
-    return the_app.ledger.adjust(community, request, at)
+from .test_checkins import T0, adjust, community, redeem
 
 
 @pytest.fixture
