@@ -39,7 +39,7 @@ from typing import Any, Self
 import botocore.handlers
 import botocore.session
 
-__all__ = ["RequestCounter", "instrument"]
+__all__ = ["RequestCounter", "instrument", "record"]
 
 _EVENT = "before-send"
 _UNIQUE_ID = "autopilot-metering-request-counter"
@@ -66,6 +66,16 @@ def _on_before_send(event_name: str = "", request: Any = None, **kwargs: Any) ->
     # event_name is "before-send.<service-id>.<OperationName>".
     _, _, rest = event_name.partition(".")
     service, _, operation = rest.partition(".")
+    record(service, operation)
+
+
+def record(service: str, operation: str) -> None:
+    """Count one request that is answered without reaching ``before-send``.
+
+    The local runtime's fast paths (``autopilot_cli.local.fast_dynamodb``)
+    answer some calls from ``before-call``, as botocore's ``Stubber`` does;
+    they call this so that every request is still counted exactly once.
+    """
     with _active_lock:
         counters = list(_active_counters)
     for counter in counters:

@@ -126,3 +126,115 @@ def test_install_is_reference_counted(aws_env):
     assert fast_queries.is_installed()
     fast_queries.uninstall()
     assert not fast_queries.is_installed()
+
+
+def _churn(ddb, seed: int) -> list:
+    """Writes that move items in and out of index partitions, with index queries between."""
+    from botocore.exceptions import ClientError
+
+    rng = random.Random(seed)
+    answers: list = []
+    for step in range(120):
+        n = rng.randrange(400)
+        key = {"pk": {"S": f"p{n % 9}"}, "sk": {"S": f"A#{n:07d}"}}
+        action = rng.randrange(7)
+        try:
+            if action == 0:
+                ddb.put_item(
+                    TableName="t",
+                    Item=key | {"g": {"S": f"g{rng.randrange(4)}"}, "gs": {"S": f"{n:04d}"}},
+                )
+            elif action == 1:  # move the item to another index partition
+                ddb.update_item(
+                    TableName="t",
+                    Key=key,
+                    UpdateExpression="SET g = :g, gs = if_not_exists(gs, :s)",
+                    ExpressionAttributeValues={
+                        ":g": {"S": f"g{rng.randrange(4)}"},
+                        ":s": {"S": f"{n:04d}"},
+                    },
+                )
+            elif action == 2:  # out of the index
+                ddb.update_item(TableName="t", Key=key, UpdateExpression="REMOVE g")
+            elif action == 3:
+                ddb.delete_item(TableName="t", Key=key)
+            elif action == 4:  # a cancelled transaction that moved an item first
+                ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": "t",
+                                "Key": key,
+                                "UpdateExpression": "SET g = :g, gs = :s",
+                                "ExpressionAttributeValues": {
+                                    ":g": {"S": "g1"},
+                                    ":s": {"S": "0001"},
+                                },
+                            }
+                        },
+                        {
+                            "ConditionCheck": {
+                                "TableName": "t",
+                                "Key": {"pk": {"S": "none"}, "sk": {"S": "none"}},
+                                "ConditionExpression": "attribute_exists(pk)",
+                            }
+                        },
+                    ]
+                )
+            elif action == 5:
+                ddb.batch_write_item(
+                    RequestItems={
+                        "t": [
+                            {"PutRequest": {"Item": key | {"g": {"S": "g2"}, "gs": {"S": "0002"}}}}
+                        ]
+                    }
+                )
+            else:
+                ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": "t",
+                                "Item": key | {"g": {"S": "g3"}, "gs": {"S": "9"}},
+                            }
+                        }
+                    ]
+                )
+        except ClientError as error:
+            answers.append(("error", step, error.response["Error"]["Code"]))
+        if step % 10 == 0:
+            answers.append(("queries", step, _run_all(ddb)))
+    return answers
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_index_queries_follow_every_write_like_stock_moto(aws_env, seed):
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _table(client)
+        stock = _churn(client, seed)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _table(client)
+        with fast_queries.fast_queries():
+            fast = _churn(client, seed)
+    assert fast == stock
+    assert any(a[0] == "error" for a in stock)  # cancelled transactions were exercised
+
+
+def test_a_reinstalled_fast_path_does_not_trust_a_map_built_before(ddb):
+    query = {
+        "TableName": "t",
+        "IndexName": "gsi",
+        "KeyConditionExpression": "g = :g",
+        "ExpressionAttributeValues": {":g": {"S": "fresh"}},
+    }
+    with fast_queries.fast_queries():
+        assert ddb.query(**query)["Items"] == []  # builds the map
+    # Written while the fast path is not installed: no hook sees it.
+    ddb.put_item(
+        TableName="t",
+        Item={"pk": {"S": "x"}, "sk": {"S": "y"}, "g": {"S": "fresh"}, "gs": {"S": "1"}},
+    )
+    with fast_queries.fast_queries():
+        assert [i["pk"]["S"] for i in ddb.query(**query)["Items"]] == ["x"]

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 from moto.core import responses as moto_responses
 
-from autopilot_cli.local import fast_serialize
+from autopilot_cli.local import fast_dynamodb, fast_serialize
 from autopilot_cli.simulate import run_simulation
 
 
@@ -164,7 +164,10 @@ def test_dynamodb_sqs_sns_responses_are_identical(aws_env, compared):
     assert not fast_serialize.is_installed()
 
 
-def test_a_simulated_day_serialises_identically(aws_env, compared, tmp_path):
+def test_a_simulated_day_serialises_identically(aws_env, compared, tmp_path, monkeypatch):
+    # DynamoDB data-plane answers skip moto's serialiser under fast_dynamodb
+    # (tests/integration/test_fast_dynamodb.py); here every answer goes through it.
+    monkeypatch.setattr(fast_dynamodb, "install", lambda: None)
     run_simulation(
         "config/communities.yaml",
         start=datetime(2027, 3, 8, tzinfo=UTC),

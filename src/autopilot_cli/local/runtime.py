@@ -46,6 +46,7 @@ from urllib.parse import quote, urlencode
 import boto3
 from autopilot.clock import get_clock
 
+from autopilot_cli.local import fast_dynamodb as _fast_dynamodb
 from autopilot_cli.local import fast_queries as _fast_queries
 from autopilot_cli.local import fast_serialize as _fast_serialize
 from autopilot_cli.local import fast_transactions as _fast_transactions
@@ -579,7 +580,9 @@ class LocalRuntime:
                 self._mock.start()
             if self._use_fast_transactions:
                 # The moto fast paths (transactions, partition queries, response
-                # serialisation) are tested to answer exactly like stock moto.
+                # serialisation, data-plane calls below HTTP) are tested to answer
+                # exactly like stock moto.
+                _fast_dynamodb.install()
                 _fast_transactions.install()
                 _fast_queries.install()
                 _fast_serialize.install()
@@ -598,6 +601,7 @@ class LocalRuntime:
         self._clients.clear()
         self.reset_containers()
         if self._fast_transactions_installed:
+            _fast_dynamodb.uninstall()
             _fast_transactions.uninstall()
             _fast_queries.uninstall()
             _fast_serialize.uninstall()

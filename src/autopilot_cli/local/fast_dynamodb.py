@@ -1,0 +1,255 @@
+"""DynamoDB data-plane calls answered by moto without the HTTP round trip (local runs only).
+
+Under moto every DynamoDB call still travels the whole HTTP path: botocore
+signs the request, moto rebuilds a werkzeug request from it, re-parses the
+JSON body against the operation's input shape, runs the backend, walks the
+operation's output shape to serialise the result back to JSON, and botocore
+parses that JSON again. In a simulated month that round trip cost more than
+moto's DynamoDB backend itself: about half of every check-in.
+
+While installed, a ``before-call.dynamodb`` hook answers the data-plane
+operations (:data:`FAST_OPERATIONS`) below botocore's HTTP layer, the way
+botocore's own ``Stubber`` does:
+
+* the request is parsed by moto's own request parser from the body botocore
+  serialised (after botocore validated the parameters, as always), and the
+  same ``DynamoHandler`` method runs against the same backend;
+* moto's answer for a DynamoDB result is already the wire dict, so it is
+  dumped with :func:`json.dumps` (blobs base64-encoded, as moto's serialiser
+  does) instead of being walked member by member; errors are serialised by
+  moto exactly as over HTTP;
+* botocore's own response parser turns the answer into the parsed response
+  (plus modelled error fields such as ``CancellationReasons``), so callers
+  get the same dicts and the same exception classes.
+
+The request is still counted by :mod:`autopilot_cli.metering` (it never
+reaches ``before-send``, where the counter normally sees it). Everything else
+(control-plane DynamoDB calls, other services, moto's IAM-auth mode, a
+stopped moto mock) takes the stock path. ``tests/integration/test_fast_dynamodb.py``
+runs the same operations both ways, errors included, and compares the parsed
+responses, the raised errors, the tables and the request counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import botocore.handlers
+from botocore.awsrequest import AWSResponse
+from botocore.endpoint import convert_to_response_dict
+from botocore.parsers import create_parser
+from moto import settings
+from moto.core.botocore_stubber import MockRawResponse
+from moto.core.exceptions import ServiceException
+from moto.core.models import botocore_stubber
+from moto.core.parse import PROTOCOL_PARSERS
+from moto.core.responses import ActionResult, BaseResponse
+from moto.core.utils import camelcase_to_underscores, get_service_model, utcnow
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from moto.utilities.aws_headers import gen_amz_crc32
+from moto.utilities.utils import get_partition
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
+
+from autopilot_cli import metering
+
+__all__ = ["FAST_OPERATIONS", "fast_dynamodb", "install", "is_installed", "uninstall"]
+
+#: Operations answered below HTTP: their results are plain wire dicts.
+FAST_OPERATIONS = frozenset(
+    {
+        "BatchGetItem",
+        "BatchWriteItem",
+        "DeleteItem",
+        "GetItem",
+        "PutItem",
+        "Query",
+        "Scan",
+        "TransactGetItems",
+        "TransactWriteItems",
+        "UpdateItem",
+    }
+)
+
+_EVENT = "before-call.dynamodb"
+# moto's default: IAM authentication off. With it on, requests take the stock path.
+_NO_AUTH = float("inf")
+_lock = threading.Lock()
+_installs = 0
+_moto_operations: dict[str, Any] = {}
+_response_parsers: dict[str, Any] = {}
+
+
+def _blob(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("utf-8")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _moto_operation(name: str) -> Any:
+    operation = _moto_operations.get(name)
+    if operation is None:
+        operation = _moto_operations[name] = get_service_model("dynamodb").operation_model(name)
+    return operation
+
+
+def _response_parser(protocol: str) -> Any:
+    parser = _response_parsers.get(protocol)
+    if parser is None:
+        parser = _response_parsers[protocol] = create_parser(protocol)
+    return parser
+
+
+def _account(handler: BaseResponse, request_signer: Any) -> str:
+    """moto's account resolution (``get_current_account``) from the unsigned request."""
+    import os
+
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if "x-moto-account-id" in handler.headers:
+        return str(handler.headers["x-moto-account-id"])
+    from moto.iam.models import get_account_id_from
+
+    credentials = getattr(request_signer, "_credentials", None)
+    access_key = getattr(credentials, "access_key", None) or ""
+    return get_account_id_from(access_key)
+
+
+def _answer(operation_name: str, params: dict[str, Any], request_signer: Any) -> Any:
+    """(status, headers, body) exactly as moto's ``DynamoHandler.call_action`` answers."""
+    handler = DynamoHandler()
+    headers = {str(k): v for k, v in params["headers"].items()}
+    handler.headers = headers
+    handler.querystring = {}
+    handler.uri_match = {}
+    handler.method = params.get("method", "POST")
+    handler.region = request_signer.region_name
+    handler.partition = get_partition(handler.region)
+    handler.current_account = _account(handler, request_signer)
+    handler.response_headers = {"server": "amazon.com", "date": http_date(utcnow())}
+    body = params["body"]
+    parser = PROTOCOL_PARSERS["json"](
+        _moto_operation(operation_name), map_type=DynamoHandler.PROTOCOL_PARSER_MAP_TYPE
+    )
+    parsed = parser.parse(
+        {
+            "method": handler.method,
+            "values": {},
+            "headers": headers,
+            "body": body if isinstance(body, bytes) else str(body).encode("utf-8"),
+            "url_path": "/",
+            "url_params": {},
+        }
+    )
+    handler.params = parsed
+    handler.body = parsed  # DynamoHandler.call_action reads the parsed params as its body
+    response_headers = handler.response_headers
+    try:
+        response = getattr(handler, camelcase_to_underscores(operation_name))()
+    except ServiceException as error:
+        status, error_headers, error_body = handler.serialized(ActionResult(error))
+        error_headers["status"] = status
+        response = error_body, error_headers
+    except HTTPException as http_error:
+        raised_headers: dict[str, Any] = dict(http_error.get_headers() or [])
+        raised_headers["status"] = http_error.code
+        response = http_error.description, raised_headers
+    if type(response) is DynamoResult:
+        status = 200
+        response_headers["Content-Type"] = "application/x-amz-json-1.0"
+        body_text: Any = json.dumps(response.result, default=_blob)
+    elif isinstance(response, ActionResult):
+        status, response_headers, body_text = handler.serialized(response)
+    elif isinstance(response, str):
+        status, body_text = 200, response
+    else:
+        status, response_headers, body_text = BaseResponse._transform_response(
+            response_headers, response
+        )
+    response_headers, body_text = BaseResponse._enrich_response(response_headers, body_text)
+    # DynamoHandler.call_action is wrapped by amz_crc32: status as an int, crc32 header.
+    if "status" in response_headers:
+        response_headers["status"] = str(response_headers["status"])
+    gen_amz_crc32(body_text, response_headers)
+    return status, response_headers, body_text
+
+
+def _on_before_call(
+    model: Any = None,
+    params: Any = None,
+    request_signer: Any = None,
+    **kwargs: Any,
+) -> tuple[AWSResponse, dict[str, Any]] | None:
+    """botocore hook: answer a DynamoDB data-plane call from moto directly, or defer (None)."""
+    if (
+        _installs == 0
+        or not botocore_stubber.enabled
+        or model is None
+        or model.name not in FAST_OPERATIONS
+        or settings.INITIAL_NO_AUTH_ACTION_COUNT != _NO_AUTH
+        or request_signer is None
+    ):
+        return None
+    metering.record("dynamodb", model.name)
+    status, headers, body = _answer(model.name, params, request_signer)
+    http = AWSResponse(params["url"], int(status), headers, MockRawResponse(body))
+    response_dict = convert_to_response_dict(http, model)
+    parser = _response_parser(model.service_model.resolved_protocol)
+    parsed = parser.parse(response_dict, model.output_shape)
+    if http.status_code >= 300:
+        # Endpoint._add_modeled_error_fields: e.g. CancellationReasons, Item.
+        code = parsed.get("Error", {}).get("Code")
+        error_shape = None if code is None else model.service_model.shape_for_error_code(code)
+        if error_shape is not None:
+            parsed.update(parser.parse(response_dict, error_shape))
+    if "ResponseMetadata" in parsed:
+        parsed["ResponseMetadata"]["RetryAttempts"] = 0
+    return http, parsed
+
+
+def _register_builtin() -> None:
+    spec = (_EVENT, _on_before_call)
+    if spec not in botocore.handlers.BUILTIN_HANDLERS:
+        botocore.handlers.BUILTIN_HANDLERS.append(spec)
+
+
+def install() -> None:
+    """Answer DynamoDB data-plane calls directly while moto is active (reference-counted).
+
+    Sessions created after this module was imported carry the hook; it does
+    nothing until installed.
+    """
+    global _installs
+    with _lock:
+        _installs += 1
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`."""
+    global _installs
+    with _lock:
+        if _installs:
+            _installs -= 1
+
+
+def is_installed() -> bool:
+    """Whether the fast path is active."""
+    return _installs > 0
+
+
+@contextmanager
+def fast_dynamodb() -> Iterator[None]:
+    """Use the fast path inside a ``with`` block."""
+    install()
+    try:
+        yield
+    finally:
+        uninstall()
+
+
+_register_builtin()
