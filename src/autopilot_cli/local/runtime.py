@@ -47,6 +47,7 @@ import boto3
 from autopilot.clock import get_clock
 
 from autopilot_cli.local import fast_dynamodb as _fast_dynamodb
+from autopilot_cli.local import fast_items as _fast_items
 from autopilot_cli.local import fast_queries as _fast_queries
 from autopilot_cli.local import fast_serialize as _fast_serialize
 from autopilot_cli.local import fast_transactions as _fast_transactions
@@ -580,9 +581,10 @@ class LocalRuntime:
                 self._mock.start()
             if self._use_fast_transactions:
                 # The moto fast paths (transactions, partition queries, response
-                # serialisation, data-plane calls below HTTP) are tested to answer
-                # exactly like stock moto.
+                # serialisation, data-plane calls below HTTP, item construction)
+                # are tested to answer exactly like stock moto.
                 _fast_dynamodb.install()
+                _fast_items.install()
                 _fast_transactions.install()
                 _fast_queries.install()
                 _fast_serialize.install()
@@ -602,6 +604,7 @@ class LocalRuntime:
         self.reset_containers()
         if self._fast_transactions_installed:
             _fast_dynamodb.uninstall()
+            _fast_items.uninstall()
             _fast_transactions.uninstall()
             _fast_queries.uninstall()
             _fast_serialize.uninstall()
