@@ -283,6 +283,24 @@ def _workload(ddb: Any) -> list[tuple[Any, ...]]:
             {"Delete": {"TableName": "t", "Key": {"pk": {"S": "p0"}, "sk": {"S": "s042"}}}},
         ],
     )
+    # One request, the same expressions with different values: a memoised parse
+    # must never answer for other values (the second update's condition fails).
+    for limit in ("5", "500"):
+        call(
+            "transact_write_items",
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": f"p{n % 3}"}, "sk": {"S": f"s{n:03d}"}},
+                        "UpdateExpression": "SET n = n - :d",
+                        "ConditionExpression": "n >= :d",
+                        "ExpressionAttributeValues": {":d": {"N": d}},
+                    }
+                }
+                for n, d in ((7, "5"), (8, limit))
+            ],
+        )
     call(
         "transact_get_items",
         TransactItems=[

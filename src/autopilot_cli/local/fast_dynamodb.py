@@ -22,6 +22,15 @@ botocore's own ``Stubber`` does:
   (plus modelled error fields such as ``CancellationReasons``), so callers
   get the same dicts and the same exception classes.
 
+Within one request, moto parses the same expression several times: a
+transaction's condition once to validate the request, once to check it and
+once more in ``Table.put_item``; an update expression once to validate and once
+to apply. While a request is answered here, those parses are memoised for that
+request only, keyed by the expression with its attribute names and values (a
+parse depends on nothing else; a failed parse is never memoised, so errors are
+raised as before). Condition trees are only evaluated, never modified, and
+moto deep-copies an update expression's tree before validating it.
+
 The request is still counted by :mod:`autopilot_cli.metering` (it never
 reaches ``before-send``, where the counter normally sees it). Everything else
 (control-plane DynamoDB calls, other services, moto's IAM-auth mode, a
@@ -50,6 +59,8 @@ from moto.core.models import botocore_stubber
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.responses import ActionResult, BaseResponse
 from moto.core.utils import camelcase_to_underscores, get_service_model, utcnow
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.utilities.aws_headers import gen_amz_crc32
 from moto.utilities.utils import get_partition
@@ -83,6 +94,48 @@ _lock = threading.Lock()
 _installs = 0
 _moto_operations: dict[str, Any] = {}
 _response_parsers: dict[str, Any] = {}
+
+
+_original_condition_parse = ConditionExpressionParser.parse
+_original_update_make = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+# The parses of the request being answered (None outside a fast-path request).
+_memo = threading.local()
+
+
+def _frozen(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _condition_parse(self: ConditionExpressionParser) -> Any:
+    memo = getattr(_memo, "parses", None)
+    if memo is None:
+        return _original_condition_parse(self)
+    key = (
+        "condition",
+        self.condition_expression,
+        _frozen(self.expression_attribute_names),
+        _frozen(self.expression_attribute_values),
+    )
+    hit = memo.get(key)
+    if hit is not None:
+        tree, names_found, values_found = hit
+        self.expr_attr_names_found = list(names_found)
+        self.expr_attr_values_found = list(values_found)
+        return tree
+    tree = _original_condition_parse(self)
+    memo[key] = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+    return tree
+
+
+def _update_make(cls: type[UpdateExpressionParser], expression_str: Any) -> Any:
+    memo = getattr(_memo, "parses", None)
+    if memo is None or not isinstance(expression_str, str):
+        return _original_update_make(cls, expression_str)
+    key = ("update", expression_str)
+    tree = memo.get(key)
+    if tree is None:
+        tree = memo[key] = _original_update_make(cls, expression_str)
+    return tree
 
 
 def _blob(value: Any) -> str:
@@ -149,6 +202,7 @@ def _answer(operation_name: str, params: dict[str, Any], request_signer: Any) ->
     handler.params = parsed
     handler.body = parsed  # DynamoHandler.call_action reads the parsed params as its body
     response_headers = handler.response_headers
+    _memo.parses = {}
     try:
         response = getattr(handler, camelcase_to_underscores(operation_name))()
     except ServiceException as error:
@@ -159,6 +213,8 @@ def _answer(operation_name: str, params: dict[str, Any], request_signer: Any) ->
         raised_headers: dict[str, Any] = dict(http_error.get_headers() or [])
         raised_headers["status"] = http_error.code
         response = http_error.description, raised_headers
+    finally:
+        _memo.parses = None
     if type(response) is DynamoResult:
         status = 200
         response_headers["Content-Type"] = "application/x-amz-json-1.0"
@@ -227,6 +283,9 @@ def install() -> None:
     global _installs
     with _lock:
         _installs += 1
+        if _installs == 1:
+            ConditionExpressionParser.parse = _condition_parse  # type: ignore[method-assign]
+            UpdateExpressionParser.make = classmethod(_update_make)  # type: ignore[method-assign,assignment]
 
 
 def uninstall() -> None:
@@ -235,6 +294,9 @@ def uninstall() -> None:
     with _lock:
         if _installs:
             _installs -= 1
+            if _installs == 0:
+                ConditionExpressionParser.parse = _original_condition_parse  # type: ignore[method-assign]
+                UpdateExpressionParser.make = classmethod(_original_update_make)  # type: ignore[method-assign,assignment]
 
 
 def is_installed() -> bool:
