@@ -4,10 +4,10 @@ and the empirical win frequencies (chi-square)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import random
 from decimal import Decimal, localcontext
-from types import SimpleNamespace
 
 import pytest
 from autopilot.lottery import draw as draw_module
@@ -15,6 +15,7 @@ from autopilot.lottery.draw import (
     MAX_WEIGHT,
     RankBoundary,
     _exact_ranks_before,
+    _hmac_sha256_of,
     _Ranked,
     _sort_value,
     draw_randomness,
@@ -49,6 +50,12 @@ def near_tie_partner(n_a: int, w_a: int, w_b: int) -> int:
 def test_u_numerator_is_the_first_eight_hmac_bytes() -> None:
     assert u_numerator(R, "m1") == reference_n(R, "m1")
     assert u_numerator(R, "成员") == reference_n(R, "成员")
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=100), message=st.binary(max_size=300))
+def test_precomputed_hmac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert _hmac_sha256_of(key)(message) == hmac.new(key, message, hashlib.sha256).digest()
 
 
 @pytest.mark.parametrize("n", [0, 1, 2**52, 2**63 - 1, 2**63, 2**63 + 1, TOP - 1, TOP])
@@ -139,13 +146,14 @@ def test_different_weights_never_tie_even_with_equal_n() -> None:
     assert heavy.ranks_before(light)
 
 
-def fake_hmac_digest(table: dict[str, int]):
-    """A stand-in for hmac.digest giving each member id a chosen n (to force ties)."""
+def fake_member_hmac(table: dict[str, int]):
+    """A stand-in for the per-entrant HMAC giving each member id a chosen n (to force
+    ties and near-ties that real HMAC outputs would practically never produce)."""
 
-    def digest(key: bytes, message: bytes, name: str) -> bytes:
-        return table[message.decode()].to_bytes(8, "big") + bytes(24)
+    def hmac_of(key: bytes):
+        return lambda message: table[message.decode()].to_bytes(8, "big") + bytes(24)
 
-    return digest
+    return hmac_of
 
 
 @settings(max_examples=60, deadline=None)
@@ -166,7 +174,7 @@ def test_streaming_top_k_equals_the_reference_sort_with_ties_and_near_ties(
     entrants = list(zip(ids, weights, strict=True))
     expected = reference_order(entrants, R, n_of=lambda _r, m: table[m])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(draw_module, "hmac", SimpleNamespace(digest=fake_hmac_digest(table)))
+        patch.setattr(draw_module, "_hmac_sha256_of", fake_member_hmac(table))
         got = rank_entrants(entrants, R, count)
         assert [e.member_id for e in got] == expected[:count]
         assert [e.rank for e in got] == list(range(1, len(got) + 1))

@@ -38,7 +38,7 @@ import json
 import math
 import re
 import secrets as _secrets  # the standard library's, not autopilot.secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from enum import StrEnum
@@ -189,27 +189,44 @@ class EntrantsHasher:
     memory. ``count`` is the number of entrants added so far.
     """
 
-    __slots__ = ("_hash", "_previous", "_previous_id", "count")
+    __slots__ = ("_hash", "_previous", "_previous_id", "_update", "count")
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
+        self._update = self._hash.update
         self._previous = b""
         self._previous_id = ""
         self.count = 0
 
     def add(self, member_id: str, weight: int) -> bytes:
         """Add the next entrant; returns its member id's UTF-8 bytes."""
-        where = f"entrant #{self.count + 1}"
-        encoded = check_member_id(member_id, where=where)
-        check_weight(weight, where=f"{where} ({member_id!r})")
-        if self.count and encoded <= self._previous:
+        # The fast path checks exactly what check_member_id/check_weight check, without
+        # building messages; any failure is re-checked by them for the precise error.
+        try:
+            if (
+                type(member_id) is not str
+                or not member_id
+                or _CONTROL_CHARS.search(member_id)
+                or type(weight) is not int
+                or not 1 <= weight <= MAX_WEIGHT
+            ):
+                raise ValueError
+            encoded = member_id.encode("utf-8")
+            if len(encoded) > MAX_MEMBER_ID_BYTES:
+                raise ValueError
+        except ValueError:  # UnicodeEncodeError included
+            where = f"entrant #{self.count + 1}"
+            encoded = check_member_id(member_id, where=where)
+            check_weight(weight, where=f"{where} ({member_id!r})")
+            raise AssertionError("unreachable: the checks above raise") from None
+        if encoded <= self._previous and self.count:
             relation = "repeats" if encoded == self._previous else "sorts before"
             raise EntrantsOutOfOrder(
-                f"{where}: member id {member_id!r} {relation} the previous entrant "
-                f"{self._previous_id!r}; entrants must be strictly sorted by the UTF-8 "
-                "bytes of their member id, each member once"
+                f"entrant #{self.count + 1}: member id {member_id!r} {relation} the previous "
+                f"entrant {self._previous_id!r}; entrants must be strictly sorted by the "
+                "UTF-8 bytes of their member id, each member once"
             )
-        self._hash.update(b"%s\t%d\n" % (encoded, weight))
+        self._update(b"%s\t%d\n" % (encoded, weight))
         self._previous = encoded
         self._previous_id = member_id
         self.count += 1
@@ -315,6 +332,25 @@ def u_numerator(randomness: bytes, member_id: str) -> int:
     """``n`` of one entrant: the first 8 bytes, big-endian, of HMAC-SHA256(R, id)."""
     digest = hmac.digest(randomness, member_id.encode("utf-8"), "sha256")
     return int.from_bytes(digest[:8], "big")
+
+
+def _hmac_sha256_of(key: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 under ``key`` (RFC 2104) as a function of the message. The draw
+    computes one HMAC per entrant under the same key, so the two padded key blocks
+    are hashed once and copied: 2.5 times faster than ``hmac.digest`` per call."""
+    block = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    block = block.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def mac(message: bytes) -> bytes:
+        inner_hash = inner.copy()
+        inner_hash.update(message)
+        outer_hash = outer.copy()
+        outer_hash.update(inner_hash.digest())
+        return outer_hash.digest()
+
+    return mac
 
 
 def _sort_value(n: int, weight: int) -> float:
@@ -464,13 +500,19 @@ def rank_entrants(
     heap: list[_Ranked] = []
     threshold = math.inf  # sort value beyond which an entrant certainly misses the heap
     floor = boundary.sort_value * (1.0 - _FLOAT_MARGIN) if boundary else -math.inf
-    add = hasher.add
+    # Local names: this loop runs once per entrant.
+    add, mac = hasher.add, _hmac_sha256_of(randomness)
+    from_bytes, log, log1p = int.from_bytes, math.log, math.log1p
     for member_id, weight in entrants:
         encoded = add(member_id, weight)
         if count == 0:
             continue
-        n = int.from_bytes(hmac.digest(randomness, encoded, "sha256")[:8], "big")
-        value = _sort_value(n, weight)
+        n = from_bytes(mac(encoded)[:8], "big")
+        # _sort_value, inlined: this loop runs once per entrant
+        if n < _HALF_N:
+            value = -log((2 * n + 1) * _SCALE) / weight
+        else:
+            value = -log1p(-(((1 << _U_DENOMINATOR_BITS) - (2 * n + 1)) * _SCALE)) / weight
         if value > threshold:
             continue
         if value < floor:
