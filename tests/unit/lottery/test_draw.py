@@ -471,3 +471,9 @@ def test_other_algorithm_versions_are_not_verified_as_version_1() -> None:
     assert result.differences == [
         "algorithm is 'autopilot-lottery/2'; this verifier implements 'autopilot-lottery/1'"
     ]
+
+
+def test_a_record_built_in_code_with_a_bad_seed_is_reported_not_raised() -> None:
+    record = make_draw(make_entrants(3))
+    bad = DrawRecord(**{**record.__dict__, "seed": "not hex"})
+    assert verify(bad).differences == ["seed is not 16..64 bytes of lowercase hex"]

@@ -931,6 +931,9 @@ def verify(record: DrawRecord, entrants: Iterable[tuple[str, int]] | None = None
             f"algorithm is {record.algorithm!r}; this verifier implements {ALGORITHM!r}"
         )
         return VerifyResult(differences)
+    if not _HEX_SEED.fullmatch(record.seed):
+        differences.append("seed is not 16..64 bytes of lowercase hex")
+        return VerifyResult(differences)
     seed = bytes.fromhex(record.seed)
     computed_commitment = hashlib.sha256(seed).hexdigest()
     if computed_commitment != record.commitment:
