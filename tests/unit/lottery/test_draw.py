@@ -147,6 +147,17 @@ def test_bad_weights_are_refused(weight, message: str) -> None:
         entrants_hash([("a", 1), ("b", weight)])
 
 
+def test_subclasses_of_str_and_int_hash_like_plain_values() -> None:
+    class MemberId(str):
+        pass
+
+    class Weight(int):
+        pass
+
+    plain = entrants_hash([("a", 2), ("b", 3)])
+    assert entrants_hash([(MemberId("a"), Weight(2)), ("b", Weight(3))]) == plain
+
+
 def test_errors_are_value_errors() -> None:
     assert issubclass(DrawInputError, ValueError)
 

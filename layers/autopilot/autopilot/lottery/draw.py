@@ -215,10 +215,11 @@ class EntrantsHasher:
             if len(encoded) > MAX_MEMBER_ID_BYTES:
                 raise ValueError
         except ValueError:  # UnicodeEncodeError included
+            # The precise checks raise with the message, or accept subclasses of
+            # str and int, which the fast path leaves to them.
             where = f"entrant #{self.count + 1}"
             encoded = check_member_id(member_id, where=where)
-            check_weight(weight, where=f"{where} ({member_id!r})")
-            raise AssertionError("unreachable: the checks above raise") from None
+            weight = int(check_weight(weight, where=f"{where} ({member_id!r})"))
         if encoded <= self._previous and self.count:
             relation = "repeats" if encoded == self._previous else "sorts before"
             raise EntrantsOutOfOrder(
