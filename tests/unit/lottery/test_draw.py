@@ -488,3 +488,13 @@ def test_a_record_built_in_code_with_a_bad_seed_is_reported_not_raised() -> None
     record = make_draw(make_entrants(3))
     bad = DrawRecord(**{**record.__dict__, "seed": "not hex"})
     assert verify(bad).differences == ["seed is not 16..64 bytes of lowercase hex"]
+
+
+def test_a_record_with_invalid_prizes_is_reported_without_expanding_them() -> None:
+    record = make_draw(make_entrants(3))
+    data = json.loads(record.to_json())
+    data["prizes"][0]["count"] = 10**12  # expanding this into ranks would never finish
+    result = verify_json(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    assert result.differences == [
+        f"record prizes: {10**12 + 2} prizes in all, at most {MAX_WINNERS} per draw"
+    ]

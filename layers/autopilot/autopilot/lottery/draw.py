@@ -954,8 +954,10 @@ def verify(record: DrawRecord, entrants: Iterable[tuple[str, int]] | None = None
     try:
         prizes = check_prizes(record.prizes)
     except DrawInputError as exc:
-        differences.append(str(exc))
-        prizes = record.prizes
+        # Without valid prizes there is no k to recompute (and a forged count could
+        # be huge): report it and stop.
+        differences.append(f"record {exc}")
+        return VerifyResult(differences)
     tiers = tier_of_ranks(prizes)
     _verify_listed(record, randomness, tiers, differences)
     if entrants is None:
