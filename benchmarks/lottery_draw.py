@@ -49,11 +49,14 @@ def entrants(count: int) -> Iterator[tuple[str, int]]:
         yield f"member-{i:08d}", i * 7919 % 10 + 1
 
 
-def measure(step: Callable[[], Any]) -> tuple[float, int, Any]:
-    """CPU seconds of ``step`` (untraced) and its peak traced memory (second run)."""
+def measure(step: Callable[[], Any], memory: bool = True) -> tuple[float, int, Any]:
+    """CPU seconds of ``step`` (untraced) and its peak traced memory (second run;
+    -1 when ``memory`` is off)."""
     started = time.process_time()
     result = step()
     cpu = time.process_time() - started
+    if not memory:
+        return cpu, -1, result
     tracemalloc.start()
     step()
     _, peak = tracemalloc.get_traced_memory()
@@ -61,21 +64,33 @@ def measure(step: Callable[[], Any]) -> tuple[float, int, Any]:
     return cpu, peak, result
 
 
+def _kib(peak: int) -> str:
+    return "not measured" if peak < 0 else f"{peak / 1024:,.0f} KiB"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--winners", default="1,3,20", help="prize counts per tier")
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the traced runs (tracemalloc makes each pass about ten times slower)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     prizes = [PrizeTier(f"tier{i + 1}", int(c)) for i, c in enumerate(args.winners.split(","))]
     winners = sum(p.count for p in prizes)
+    memory = not args.no_memory
 
     print(f"Lottery draw, {winners} winners, Python {sys.version.split()[0]}")
     print()
     print("| entrants | pass | CPU s | peak memory (traced) | entrants/s |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for size in sizes:
-        hash_cpu, hash_peak, digest = measure(lambda size=size: entrants_hash(entrants(size)))
+        hash_cpu, hash_peak, digest = measure(
+            lambda size=size: entrants_hash(entrants(size)), memory
+        )
 
         def run_draw(size: int = size, frozen: str = digest.entrants_hash) -> Any:
             return draw(
@@ -86,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                 external_value=EXTERNAL_VALUE,
             )
 
-        draw_cpu, draw_peak, record = measure(run_draw)
+        draw_cpu, draw_peak, record = measure(run_draw, memory)
         verify_cpu, verify_peak, result = measure(
-            lambda size=size, record=record: verify(record, entrants(size))
+            lambda size=size, record=record: verify(record, entrants(size)), memory
         )
         for name, cpu, peak in (
             ("hash", hash_cpu, hash_peak),
             (f"draw {winners}", draw_cpu, draw_peak),
             ("verify", verify_cpu, verify_peak),
         ):
-            print(f"| {size:,} | {name} | {cpu:.2f} | {peak / 1024:,.0f} KiB | {size / cpu:,.0f} |")
+            print(f"| {size:,} | {name} | {cpu:.2f} | {_kib(peak)} | {size / cpu:,.0f} |")
         print(f"<!-- {size:,} entrants: verify says {result.summary().splitlines()[0]} -->")
     return 0
 

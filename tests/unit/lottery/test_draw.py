@@ -346,6 +346,42 @@ def test_every_entrant_is_chosen_at_most_once_until_none_is_left() -> None:
     assert verify(record, entrants).verified
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 9), min_size=1, max_size=15),
+    picks=st.lists(st.integers(0, 100), max_size=20),
+    reasons=st.lists(st.sampled_from(list(RerollReason)), min_size=1, max_size=3),
+)
+def test_any_sequence_of_rerolls_never_repeats_a_member_and_verifies(
+    weights: list[int], picks: list[int], reasons: list[RerollReason]
+) -> None:
+    entrants = [(f"e{i:02d}", w) for i, w in enumerate(weights)]
+    record = make_draw(entrants, prizes=(PrizeTier("a", 1), PrizeTier("b", 2)))
+    order = reference_order(entrants, bytes.fromhex(record.randomness))
+    for step, pick in enumerate(picks):
+        holders = record.holders()
+        target = holders[pick % len(holders)]
+        reason = reasons[step % len(reasons)]
+        if len(record.winners) + len(record.rerolls) == len(entrants):
+            with pytest.raises(NoEntrantsLeft):
+                reroll(record, entrants, replaces_rank=target.rank, reason=reason)
+            break
+        record = reroll(record, entrants, replaces_rank=target.rank, reason=reason)
+        assert record.rerolls[-1].winner.tier == target.tier
+    chosen = [w.member_id for w in record.winners] + [r.winner.member_id for r in record.rerolls]
+    assert len(set(chosen)) == len(chosen)
+    assert chosen == order[: len(chosen)]
+    assert len(record.holders()) == len(record.winners)
+    assert DrawRecord.from_json(record.to_json()) == record
+    result = verify_json(record.to_json(), entrants)
+    assert result.verified, result.summary()
+
+
+def test_from_json_refuses_what_is_not_json() -> None:
+    with pytest.raises(InvalidRecord, match="record is not valid UTF-8 JSON"):
+        DrawRecord.from_json(b"\xff{")
+
+
 def test_reroll_of_a_rank_that_holds_nothing_is_refused() -> None:
     entrants = make_entrants(10)
     record = reroll(make_draw(entrants), entrants, replaces_rank=1, reason="unclaimed")

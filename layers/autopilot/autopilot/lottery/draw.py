@@ -634,6 +634,15 @@ class DrawRecord:
         """Parse a record's JSON data; :class:`InvalidRecord` names the bad field."""
         return _record_from_dict(data)
 
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DrawRecord:
+        """Parse a record's JSON text (as stored); :class:`InvalidRecord` if it is not one."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise InvalidRecord(f"record is not valid UTF-8 JSON: {exc}") from None
+        return _record_from_dict(data)
+
     def holders(self) -> list[Winner]:
         """Who holds each prize now, in rank order of the slots: every winner, with a
         rerolled slot's holder replaced by its last reroll."""
