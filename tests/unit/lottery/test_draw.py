@@ -247,6 +247,21 @@ def test_draw_assigns_tiers_in_rank_order_and_records_everything() -> None:
     assert verify(record, entrants).verified
 
 
+def test_draw_checks_the_seed_against_the_published_commitment() -> None:
+    entrants = make_entrants(5)
+    frozen = entrants_hash(entrants).entrants_hash
+    record = draw(entrants, seed=SEED, entrants_hash=frozen, prizes=PRIZES, commitment=commit(SEED))
+    assert record.commitment == commit(SEED)
+    with pytest.raises(DrawInputError, match="the seed does not match the commitment"):
+        draw(entrants, seed=SEED, entrants_hash=frozen, prizes=PRIZES, commitment="0" * 64)
+
+
+def test_drawing_again_gives_the_same_record() -> None:
+    """A crashed draw resumed from the same inputs picks exactly the same winners."""
+    entrants = make_entrants(40)
+    assert make_draw(entrants) == make_draw(entrants)
+
+
 def test_fewer_entrants_than_prizes_fill_the_first_ranks() -> None:
     record = make_draw(make_entrants(2))
     assert [w.tier for w in record.winners] == ["first", "second"]

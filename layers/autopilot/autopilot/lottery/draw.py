@@ -39,7 +39,7 @@ import math
 import re
 import secrets as _secrets  # the standard library's, not autopilot.secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any
@@ -701,13 +701,20 @@ def draw(
     entrants_hash: str,
     prizes: Sequence[PrizeTier],
     external_value: str = "",
+    commitment: str | None = None,
 ) -> DrawRecord:
     """Draw the winners of ``prizes`` from ``entrants`` (streamed in member-id order).
 
     ``entrants_hash`` is the hash published when the list was frozen: it feeds the
     randomness, and the entrants read now must hash to it (else
-    :class:`EntrantsChanged`, nothing drawn). Memory is O(number of prizes).
+    :class:`EntrantsChanged`, nothing drawn). ``commitment``, when given (the one
+    published at the opening), must be the seed's. Deterministic: drawing again
+    with the same inputs gives the same record. Memory is O(number of prizes).
     """
+    if commitment is not None and commit(seed) != commitment:
+        raise DrawInputError(
+            f"the seed does not match the commitment published at the opening ({commitment})"
+        )
     prizes = check_prizes(prizes)
     randomness = draw_randomness(seed, entrants_hash, external_value)
     hasher = EntrantsHasher()
@@ -771,11 +778,7 @@ def reroll(
             f"rank {replaces_rank}'s prize cannot be rerolled"
         )
     new = Reroll(replaces_rank, reason, _winner(found[0], holders[replaces_rank].tier))
-    return DrawRecord(**{**_fields(record), "rerolls": (*record.rerolls, new)})
-
-
-def _fields(record: DrawRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in DrawRecord.__dataclass_fields__}
+    return replace(record, rerolls=(*record.rerolls, new))
 
 
 # -- parsing and verifying records ---------------------------------------------------------
