@@ -129,7 +129,7 @@ def test_decimal_refinement_is_used_for_large_reduced_exponents(monkeypatch) -> 
 
 def test_equal_keys_break_ties_by_smaller_member_id_bytes() -> None:
     """Equal keys need equal weights and equal n; then the smaller id bytes rank first
-    (bytes, not code points: U+FF21 sorts after U+1F600 in UTF-16 but before in UTF-8)."""
+    (UTF-8 bytes, not UTF-16 units: U+FF21 sorts after U+1F600 in UTF-16, before in UTF-8)."""
     n = 2**63 + 7
     assert _Ranked("m1", b"m1", 4, n).ranks_before(_Ranked("m2", b"m2", 4, n))
     assert not _Ranked("m2", b"m2", 4, n).ranks_before(_Ranked("m1", b"m1", 4, n))
