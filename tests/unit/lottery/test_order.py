@@ -139,8 +139,8 @@ def test_equal_keys_break_ties_by_smaller_member_id_bytes() -> None:
 
 
 def test_different_weights_never_tie_even_with_equal_n() -> None:
-    """u^(1/2) > u^(1/3) for u < 1: the heavier weight... has the smaller exponent 1/w,
-    so with equal u the heavier entrant ranks first whatever the ids."""
+    """For u < 1, u^(1/3) > u^(1/2): with equal u the heavier entrant ranks first,
+    whatever the ids."""
     n = 2**62
     heavy, light = _Ranked("z", b"z", 3, n), _Ranked("a", b"a", 2, n)
     assert heavy.ranks_before(light)
