@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import botocore.config
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
@@ -451,3 +452,30 @@ def test_a_simulated_day_is_the_same_with_and_without_the_fast_path(aws_env, tmp
         }
 
     assert day(fast=True) == day(fast=False)
+
+
+def test_a_client_pointed_at_another_endpoint_is_not_answered_from_moto(aws_env, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    calls: list[str] = []
+
+    def spy(operation: str, *args: Any) -> Any:
+        calls.append(operation)
+        return _ANSWER(operation, *args)
+
+    monkeypatch.setattr(fast_dynamodb, "_answer", spy)
+    with mock_aws(), fast_dynamodb.fast_dynamodb():
+        # moto passes unknown endpoints through to the network; so must the fast path.
+        local = boto3.client(
+            "dynamodb",
+            region_name="us-east-1",
+            endpoint_url="http://127.0.0.1:9",
+            config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1),
+        )
+        with pytest.raises(EndpointConnectionError):
+            local.get_item(TableName="t", Key={"pk": {"S": "x"}})
+        with pytest.raises(ClientError):  # the mocked endpoint is still answered
+            boto3.client("dynamodb", region_name="us-east-1").get_item(
+                TableName="t", Key={"pk": {"S": "x"}}
+            )
+    assert calls == ["GetItem"]

@@ -34,7 +34,8 @@ moto deep-copies an update expression's tree before validating it.
 The request is still counted by :mod:`autopilot_cli.metering` (it never
 reaches ``before-send``, where the counter normally sees it). Everything else
 (control-plane DynamoDB calls, other services, moto's IAM-auth mode, a
-stopped moto mock) takes the stock path. ``tests/integration/test_fast_dynamodb.py``
+stopped moto mock, a client whose endpoint moto does not mock) takes the
+stock path. ``tests/integration/test_fast_dynamodb.py``
 runs the same operations both ways, errors included, and compares the parsed
 responses, the raised errors, the tables and the request counts.
 """
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +64,7 @@ from moto.core.utils import camelcase_to_underscores, get_service_model, utcnow
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from moto.dynamodb.urls import url_bases
 from moto.utilities.aws_headers import gen_amz_crc32
 from moto.utilities.utils import get_partition
 from werkzeug.exceptions import HTTPException
@@ -94,6 +97,9 @@ _lock = threading.Lock()
 _installs = 0
 _moto_operations: dict[str, Any] = {}
 _response_parsers: dict[str, Any] = {}
+# moto answers only the DynamoDB endpoints it mocks; a client pointed elsewhere
+# (``endpoint_url``, ``AWS_ENDPOINT_URL``) goes to the network, so it must here too.
+_MOCKED_URL = re.compile("|".join(f"(?:{base})" for base in url_bases))
 
 
 _original_condition_parse = ConditionExpressionParser.parse
@@ -249,6 +255,7 @@ def _on_before_call(
         or model.name not in FAST_OPERATIONS
         or settings.INITIAL_NO_AUTH_ACTION_COUNT != _NO_AUTH
         or request_signer is None
+        or not _MOCKED_URL.match(str(params.get("url", "")))
     ):
         return None
     metering.record("dynamodb", model.name)
