@@ -80,11 +80,12 @@ deploy: build
 
 ## AWS requests per operation, cold-start ratios (rewrites its sections of
 ## docs/benchmarks.md, keeps the others), then the dispatcher at scale and the
-## simulated month, which print the figures their sections record.
+## simulated month and the lottery draw, which print the figures their sections record.
 bench: setup
 	$(BIN)/python benchmarks/run.py --out docs/benchmarks.md
 	$(BIN)/python benchmarks/dispatch.py --sizes 10,1000,10000
 	$(BIN)/python benchmarks/simulate_month.py --days 30 --members 1000
+	$(BIN)/python benchmarks/lottery_draw.py --sizes 10000,1000000
 
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache .mypy_cache .hypothesis

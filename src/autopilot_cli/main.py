@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "autopilot_cli.commands.devtoken",
     "autopilot_cli.commands.channel",
     "autopilot_cli.commands.ledger",
+    "autopilot_cli.commands.lottery",
 )
 
 

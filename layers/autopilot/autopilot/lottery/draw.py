@@ -912,6 +912,9 @@ def verify_json(
         data = json.loads(as_text)
     except (UnicodeDecodeError, ValueError) as exc:
         return VerifyResult(differences=[f"record is not valid UTF-8 JSON: {exc}"])
+    except RecursionError:
+        # A record is four levels deep; hostile nesting must not crash the verifier.
+        return VerifyResult(differences=["record is not a draw record: JSON nested too deeply"])
     try:
         record = DrawRecord.from_dict(data)
     except InvalidRecord as exc:
