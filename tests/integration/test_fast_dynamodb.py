@@ -227,6 +227,26 @@ def _workload(ddb: Any) -> list[tuple[Any, ...]]:
         UpdateExpression="SET #missing = :v",
         ExpressionAttributeValues={":v": {"N": "1"}},
     )
+    # Structural validation: the same expression text is valid with one set of
+    # names and a key update with another; every refusal is repeated.
+    for names in ({"#k": "n"}, {"#k": "pk"}, {"#k": "n"}, {"#k": "sk"}):
+        call(
+            "update_item",
+            TableName="t",
+            Key={"pk": {"S": "p1"}, "sk": {"S": "s004"}},
+            UpdateExpression="SET #k = :v",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":v": {"N": "3"}},
+        )
+    for expression in ("SET a = :v, a = :v", "SET a = :v SET b = :v", "ADD pk :v", "SET a = :v"):
+        for _ in range(2):
+            call(
+                "update_item",
+                TableName="t",
+                Key={"pk": {"S": "p1"}, "sk": {"S": "s004"}},
+                UpdateExpression=expression,
+                ExpressionAttributeValues={":v": {"N": "3"}},
+            )
     call(
         "put_item",
         TableName="t",

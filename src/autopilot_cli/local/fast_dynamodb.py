@@ -29,7 +29,13 @@ to apply. While a request is answered here, those parses are memoised for that
 request only, keyed by the expression with its attribute names and values (a
 parse depends on nothing else; a failed parse is never memoised, so errors are
 raised as before). Condition trees are only evaluated, never modified, and
-moto deep-copies an update expression's tree before validating it.
+moto deep-copies an update expression's tree before validating it; here its
+validator gets a fresh parse of the same text instead (the same tree, cheaper
+than the deep copy). The first three of moto's ten update validators only check
+the expression's structure against its attribute names and the table's key
+attributes (clause counts, overlapping paths, no key updates) and never change
+the tree: once they passed for that (expression, names, key attributes), later
+validations skip them.
 
 The request is still counted by :mod:`autopilot_cli.metering` (it never
 reaches ``before-send``, where the counter normally sees it). Everything else
@@ -63,6 +69,12 @@ from moto.core.responses import ActionResult, BaseResponse
 from moto.core.utils import camelcase_to_underscores, get_service_model, utcnow
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+from moto.dynamodb.parsing.validators import (
+    ActionCountValidator,
+    OverlappingPathsValidator,
+    UpdateExpressionValidator,
+    UpdateHashRangeKeyValidator,
+)
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.dynamodb.urls import url_bases
 from moto.utilities.aws_headers import gen_amz_crc32
@@ -141,7 +153,62 @@ def _update_make(cls: type[UpdateExpressionParser], expression_str: Any) -> Any:
     tree = memo.get(key)
     if tree is None:
         tree = memo[key] = _original_update_make(cls, expression_str)
+        memo[("source", id(tree))] = expression_str  # the tree lives as long as the memo
     return tree
+
+
+_original_validator_init = UpdateExpressionValidator.__init__
+_original_validate = UpdateExpressionValidator.validate
+# moto's structure-only validators, in the order get_ast_processors lists them.
+_STRUCTURAL = (ActionCountValidator, OverlappingPathsValidator, UpdateHashRangeKeyValidator)
+# (expression, names, key attributes) whose structural validation passed.
+_structure_passed: set[tuple[str, str, tuple[str, ...]]] = set()
+_STRUCTURE_MEMO_LIMIT = 10_000
+
+
+def _validator_init(
+    self: UpdateExpressionValidator,
+    expression: Any,
+    expression_attribute_names: Any,
+    expression_attribute_values: Any,
+    item: Any,
+    table: Any,
+) -> None:
+    memo = getattr(_memo, "parses", None)
+    source = None if memo is None else memo.get(("source", id(expression)))
+    if source is None:
+        _original_validator_init(
+            self, expression, expression_attribute_names, expression_attribute_values, item, table
+        )
+        return
+    # Validator.__init__, with a fresh parse of the source for its deep copy.
+    self.expression_attribute_names = expression_attribute_names
+    self.expression_attribute_values = expression_attribute_values
+    self.item = item
+    self.table = table
+    self.processors = self.get_ast_processors()
+    self.node_to_validate = _original_update_make(UpdateExpressionParser, source)
+    self._autopilot_structure_key = (  # type: ignore[attr-defined]
+        source,
+        _frozen(expression_attribute_names),
+        tuple(table.table_key_attrs),
+    )
+
+
+def _validate(self: UpdateExpressionValidator) -> Any:
+    key = getattr(self, "_autopilot_structure_key", None)
+    structural = tuple(type(p) for p in self.processors[:3]) == _STRUCTURAL
+    if key is None or not structural:
+        return _original_validate(self)
+    node = self.node_to_validate
+    start = 3 if key in _structure_passed else 0
+    for index in range(start, len(self.processors)):
+        node = self.processors[index].traverse(node)
+        if index == 2:
+            if len(_structure_passed) >= _STRUCTURE_MEMO_LIMIT:
+                _structure_passed.clear()
+            _structure_passed.add(key)
+    return node
 
 
 def _blob(value: Any) -> str:
@@ -293,6 +360,8 @@ def install() -> None:
         if _installs == 1:
             ConditionExpressionParser.parse = _condition_parse  # type: ignore[method-assign]
             UpdateExpressionParser.make = classmethod(_update_make)  # type: ignore[method-assign,assignment]
+            UpdateExpressionValidator.__init__ = _validator_init  # type: ignore[method-assign]
+            UpdateExpressionValidator.validate = _validate  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -304,6 +373,8 @@ def uninstall() -> None:
             if _installs == 0:
                 ConditionExpressionParser.parse = _original_condition_parse  # type: ignore[method-assign]
                 UpdateExpressionParser.make = classmethod(_original_update_make)  # type: ignore[method-assign,assignment]
+                UpdateExpressionValidator.__init__ = _original_validator_init  # type: ignore[method-assign]
+                UpdateExpressionValidator.validate = _original_validate  # type: ignore[method-assign]
 
 
 def is_installed() -> bool:
