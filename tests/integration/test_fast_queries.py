@@ -238,3 +238,49 @@ def test_a_reinstalled_fast_path_does_not_trust_a_map_built_before(ddb):
     )
     with fast_queries.fast_queries():
         assert [i["pk"]["S"] for i in ddb.query(**query)["Items"]] == ["x"]
+
+
+def test_index_queries_see_every_write_made_from_other_threads(ddb):
+    import threading
+
+    query = {
+        "TableName": "t",
+        "IndexName": "gsi",
+        "KeyConditionExpression": "g = :g",
+        "ExpressionAttributeValues": {":g": {"S": "threaded"}},
+    }
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(60):
+                ddb.put_item(
+                    TableName="t",
+                    Item={
+                        "pk": {"S": f"w{n}"},
+                        "sk": {"S": f"{i:03d}"},
+                        "g": {"S": "threaded"},
+                        "gs": {"S": f"{n}-{i:03d}"},
+                    },
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with fast_queries.fast_queries():
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            ddb.query(**query)  # builds and reads the map while writes land
+        for thread in threads:
+            thread.join()
+        found: list = []
+        start = None
+        while True:
+            page = ddb.query(**query, **({"ExclusiveStartKey": start} if start else {}))
+            found.extend(page["Items"])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+    assert errors == []
+    assert len(found) == 240

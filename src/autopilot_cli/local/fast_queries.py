@@ -69,8 +69,20 @@ def _value_key(value: Any) -> Any:
     return (value.type, value.cast_value)
 
 
+# Guards every map: building one (walk, then publish) and recording a write are
+# atomic with respect to each other, so a write that lands during a build is
+# either seen by the walk or recorded after the map is published (`serve` runs
+# requests in threads).
+_map_lock = threading.RLock()
+
+
 def _observe(table: Table, item: Any, maps: dict[str, Any] | None = None) -> None:
     """Record the item's current index hash values in the table's map (if it has one)."""
+    with _map_lock:
+        _observe_locked(table, item, maps)
+
+
+def _observe_locked(table: Table, item: Any, maps: dict[str, Any] | None) -> None:
     if maps is None:
         held = getattr(table, _MAP_ATTRIBUTE, None)
         if held is None or held[0] != _epoch:
@@ -84,15 +96,16 @@ def _observe(table: Table, item: Any, maps: dict[str, Any] | None = None) -> Non
 
 
 def _index_map(table: Table) -> dict[str, Any]:
-    held = getattr(table, _MAP_ATTRIBUTE, None)
-    if held is not None and held[0] == _epoch:
-        return held[1]
-    attributes = _index_hash_attributes(table)
-    maps: dict[str, Any] = {"attributes": attributes, "values": {n: {} for n in attributes}}
-    for item in _unsorted_items(table):
-        _observe(table, item, maps)
-    setattr(table, _MAP_ATTRIBUTE, (_epoch, maps))
-    return maps
+    with _map_lock:
+        held = getattr(table, _MAP_ATTRIBUTE, None)
+        if held is not None and held[0] == _epoch:
+            return held[1]
+        attributes = _index_hash_attributes(table)
+        maps: dict[str, Any] = {"attributes": attributes, "values": {n: {} for n in attributes}}
+        for item in _unsorted_items(table):
+            _observe_locked(table, item, maps)
+        setattr(table, _MAP_ATTRIBUTE, (_epoch, maps))
+        return maps
 
 
 def _current(table: Table, key: tuple[Any, Any]) -> Any:
@@ -115,8 +128,10 @@ def _index_candidates(table: Table, index_name: str, conditions: Any) -> list[An
     if len(wanted) != 1:
         return None
     value = wanted[0]
+    with _map_lock:
+        keys = list(maps["values"][index_name].get(_value_key(value), ()))
     items = []
-    for key in maps["values"][index_name].get(_value_key(value), ()):
+    for key in keys:
         item = _current(table, key)
         if item is None:
             continue
