@@ -387,7 +387,8 @@ def test_and_replaces_a_rule_of_the_same_kind():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"member_id": ""}, "member_id: member_id: member id is empty"),
+        ({"member_id": ""}, "^member_id: member id is empty$"),
+        ({"member_id": "a\tb"}, r"^member_id: member id .* control character U\+0009"),
         ({"checkins_in_window": -1}, "checkins_in_window: must be an integer >= 0"),
         ({"joined_at": datetime(2026, 1, 1)}, "joined_at: must be a timezone-aware datetime"),
         ({"last_checkin_day": datetime(2026, 1, 1, tzinfo=UTC)}, "last_checkin_day: must be"),
@@ -607,3 +608,23 @@ def test_adding_a_rule_never_admits_anyone(rules, extra, member, weighting):
 def test_weights_are_within_bounds_and_cap(member, weighting):
     weight = weight_of(weighting, member)
     assert 1 <= weight <= min(MAX_WEIGHT, weighting.cap if weighting.mode != "equal" else 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    opens=instants,
+    length_minutes=st.integers(1, 60 * 24 * 20),
+    boundary=st.sampled_from([time(0), time(4), time(23, 30)]),
+    zone_name=st.sampled_from(["Asia/Shanghai", "America/New_York", "Pacific/Apia", "UTC"]),
+    offsets=st.lists(st.integers(-60 * 24 * 3, 60 * 24 * 25), max_size=30),
+)
+def test_no_member_can_have_more_window_checkins_than_window_days(
+    opens, length_minutes, boundary, zone_name, offsets
+):
+    # The premise of the "impossible min_checkins" error: check-ins made inside the
+    # window, at most one per day, never outnumber the window's days.
+    window = window_for(opens, opens + timedelta(minutes=length_minutes), zone_name, boundary)
+    made = [opens + timedelta(minutes=m) for m in offsets]
+    inside = [window.day_of(t) for t in made if window.opens_at <= t < window.closes_at]
+    assert count_window_checkins(inside, window) == len(set(inside)) <= window.day_count
+    assert window.close_day >= window.last_day >= window.first_day

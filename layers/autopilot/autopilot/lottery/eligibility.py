@@ -193,7 +193,8 @@ class MemberFacts:
         try:
             check_member_id(self.member_id, where="member_id")
         except ValueError as exc:
-            issues.append(ConfigIssue(("member_id",), str(exc)))
+            # The same limits as an entrant's id: whoever is eligible can be drawn.
+            issues.append(ConfigIssue(("member_id",), str(exc).removeprefix("member_id: ")))
         for name in ("joined_at", "left_at", "last_won_at"):
             if getattr(self, name) is not None:
                 _aware(getattr(self, name), name, issues)
