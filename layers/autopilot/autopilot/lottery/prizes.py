@@ -657,9 +657,12 @@ def refund_ref(draw_id: str, member_id: str) -> str:
 
 
 def _check_cost(cost_points: object, where: str) -> int:
-    if isinstance(cost_points, int) and not isinstance(cost_points, bool):
-        if 0 <= cost_points <= MAX_POINTS:  # noqa: SIM102 (bool excluded first, then range)
-            return int(cost_points)
+    if (
+        isinstance(cost_points, int)
+        and not isinstance(cost_points, bool)
+        and 0 <= cost_points <= MAX_POINTS
+    ):
+        return int(cost_points)
     raise PrizeError(f"{where}: cost must be an integer in 0..{MAX_POINTS}, got {cost_points!r}")
 
 
