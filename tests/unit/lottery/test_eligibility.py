@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -628,3 +629,16 @@ def test_no_member_can_have_more_window_checkins_than_window_days(
     inside = [window.day_of(t) for t in made if window.opens_at <= t < window.closes_at]
     assert count_window_checkins(inside, window) == len(set(inside)) <= window.day_count
     assert window.close_day >= window.last_day >= window.first_day
+
+
+def test_the_documented_verdict_is_what_the_code_stores():
+    # docs/lottery.md shows a stored verdict; it must be exactly what evaluate
+    # produces for its facts, and read back by from_json.
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "lottery.md").read_text("utf-8")
+    section = doc[doc.index("\n## Eligibility and weights\n") :]
+    block = section.split("```json\n", 1)[1].split("```", 1)[0]
+    documented = json.loads(block)
+    stored = Eligibility.from_json(documented)
+    recomputed = evaluate(EligibilityRules.of(min_checkins=5), stored.facts, WINDOW)
+    assert recomputed == stored
+    assert recomputed.to_json() == documented
