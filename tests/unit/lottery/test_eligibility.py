@@ -556,7 +556,12 @@ def test_malformed_json_is_refused(change, message):
 # -- properties ----------------------------------------------------------------------------------
 
 DAY0 = date(2026, 11, 27)
-instants = st.integers(-60 * 24 * 40, 60 * 24 * 10).map(lambda m: CLOSES + timedelta(minutes=m))
+# Whole minutes around the close, sometimes with microseconds (the JSON keeps them).
+instants = st.builds(
+    lambda m, us: CLOSES + timedelta(minutes=m, microseconds=us),
+    st.integers(-60 * 24 * 40, 60 * 24 * 10),
+    st.sampled_from([0, 0, 1, 999_999]),
+)
 member_facts = st.builds(
     MemberFacts,
     member_id=st.sampled_from(["a", "b", "张伟"]),
@@ -642,3 +647,7 @@ def test_the_documented_verdict_is_what_the_code_stores():
     recomputed = evaluate(EligibilityRules.of(min_checkins=5), stored.facts, WINDOW)
     assert recomputed == stored
     assert recomputed.to_json() == documented
+
+
+def test_a_weight_mode_from_config_text_becomes_the_enum():
+    assert Weighting("tickets", cap=4).mode is WeightMode.TICKETS

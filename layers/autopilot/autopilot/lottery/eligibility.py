@@ -589,6 +589,8 @@ class Weighting:
 
     def __post_init__(self) -> None:
         _raise_if(self.problems())
+        # Config text ("tickets") becomes the enum, so the verdict never holds a bare str.
+        object.__setattr__(self, "mode", WeightMode(self.mode))
 
     def problems(self) -> list[ConfigIssue]:
         """What is wrong with the mode or the cap, each naming its field."""
