@@ -34,6 +34,7 @@ from autopilot.lottery.prizes import (
     check_plan,
     coupon_pool_problems,
     entry_cost_posting,
+    parse_plan,
     payout_plan,
     payout_ref,
     plan_problems,
@@ -216,6 +217,51 @@ def test_coupon_pool_problems():
 def test_bad_draw_ids_are_refused(bad):
     with pytest.raises(PrizeError, match="draw id"):
         check_draw_id(bad)
+
+
+def test_plan_round_trips_through_its_dict_form():
+    data = PLAN.to_dict()
+    assert data["tiers"][0] == {"id": "first", "title": "First", "count": 1, "points": 1000}
+    assert data["tiers"][2] == {
+        "id": "third",
+        "title": "Third",
+        "count": 3,
+        "coupon_pool": "spring",
+    }
+    assert PrizePlan.from_dict(data) == PLAN
+    assert PrizePlan.from_dict(data).fingerprint() == PLAN.fingerprint()
+    with pytest.raises(PrizePlanError, match="expected"):
+        PrizePlan.from_dict({"tiers": [], "extra": 1})
+
+
+def test_parse_plan_reports_shape_and_rule_problems_at_document_positions():
+    items = [
+        {"id": "first", "title": "First", "count": 1, "points": 10, "reward": "mug"},
+        {"id": "second", "title": "Second", "count": 0, "points": 5},
+        {"id": "third", "count": 2, "coupon_pool": "p", "colour": "red"},
+        {"id": "second", "title": "Again", "count": 1, "reward": "mug"},
+        "nonsense",
+    ]
+    plan, problems = parse_plan(items)
+    assert plan is None
+    assert [(p.path, p.message) for p in problems] == [
+        (
+            (0,),
+            "prize tier #1 ('first'): give exactly one of 'points', 'reward' or "
+            "'coupon_pool' (got 'points', 'reward')",
+        ),
+        ((1, "count"), "prize tier #2 ('second'): count must be an integer >= 1, got 0"),
+        ((2, "colour"), "prize tier #3 ('third'): unknown key 'colour'"),
+        ((2, "title"), "prize tier #3 ('third'): required key 'title' is missing"),
+        (
+            (3, "id"),
+            "prize tier #4 ('second'): tier id 'second' is already used by prize tier #2",
+        ),
+        ((4,), "prize tier #5: expected an object"),
+    ]
+    assert parse_plan("tiers")[1][0].message == "prizes: expected a list of prize tiers"
+    good, none = parse_plan(PLAN.to_dict()["tiers"])
+    assert (good, none) == (PLAN, [])
 
 
 # -- payouts -------------------------------------------------------------------------------

@@ -237,6 +237,91 @@ class PrizePlan:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrizePlan:
+        """Parse :meth:`to_dict`'s form (a stored snapshot); :class:`PrizePlanError`
+        lists every problem."""
+        if not isinstance(data, Mapping) or set(data) != {"tiers"}:
+            raise PrizePlanError([PrizeProblem((), "prize plan: expected {'tiers': [...]}")])
+        plan, problems = parse_plan(data["tiers"])
+        if plan is None:
+            raise PrizePlanError(problems)
+        return plan
+
+
+_PRIZE_KEYS = ("points", "reward", "coupon_pool")
+_TIER_NUMBER = re.compile(r"prize tier #(\d+)")
+_TIER_KEYS = frozenset(("id", "title", "count", *_PRIZE_KEYS))
+
+
+def parse_plan(items: object) -> tuple[PrizePlan | None, list[PrizeProblem]]:
+    """A plan from config-shaped tiers (``{"id", "title", "count"}`` and exactly one of
+    ``"points"``, ``"reward"``, ``"coupon_pool"`` each), with every problem found
+    (shape and :func:`plan_problems`); the plan is ``None`` when there is any."""
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        return None, [PrizeProblem((), "prizes: expected a list of prize tiers")]
+    problems: list[PrizeProblem] = []
+    tiers: list[PrizeTierSpec] = []
+    origin: list[int] = []  # the document index of each well-formed tier
+    for index, item in enumerate(items):
+        label = f"prize tier #{index + 1}"
+        if not isinstance(item, Mapping):
+            problems.append(PrizeProblem((index,), f"{label}: expected an object"))
+            continue
+        label = f"{label} ({item.get('id')!r})"
+        shape = [
+            PrizeProblem((index, key), f"{label}: unknown key {key!r}")
+            for key in sorted(set(item) - _TIER_KEYS, key=str)
+        ]
+        shape += [
+            PrizeProblem((index, key), f"{label}: required key {key!r} is missing")
+            for key in ("id", "title", "count")
+            if key not in item
+        ]
+        kinds = [key for key in _PRIZE_KEYS if key in item]
+        if len(kinds) != 1:
+            shape.append(
+                PrizeProblem(
+                    (index,),
+                    f"{label}: give exactly one of 'points', 'reward' or 'coupon_pool' "
+                    f"(got {', '.join(map(repr, kinds)) or 'none'})",
+                )
+            )
+        if shape:
+            problems += shape
+            continue
+        kind = kinds[0]
+        prize: Prize = (
+            PointsPrize(item[kind])
+            if kind == "points"
+            else RewardPrize(item[kind])
+            if kind == "reward"
+            else CouponPrize(item[kind])
+        )
+        tiers.append(PrizeTierSpec(item["id"], item["title"], item["count"], prize))
+        origin.append(index)
+    plan = PrizePlan(tuple(tiers))
+    if not problems:
+        problems = plan_problems(plan)
+        return (None, problems) if problems else (plan, [])
+    # Report the rules' problems of the well-formed tiers too, at their own index
+    # (and with their own number: the messages count from the document's list).
+    for problem in plan_problems(plan) if tiers else []:
+        if problem.path and isinstance(problem.path[0], int):
+            message = _TIER_NUMBER.sub(
+                lambda m: f"prize tier #{_renumber(int(m.group(1)), origin)}", problem.message
+            )
+            problems.append(PrizeProblem((origin[problem.path[0]], *problem.path[1:]), message))
+        else:
+            problems.append(problem)
+    # Stable: by tier (plan-wide problems first), each tier's problems in check order.
+    return None, sorted(problems, key=lambda p: p.path[0] if p.path else -1)
+
+
+def _renumber(number: int, origin: Sequence[int]) -> int:
+    """The document's 1-based number of the well-formed tier numbered ``number``."""
+    return origin[number - 1] + 1 if 1 <= number <= len(origin) else number
+
 
 def _tier_to_dict(spec: PrizeTierSpec) -> dict[str, Any]:
     prize: dict[str, Any]
@@ -695,7 +780,8 @@ def refund_postings(draw_id: str, entries: Iterable[tuple[str, int]]) -> Iterato
     UTF-8 bytes (the entrant list's order, as a Query returns it), each member once:
     O(1) memory for any number of entries. A free entry (cost 0) is skipped; a
     repeated or unsorted member, or a cost outside ``0..MAX_POINTS``, raises
-    :class:`PrizeError` naming it.
+    :class:`PrizeError` naming it when the stream reaches it (refunds yielded before
+    are safe to have written: their refs make running again after a fix a no-op).
     """
     check_draw_id(draw_id)
     previous: bytes | None = None
