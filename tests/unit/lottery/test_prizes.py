@@ -317,6 +317,13 @@ def test_fewer_entrants_than_prizes_leave_prizes_unawarded():
     assert result.unawarded == (("third", 2), ("fourth", 4))
 
 
+def test_a_draw_without_entrants_pays_nothing():
+    result = payout_plan(DRAW_ID, make_record([], PLAN), PLAN)
+    assert result.payouts == () and result.total_points == 0
+    assert result.unawarded == (("first", 1), ("second", 2), ("third", 3), ("fourth", 4))
+    assert assign_coupon_codes(result, {"spring": ["S1"]}).codes == {}
+
+
 def test_a_plan_that_changed_since_the_draw_is_refused():
     record = make_record(ENTRANTS, PLAN)
     grown = PrizePlan((*PLAN.tiers[:3], tier("fourth", 5, PointsPrize(10))))

@@ -26,8 +26,14 @@ path for file:line: at least one tier; tier ids and pool/reward ids are config i
 (``[a-z0-9][a-z0-9_-]{0,47}``) and tier ids are unique; titles are 1..80
 characters without control characters; ``count >= 1``; all counts together at most
 :data:`~autopilot.lottery.draw.MAX_WINNERS`. :func:`check_plan` raises
-:class:`PrizePlanError` with all of them. :meth:`PrizePlan.draw_prizes` gives the
-``PrizeTier`` tuple for the draw (tier name = tier id).
+:class:`PrizePlanError` with all of them. :func:`parse_plan` reads config-shaped
+tiers (``{"id", "title", "count"}`` plus exactly one of ``"points"``, ``"reward"``,
+``"coupon_pool"``) and reports shape and rule problems together, at the tiers'
+document positions; :meth:`PrizePlan.to_dict`/:meth:`~PrizePlan.from_dict` are the
+same form, for a snapshot stored with the draw, and :meth:`PrizePlan.fingerprint`
+its SHA-256 (pay only with the plan the draw was made with).
+:meth:`PrizePlan.draw_prizes` gives the ``PrizeTier`` tuple for the draw (tier name =
+tier id).
 
 **Payouts and refs.** :func:`payout_plan` turns a :class:`~autopilot.lottery.draw.DrawRecord`
 into one :class:`Payout` per current holder (``record.holders()``: rerolls applied),
