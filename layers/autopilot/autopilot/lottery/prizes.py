@@ -62,7 +62,7 @@ rank is all digits. For a points prize, :attr:`Payout.posting` is the ledger
    disqualified) is **retired, never given again**: it may already have been shown
    to that member, and "each code given once" must hold even then. The replacement
    takes a fresh code. Retired codes are listed in :attr:`CouponAssignment.retired`.
-4. when a pool has too few unused codes, the lowest-ranked payouts go without and
+4. when a pool has too few unused codes, the payouts ranked last go without and
    :attr:`CouponAssignment.shortages` says which pool, how many codes are missing and
    which ranks wait; nothing is given twice to make up for it.
 
