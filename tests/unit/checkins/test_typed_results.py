@@ -49,6 +49,8 @@ def test_enum_values_are_the_stored_and_answered_strings() -> None:
         "lottery_prize",
         "referral",
         "expiry",
+        "lottery_entry",
+        "lottery_refund",
     ]
     assert tuple(r.value for r in Reason) == REASONS
     assert [k.value for k in MismatchKind] == ["balance", "duplicate_id", "chain", "aggregate"]

@@ -53,6 +53,8 @@ class Reason(StrEnum):
     LOTTERY_PRIZE = "lottery_prize"
     REFERRAL = "referral"
     EXPIRY = "expiry"
+    LOTTERY_ENTRY = "lottery_entry"
+    LOTTERY_REFUND = "lottery_refund"
 
 
 class MismatchKind(StrEnum):

@@ -207,6 +207,8 @@ class AggItem(Model):
     r_lottery_prize = NumberAttribute(default=0)
     r_referral = NumberAttribute(default=0)
     r_expiry = NumberAttribute(default=0)
+    r_lottery_entry = NumberAttribute(default=0)
+    r_lottery_refund = NumberAttribute(default=0)
 
     def by_reason(self) -> dict[str, int]:
         """Totals by ledger reason."""

@@ -78,9 +78,8 @@ move it freely.
 id, points paid, in member-id order as the entrant list is) into one credit per
 member who paid, ref ``lottery:<draw_id>:refund:<member_id>``; an entry that cost 0
 gets no posting. The matching debit of an entry's cost is :func:`entry_cost_posting`,
-ref ``lottery:<draw_id>:entry:<member_id>``. The ledger has no lottery entry/refund
-reason yet, so both use :data:`ENTRY_COST_REASON`/:data:`REFUND_REASON` (the ledger's
-``adjustment`` for now; see their comments).
+ref ``lottery:<draw_id>:entry:<member_id>``; their ledger reasons are
+``lottery_entry`` and ``lottery_refund``.
 
 Draw ids (:func:`check_draw_id`): 1..96 characters, no ``#`` (the ledger's key
 separator), no whitespace or control characters.
@@ -103,14 +102,12 @@ from autopilot.lottery.draw import MAX_WINNERS, DrawRecord, PrizeTier, Winner
 
 PRIZE_REASON = Reason.LOTTERY_PRIZE
 """The ledger reason of a points prize."""
-# The ledger has no reason for a lottery entry's cost or its refund yet. They must be
-# fixed before the first entry is written: the reason is part of the entry id, so
-# changing it later would let a retried refund credit a second time. Proposed:
-# Reason.LOTTERY_ENTRY = "lottery_entry" and Reason.LOTTERY_REFUND = "lottery_refund".
-ENTRY_COST_REASON = Reason.ADJUSTMENT
-"""The ledger reason of an entry's cost (a debit); see the note above."""
-REFUND_REASON = Reason.ADJUSTMENT
-"""The ledger reason of a cancelled draw's refund (a credit); see the note above."""
+# The reason is part of the entry id and of the idempotency marker: never change these,
+# or a retried refund could credit a second time.
+ENTRY_COST_REASON = Reason.LOTTERY_ENTRY
+"""The ledger reason of an entry's cost (a debit)."""
+REFUND_REASON = Reason.LOTTERY_REFUND
+"""The ledger reason of a cancelled draw's refund (a credit)."""
 
 MAX_TITLE_CHARS = 80
 MAX_DRAW_ID_CHARS = 96
