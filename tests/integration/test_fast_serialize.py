@@ -168,6 +168,7 @@ def test_a_simulated_day_serialises_identically(aws_env, compared, tmp_path, mon
     # DynamoDB data-plane answers skip moto's serialiser under fast_dynamodb
     # (tests/integration/test_fast_dynamodb.py); here every answer goes through it.
     monkeypatch.setattr(fast_dynamodb, "install", lambda: None)
+    monkeypatch.setattr(fast_dynamodb, "uninstall", lambda: None)
     run_simulation(
         "config/communities.yaml",
         start=datetime(2027, 3, 8, tzinfo=UTC),

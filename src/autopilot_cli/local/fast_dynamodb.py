@@ -52,8 +52,6 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import botocore.handlers
@@ -83,6 +81,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 
 from autopilot_cli import metering
+from autopilot_cli.local.patching import ClassPatches
 
 __all__ = ["FAST_OPERATIONS", "fast_dynamodb", "install", "is_installed", "uninstall"]
 
@@ -105,8 +104,6 @@ FAST_OPERATIONS = frozenset(
 _EVENT = "before-call.dynamodb"
 # moto's default: IAM authentication off. With it on, requests take the stock path.
 _NO_AUTH = float("inf")
-_lock = threading.Lock()
-_installs = 0
 _moto_operations: dict[str, Any] = {}
 _response_parsers: dict[str, Any] = {}
 # moto answers only the DynamoDB endpoints it mocks; a client pointed elsewhere
@@ -316,7 +313,7 @@ def _on_before_call(
 ) -> tuple[AWSResponse, dict[str, Any]] | None:
     """botocore hook: answer a DynamoDB data-plane call from moto directly, or defer (None)."""
     if (
-        _installs == 0
+        not _patches.is_installed()
         or not botocore_stubber.enabled
         or model is None
         or model.name not in FAST_OPERATIONS
@@ -348,48 +345,23 @@ def _register_builtin() -> None:
         botocore.handlers.BUILTIN_HANDLERS.append(spec)
 
 
-def install() -> None:
-    """Answer DynamoDB data-plane calls directly while moto is active (reference-counted).
-
-    Sessions created after this module was imported carry the hook; it does
-    nothing until installed.
-    """
-    global _installs
-    with _lock:
-        _installs += 1
-        if _installs == 1:
-            ConditionExpressionParser.parse = _condition_parse  # type: ignore[method-assign]
-            UpdateExpressionParser.make = classmethod(_update_make)  # type: ignore[method-assign,assignment]
-            UpdateExpressionValidator.__init__ = _validator_init  # type: ignore[method-assign]
-            UpdateExpressionValidator.validate = _validate  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    """Undo one :func:`install`."""
-    global _installs
-    with _lock:
-        if _installs:
-            _installs -= 1
-            if _installs == 0:
-                ConditionExpressionParser.parse = _original_condition_parse  # type: ignore[method-assign]
-                UpdateExpressionParser.make = classmethod(_original_update_make)  # type: ignore[method-assign,assignment]
-                UpdateExpressionValidator.__init__ = _original_validator_init  # type: ignore[method-assign]
-                UpdateExpressionValidator.validate = _original_validate  # type: ignore[method-assign]
-
-
-def is_installed() -> bool:
-    """Whether the fast path is active."""
-    return _installs > 0
-
-
-@contextmanager
-def fast_dynamodb() -> Iterator[None]:
-    """Use the fast path inside a ``with`` block."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
+_patches = ClassPatches(
+    "fast_dynamodb",
+    (ConditionExpressionParser, "parse", _condition_parse),
+    (UpdateExpressionParser, "make", classmethod(_update_make)),
+    (UpdateExpressionValidator, "__init__", _validator_init),
+    (UpdateExpressionValidator, "validate", _validate),
+)
+#: Answer DynamoDB data-plane calls directly while moto is active (reference-counted;
+#: see :mod:`.patching`). Sessions created after this module was imported carry the
+#: hook; it does nothing until installed.
+install = _patches.install
+#: Undo one :func:`install`.
+uninstall = _patches.uninstall
+#: Whether the fast path is active.
+is_installed = _patches.is_installed
+#: Use the fast path inside a ``with`` block.
+fast_dynamodb = _patches.active
 
 
 _register_builtin()

@@ -18,23 +18,18 @@ included. Installed by :class:`~autopilot_cli.local.runtime.LocalRuntime`.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
 
+from autopilot_cli.local.patching import ClassPatches
+
 __all__ = ["ITEM_SIZE_LIMIT", "fast_items", "install", "is_installed", "uninstall"]
 
 #: moto's limit in ``LimitedSizeDict.__setitem__`` (between DynamoDB's 409 and 410 KB).
 ITEM_SIZE_LIMIT = 405000
-
-_lock = threading.Lock()
-_installs = 0
-_original_init = Item.__init__
 
 
 def _init(
@@ -53,36 +48,12 @@ def _init(
         size += added
 
 
-def install() -> None:
-    """Patch moto's ``Item.__init__`` (reference-counted)."""
-    global _installs
-    with _lock:
-        _installs += 1
-        if _installs == 1:
-            Item.__init__ = _init  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    """Undo one :func:`install`."""
-    global _installs
-    with _lock:
-        if _installs == 0:
-            return
-        _installs -= 1
-        if _installs == 0:
-            Item.__init__ = _original_init  # type: ignore[method-assign]
-
-
-def is_installed() -> bool:
-    """Whether the fast path is active."""
-    return Item.__init__ is _init
-
-
-@contextmanager
-def fast_items() -> Iterator[None]:
-    """Use the fast path inside a ``with`` block."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
+_patches = ClassPatches("fast_items", (Item, "__init__", _init))
+#: Patch moto's ``Item.__init__`` (reference-counted; see :mod:`.patching`).
+install = _patches.install
+#: Undo one :func:`install`.
+uninstall = _patches.uninstall
+#: Whether the fast path is active.
+is_installed = _patches.is_installed
+#: Use the fast path inside a ``with`` block.
+fast_items = _patches.active

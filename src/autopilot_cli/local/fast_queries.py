@@ -31,15 +31,13 @@ Installed by :class:`~autopilot_cli.local.runtime.LocalRuntime` by default.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
-_lock = threading.Lock()
-_installs = 0
+from autopilot_cli.local.patching import ClassPatches
+
 _epoch = 0
 _original_query = Table.query
 _original_put_item = Table.put_item
@@ -180,43 +178,24 @@ def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         del self.all_items
 
 
-def install() -> None:
-    """Patch moto's ``Table.query`` and observe its writes (reference-counted)."""
-    global _installs
+def _new_epoch() -> None:
+    # Maps built under an earlier installation missed the writes made since.
     global _epoch
-    with _lock:
-        _installs += 1
-        if _installs == 1:
-            # Maps built under an earlier installation missed the writes made since.
-            _epoch += 1
-            Table.query = _query  # type: ignore[method-assign]
-            Table.put_item = _put_item  # type: ignore[method-assign]
-            DynamoDBBackend.update_item = _update_item  # type: ignore[method-assign]
+    _epoch += 1
 
 
-def uninstall() -> None:
-    """Undo one :func:`install`."""
-    global _installs
-    with _lock:
-        if _installs == 0:
-            return
-        _installs -= 1
-        if _installs == 0:
-            Table.query = _original_query  # type: ignore[method-assign]
-            Table.put_item = _original_put_item  # type: ignore[method-assign]
-            DynamoDBBackend.update_item = _original_update_item  # type: ignore[method-assign]
-
-
-def is_installed() -> bool:
-    """Whether the fast path is active."""
-    return Table.query is _query
-
-
-@contextmanager
-def fast_queries() -> Iterator[None]:
-    """Use the fast path inside a ``with`` block."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
+_patches = ClassPatches(
+    "fast_queries",
+    (Table, "query", _query),
+    (Table, "put_item", _put_item),
+    (DynamoDBBackend, "update_item", _update_item),
+    on_install=_new_epoch,
+)
+#: Patch moto's ``Table.query`` and observe its writes (reference-counted).
+install = _patches.install
+#: Undo one :func:`install`.
+uninstall = _patches.uninstall
+#: Whether the fast path is active.
+is_installed = _patches.is_installed
+#: Use the fast path inside a ``with`` block.
+fast_queries = _patches.active

@@ -20,9 +20,7 @@ stock moto across DynamoDB, SQS and SNS operations). Installed by
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.core.serialize import (
@@ -33,8 +31,8 @@ from moto.core.serialize import (
 )
 from moto.core.utils import MISSING, get_value
 
-_lock = threading.Lock()
-_installs = 0
+from autopilot_cli.local.patching import ClassPatches
+
 _original = XFormedAttributePicker.get_possible_keys
 _original_member = BaseJSONSerializer._serialize_structure_member
 _PLAIN = (dict, list)
@@ -118,38 +116,16 @@ def _structure_member(
         self._serialize(serialized, member_value, shape, key)
 
 
-def install() -> None:
-    """Patch moto's attribute picker (reference-counted)."""
-    global _installs
-    with _lock:
-        _installs += 1
-        if _installs == 1:
-            XFormedAttributePicker.get_possible_keys = _possible_keys  # type: ignore[method-assign]
-            BaseJSONSerializer._serialize_structure_member = _structure_member  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    """Undo one :func:`install`."""
-    global _installs
-    with _lock:
-        if _installs == 0:
-            return
-        _installs -= 1
-        if _installs == 0:
-            XFormedAttributePicker.get_possible_keys = _original  # type: ignore[method-assign]
-            BaseJSONSerializer._serialize_structure_member = _original_member  # type: ignore[method-assign]
-
-
-def is_installed() -> bool:
-    """Whether the fast path is active."""
-    return XFormedAttributePicker.get_possible_keys is _possible_keys
-
-
-@contextmanager
-def fast_serialize() -> Iterator[None]:
-    """Use the fast path inside a ``with`` block."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
+_patches = ClassPatches(
+    "fast_serialize",
+    (XFormedAttributePicker, "get_possible_keys", _possible_keys),
+    (BaseJSONSerializer, "_serialize_structure_member", _structure_member),
+)
+#: Patch moto's attribute picker (reference-counted; see :mod:`.patching`).
+install = _patches.install
+#: Undo one :func:`install`.
+uninstall = _patches.uninstall
+#: Whether the fast path is active.
+is_installed = _patches.is_installed
+#: Use the fast path inside a ``with`` block.
+fast_serialize = _patches.active

@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +52,11 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import StreamRecord, StreamShard
 
+from autopilot_cli.local.patching import ClassPatches
+
 __all__ = ["fast_transactions", "install", "is_installed", "uninstall"]
 
-_lock = threading.Lock()
 _serial = threading.RLock()
-_install_count = 0
-_stock_transact_write_items: Any = None
 
 
 @dataclass
@@ -302,42 +300,16 @@ def _transact_write_items_serial(
         raise TransactionCanceledException(errors)
 
 
-def install() -> None:
-    """Replace moto's ``transact_write_items`` with the per-item version.
-
-    Reference counted: every ``install()`` needs a matching :func:`uninstall`.
-    Affects every moto DynamoDB backend in the process (it patches the class).
-    """
-    global _install_count, _stock_transact_write_items
-    with _lock:
-        if _install_count == 0:
-            _stock_transact_write_items = DynamoDBBackend.transact_write_items
-            DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
-        _install_count += 1
-
-
-def uninstall() -> None:
-    """Undo one :func:`install`; moto's own method is back after the last one."""
-    global _install_count, _stock_transact_write_items
-    with _lock:
-        if _install_count == 0:
-            raise RuntimeError("fast_transactions.uninstall() called without install()")
-        _install_count -= 1
-        if _install_count == 0:
-            DynamoDBBackend.transact_write_items = _stock_transact_write_items  # type: ignore[method-assign]
-            _stock_transact_write_items = None
-
-
-def is_installed() -> bool:
-    """Whether moto currently runs transactions through this module."""
-    return _install_count > 0
-
-
-@contextmanager
-def fast_transactions() -> Iterator[None]:
-    """Context manager: :func:`install` on entry, :func:`uninstall` on exit."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
+_patches = ClassPatches(
+    "fast_transactions", (DynamoDBBackend, "transact_write_items", _transact_write_items)
+)
+#: Replace moto's ``transact_write_items`` with the per-item version. Reference
+#: counted: every ``install()`` needs a matching :func:`uninstall`. Affects every moto
+#: DynamoDB backend in the process (it patches the class).
+install = _patches.install
+#: Undo one :func:`install`; moto's own method is back after the last one.
+uninstall = _patches.uninstall
+#: Whether moto currently runs transactions through this module.
+is_installed = _patches.is_installed
+#: Context manager: :func:`install` on entry, :func:`uninstall` on exit.
+fast_transactions = _patches.active
