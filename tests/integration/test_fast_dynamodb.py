@@ -25,6 +25,8 @@ from autopilot_cli import metering
 from autopilot_cli.local import fast_dynamodb
 from autopilot_cli.simulate import run_simulation
 
+from .ddb_tables import create_table, index
+
 _ANSWER = fast_dynamodb._answer
 
 
@@ -72,39 +74,11 @@ def _workload(ddb: Any) -> list[tuple[Any, ...]]:
         else:
             outcomes.append((name, "ok", _strip(response)))
 
-    ddb.create_table(
-        TableName="t",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "g", "AttributeType": "S"},
-            {"AttributeName": "n", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_g",
-                "KeySchema": [
-                    {"AttributeName": "g", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        LocalSecondaryIndexes=[
-            {
-                "IndexName": "by_n",
-                "KeySchema": [
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "n", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
+    create_table(
+        ddb,
+        attributes={"g": "S", "n": "N"},
+        GlobalSecondaryIndexes=[index("by_g", "g", "sk")],
+        LocalSecondaryIndexes=[index("by_n", "pk", "n", projection="KEYS_ONLY")],
     )
     for n in range(14):
         call("put_item", TableName="t", Item=_item(n), ReturnConsumedCapacity="TOTAL")

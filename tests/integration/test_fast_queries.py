@@ -10,28 +10,14 @@ from moto import mock_aws
 
 from autopilot_cli.local import fast_queries
 
+from .ddb_tables import create_table, index
+
 
 def _table(ddb) -> None:
-    ddb.create_table(
-        TableName="t",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g", "gs")
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "gsi",
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": "g", "KeyType": "HASH"},
-                    {"AttributeName": "gs", "KeyType": "RANGE"},
-                ],
-            }
-        ],
+    create_table(
+        ddb,
+        attributes={"g": "S", "gs": "S"},
+        GlobalSecondaryIndexes=[index("gsi", "g", "gs")],
     )
     rng = random.Random(7)
     for n in range(300):

@@ -19,6 +19,8 @@ from moto.core import responses as moto_responses
 from autopilot_cli.local import fast_dynamodb, fast_serialize
 from autopilot_cli.simulate import run_simulation
 
+from .ddb_tables import create_table
+
 
 @pytest.fixture
 def compared(monkeypatch):
@@ -63,18 +65,7 @@ def _item(n: int) -> dict:
 def test_dynamodb_sqs_sns_responses_are_identical(aws_env, compared):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-        )
+        create_table(ddb)
         ddb.describe_table(TableName="t")
         ddb.list_tables()
         for n in range(12):

@@ -49,7 +49,9 @@ responses, the raised errors, the tables and the request counts.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import re
 import threading
 from typing import Any
@@ -104,8 +106,6 @@ FAST_OPERATIONS = frozenset(
 _EVENT = "before-call.dynamodb"
 # moto's default: IAM authentication off. With it on, requests take the stock path.
 _NO_AUTH = float("inf")
-_moto_operations: dict[str, Any] = {}
-_response_parsers: dict[str, Any] = {}
 # moto answers only the DynamoDB endpoints it mocks; a client pointed elsewhere
 # (``endpoint_url``, ``AWS_ENDPOINT_URL``) goes to the network, so it must here too.
 _MOCKED_URL = re.compile("|".join(f"(?:{base})" for base in url_bases))
@@ -214,24 +214,18 @@ def _blob(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+@functools.cache
 def _moto_operation(name: str) -> Any:
-    operation = _moto_operations.get(name)
-    if operation is None:
-        operation = _moto_operations[name] = get_service_model("dynamodb").operation_model(name)
-    return operation
+    return get_service_model("dynamodb").operation_model(name)
 
 
+@functools.cache
 def _response_parser(protocol: str) -> Any:
-    parser = _response_parsers.get(protocol)
-    if parser is None:
-        parser = _response_parsers[protocol] = create_parser(protocol)
-    return parser
+    return create_parser(protocol)
 
 
 def _account(handler: BaseResponse, request_signer: Any) -> str:
     """moto's account resolution (``get_current_account``) from the unsigned request."""
-    import os
-
     if "MOTO_ACCOUNT_ID" in os.environ:
         return os.environ["MOTO_ACCOUNT_ID"]
     if "x-moto-account-id" in handler.headers:

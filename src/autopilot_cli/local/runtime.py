@@ -62,6 +62,15 @@ from autopilot_cli.local.cfn import (
     resolve,
 )
 
+# The moto fast paths, in install order (uninstalled in reverse).
+_FAST_PATHS = (
+    _fast_dynamodb,
+    _fast_items,
+    _fast_transactions,
+    _fast_queries,
+    _fast_serialize,
+)
+
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_STACK_NAME",
@@ -583,11 +592,8 @@ class LocalRuntime:
                 # The moto fast paths (transactions, partition queries, response
                 # serialisation, data-plane calls below HTTP, item construction)
                 # are tested to answer exactly like stock moto.
-                _fast_dynamodb.install()
-                _fast_items.install()
-                _fast_transactions.install()
-                _fast_queries.install()
-                _fast_serialize.install()
+                for fast_path in _FAST_PATHS:
+                    fast_path.install()
                 self._fast_transactions_installed = True
             self._build()
         except BaseException:
@@ -603,11 +609,8 @@ class LocalRuntime:
         self._clients.clear()
         self.reset_containers()
         if self._fast_transactions_installed:
-            _fast_dynamodb.uninstall()
-            _fast_items.uninstall()
-            _fast_transactions.uninstall()
-            _fast_queries.uninstall()
-            _fast_serialize.uninstall()
+            for fast_path in reversed(_FAST_PATHS):
+                fast_path.uninstall()
             self._fast_transactions_installed = False
         if self._mock is not None:
             self._mock.stop()

@@ -637,11 +637,7 @@ class DrawRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> DrawRecord:
         """Parse a record's JSON text (as stored); :class:`InvalidRecord` if it is not one."""
-        try:
-            data = json.loads(text)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise InvalidRecord(f"record is not valid UTF-8 JSON: {exc}") from None
-        return _record_from_dict(data)
+        return _record_from_dict(_load_record_json(text))
 
     def holders(self) -> list[Winner]:
         """Who holds each prize now, in rank order of the slots: every winner, with a
@@ -902,6 +898,18 @@ class VerifyResult:
         return "\n".join(lines)
 
 
+def _load_record_json(text: str | bytes) -> Any:
+    """``json.loads`` for a record: :class:`InvalidRecord` for anything that is not JSON,
+    including hostile nesting (a record is four levels deep; Python's decoder would
+    raise ``RecursionError``)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidRecord(f"record is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRecord("record is not a draw record: JSON nested too deeply") from None
+
+
 def verify_json(
     text: str | bytes, entrants: Iterable[tuple[str, int]] | None = None
 ) -> VerifyResult:
@@ -909,12 +917,12 @@ def verify_json(
     record in canonical form (any other spelling is reported), then :func:`verify`."""
     try:
         as_text = text.decode("utf-8") if isinstance(text, bytes) else text
-        data = json.loads(as_text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
         return VerifyResult(differences=[f"record is not valid UTF-8 JSON: {exc}"])
-    except RecursionError:
-        # A record is four levels deep; hostile nesting must not crash the verifier.
-        return VerifyResult(differences=["record is not a draw record: JSON nested too deeply"])
+    try:
+        data = _load_record_json(as_text)
+    except InvalidRecord as exc:
+        return VerifyResult(differences=[str(exc)])
     try:
         record = DrawRecord.from_dict(data)
     except InvalidRecord as exc:

@@ -676,6 +676,9 @@ class Eligibility:
                 data = json.loads(data)
             except ValueError as exc:
                 raise InvalidEligibility([ConfigIssue(("eligibility",), str(exc))]) from None
+            except RecursionError:
+                issue = ConfigIssue(("eligibility",), "JSON nested too deeply")
+                raise InvalidEligibility([issue]) from None
         if not isinstance(data, Mapping):
             raise InvalidEligibility([ConfigIssue(("eligibility",), "expected an object")])
         if data.get("format") != ELIGIBILITY_FORMAT:
