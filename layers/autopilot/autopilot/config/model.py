@@ -36,11 +36,14 @@ from autopilot.config.document import (
 )
 from autopilot.config.fields import TEMPLATE_FIELDS, template_fields
 from autopilot.errors import ConfigError, ConfigIssue
+from autopilot.lottery.eligibility import EligibilityRules, Weighting
+from autopilot.lottery.prizes import PrizePlan
 from autopilot.timeutil import parse_duration, parse_hhmm, parse_iso, zone
 
 __all__ = [
     "ACTIONS",
     "CHANNEL_TYPES",
+    "LOTTERY_STEPS",
     "MAX_PARTS_LIMIT",
     "MAX_TEMPLATE_CHARS",
     "MESSAGE_ACTIONS",
@@ -51,11 +54,14 @@ __all__ = [
     "Config",
     "ContentItem",
     "Job",
+    "Lottery",
+    "LotteryPosts",
     "MisfirePolicy",
     "Pool",
     "QuietHours",
     "Reward",
     "collect_issues",
+    "lottery_job_id",
     "parse_config",
     "semantic_issues",
     "template_fields",
@@ -154,6 +160,67 @@ class Reward:
     stock: int | None = None
 
 
+#: Job ids of the dispatcher jobs a lottery runs: ``lottery.<lottery id>.<step>``.
+#: ``.`` never occurs in a config id, so these never collide with ops' own jobs.
+LOTTERY_STEPS = ("open", "close", "draw", "expire")
+
+
+def lottery_job_id(lottery_id: str, step: str) -> str:
+    """The id of the dispatcher job that runs ``step`` of lottery ``lottery_id``."""
+    return f"lottery.{lottery_id}.{step}"
+
+
+@dataclass(frozen=True)
+class LotteryPosts:
+    """Where a lottery's posts go and their templates (``LOTTERY_FIELDS``).
+
+    ``announce`` at open (with the seed's commitment), ``closed`` at close (entrant
+    count and list hash), ``winners`` at the draw; ``claim_dm`` is sent to each
+    winner directly where a channel can (``None``: no direct messages).
+    """
+
+    channels: tuple[str, ...]
+    announce: str
+    closed: str
+    winners: str
+    claim_dm: str | None = None
+
+
+@dataclass(frozen=True)
+class Lottery:
+    """A recurring lottery of one community (``lotteries:`` in the config).
+
+    Each cycle opens, closes and draws at the next firings of its three crons in
+    the community's zone (``autopilot.lottery.schedule``). ``entry`` is ``auto``
+    (every eligible member is entered at close) or ``enter`` (members enter by the
+    API or a chat keyword, paying ``cost_points`` per ticket, at most
+    ``max_tickets`` tickets). ``claim_window`` None: prizes are paid at the draw;
+    otherwise a winner claims within it or the prize is rerolled.
+    """
+
+    id: str
+    title: str
+    opens: str
+    closes: str
+    draws: str
+    entry: str = "auto"
+    cost_points: int = 0
+    max_tickets: int = 1
+    keywords: tuple[str, ...] = ()
+    rules: EligibilityRules = field(default_factory=EligibilityRules)
+    weighting: Weighting = field(default_factory=Weighting)
+    plan: PrizePlan | None = None
+    posts: LotteryPosts | None = None
+    claim_window: timedelta | None = None
+    claim_keywords: tuple[str, ...] = ()
+    enabled: bool = True
+    description: str = ""
+
+    def job_id(self, step: str) -> str:
+        """The id of this lottery's dispatcher job for ``step`` (``open``...)."""
+        return lottery_job_id(self.id, step)
+
+
 @dataclass(frozen=True)
 class Community:
     """One community: its zone, day boundary, quiet hours, channels, pools and jobs."""
@@ -170,6 +237,14 @@ class Community:
     checkins: CheckinRules = field(default_factory=CheckinRules)
     rewards: tuple[Reward, ...] = ()
     chat_keywords: tuple[str, ...] = DEFAULT_CHAT_KEYWORDS
+    lotteries: tuple[Lottery, ...] = ()
+
+    def lottery(self, lottery_id: str) -> Lottery:
+        """The lottery ``lottery_id`` (KeyError if the config has none)."""
+        for lottery in self.lotteries:
+            if lottery.id == lottery_id:
+                return lottery
+        raise KeyError(lottery_id)
 
     def reward(self, reward_id: str) -> Reward:
         """The reward ``reward_id`` (KeyError if the catalog has none)."""
