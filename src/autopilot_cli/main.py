@@ -22,7 +22,7 @@ NOW_ENV = "AUTOPILOT_NOW"
 # dispatcher in real time (a frozen clock would never tick), and a config
 # published, a ledger entry or membership change written, or a message sent with
 # a made-up time would put a false date on real records (a backdated adjustment
-# would change a month finance already exported).
+# would change a month finance already exported; uploaded coupon codes are dated).
 REAL_TIME_COMMANDS = frozenset(
     {
         "serve",
@@ -31,6 +31,7 @@ REAL_TIME_COMMANDS = frozenset(
         "members add",
         "members leave",
         "channel test",
+        "lottery codes",
     }
 )
 # Capabilities add their commands in their own module: each has
