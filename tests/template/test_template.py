@@ -256,15 +256,45 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
     assert grants({"Ref": "PostsTopic"}) == {"sns:Publish"}
     assert grants(CHANNEL_SECRETS_ARN) == {"ssm:GetParameter"}
-    # Live check-in counts only; finance jobs are enqueued for the worker.
-    assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {"dynamodb:BatchGetItem"}
+    # Live check-in counts, and lotteries: members' facts at the close (accounts in
+    # batches, check-in markers by Query, the member index), prizes through the ledger.
+    # Finance jobs are enqueued for the worker.
+    assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}) == {"dynamodb:Query"}
     assert grants({"Fn::GetAtt": ["WorkQueue", "Arn"]}) == {"sqs:SendMessage"}
+    assert grants({"Fn::GetAtt": ["LotteryTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    # Only the dispatcher holds the seeds (written at the opening, read at the draw).
+    assert grants({"Fn::GetAtt": ["LotterySeedTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    }
+    assert grants({"Fn::Sub": "${ExportBucket.Arn}/lotteries/*"}) == {
+        "s3:PutObject",
+        "s3:GetObject",
+    }
     # Its own role (not SAM's generated one with logs on every log group).
     assert grants({"Fn::GetAtt": ["DispatcherLogGroup", "Arn"]}) == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert len(granted) == 9
+    assert len(granted) == 13
+
+
+def test_only_the_dispatcher_may_touch_the_lottery_seeds() -> None:
+    for where, statement in _statements():
+        if "LotterySeedTable" in json.dumps(statement["Resource"]):
+            assert where.startswith("DispatcherFunction."), where
 
 
 def test_channel_secrets_prefix_is_a_parameter_passed_to_every_function() -> None:
@@ -309,6 +339,14 @@ def test_api_policy_is_least_privilege() -> None:
             "dynamodb:UpdateItem",
         },
         json.dumps({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}): {"dynamodb:Query"},
+        json.dumps({"Fn::GetAtt": ["LotteryTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+        json.dumps({"Fn::Sub": "${ExportBucket.Arn}/lotteries/*"}): {"s3:GetObject"},
         **_CONFIG_READ,
         json.dumps({"Fn::GetAtt": ["ApiLogGroup", "Arn"]}): {
             "logs:CreateLogStream",
@@ -321,6 +359,12 @@ def test_chat_webhook_policy_is_least_privilege() -> None:
     """No Query, no index, and only the webhook secrets (not the channels' posting keys)."""
     assert _grants_of("ChatWebhookFunction") == {
         json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}): {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+        json.dumps({"Fn::GetAtt": ["LotteryTable", "Arn"]}): {
             "dynamodb:GetItem",
             "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
@@ -372,6 +416,13 @@ def test_every_api_route_requires_the_scope_of_its_role() -> None:
         "PUT /members/{member_id}": ops,
         "DELETE /members/{member_id}": ops,
         "POST /ledger/adjustments": ops,
+        "POST /lotteries/{lottery_id}/entries": member,
+        "GET /lotteries/{lottery_id}": member,
+        "GET /lotteries/{lottery_id}/record": member,
+        "POST /lotteries/{lottery_id}/claim": member,
+        "POST /lotteries/{lottery_id}/disqualify": ops,
+        "PUT /lotteries/{lottery_id}/external-value": ops,
+        "POST /lotteries/{lottery_id}/cancel": ops,
     }
     assert {a["Authorizer"] for a in scopes.values()} == {"JwtAuthorizer"}
     for function_id in ("ApiFunction", "ChatWebhookFunction"):
@@ -403,8 +454,9 @@ def test_tables_are_on_demand_encrypted_recoverable_with_ttl() -> None:
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["SSESpecification"]["SSEEnabled"] is True
         assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-        if logical_id == "LedgerTable":
-            # Ledger entries are immutable and kept: no TTL, retained on stack deletion.
+        if logical_id in ("LedgerTable", "LotteryTable", "LotterySeedTable"):
+            # Ledger entries are immutable and kept; a lottery's entries, payouts and
+            # seed are what its published record is checked against: no TTL, retained.
             assert "TimeToLiveSpecification" not in properties
             assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
         else:

@@ -22,6 +22,8 @@ from autopilot.config.store import ConfigStore
 from autopilot.ledger.jobs import Worker, WorkQueue, ledger_actions
 from autopilot.ledger.service import LedgerService
 from autopilot.ledger.store import LedgerStore
+from autopilot.lottery.service import LotteryService
+from autopilot.lottery.store import LotteryStore
 from autopilot.members.service import MemberService
 from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
@@ -93,9 +95,28 @@ class App:
             settings.export_bucket,
             now=lambda: (clock or get_clock()).now(),
         )
+        # Lotteries: the seed table is configured for the dispatcher only (its role
+        # alone may read seeds); entries, status and claims need just the lottery table.
+        self.lottery_store = LotteryStore(
+            settings.lottery_table, settings.region, seed_table=settings.lottery_seed_table
+        )
+        self.lotteries = LotteryService(
+            self.lottery_store,
+            self.ledger_store,
+            self.ledger,
+            self.members,
+            self.posts,
+            _LazyS3(settings.region),
+            settings.export_bucket,
+            clock=clock,
+        )
         actions = {
             "post": self.posts.run,
             **ledger_actions(self.work_queue),
+            "lottery_open": self.lotteries.open,
+            "lottery_close": self.lotteries.close,
+            "lottery_draw": self.lotteries.draw,
+            "lottery_expire": self.lotteries.expire,
         }
         self.dispatcher = Dispatcher(self.scheduler_store, actions, clock=clock)
 

@@ -122,3 +122,37 @@ class IdempotencyKeyReused(RequestError):
     again with a different request; the first request's answer is not repeated."""
 
     status = 422
+
+
+class UnknownLottery(RequestError):
+    """The community has no such lottery (or no such draw of it)."""
+
+    status = 404
+
+
+class LotteryNotOpen(RequestError):
+    """The lottery takes no entries now (not opened yet, closed, drawn or cancelled)."""
+
+    status = 409
+
+
+class NotEligible(RequestError):
+    """The member may not enter this lottery; ``reasons`` says why, rule by rule."""
+
+    status = 403
+
+    def __init__(self, message: str, *, reasons: list[str] | None = None):
+        super().__init__(message)
+        self.reasons = list(reasons or [])
+
+
+class LotteryConflict(RequestError):
+    """The lottery's state does not allow this change (drawn, cancelled, already paid)."""
+
+    status = 409
+
+
+class NothingToClaim(RequestError):
+    """The member holds no prize of the lottery that can be claimed (none, or expired)."""
+
+    status = 404

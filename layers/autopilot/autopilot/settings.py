@@ -25,6 +25,9 @@ class Settings:
     export_bucket: str = ""
     # The worker's queue (long jobs: exports, reconciliation, audits).
     work_queue_url: str = ""
+    # Lotteries: draws, entries, payouts, coupon pools; the seeds only the dispatcher reads.
+    lottery_table: str = ""
+    lottery_seed_table: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +57,6 @@ class Settings:
             ledger_table=env.get("LEDGER_TABLE", ""),
             export_bucket=env.get("EXPORT_BUCKET", ""),
             work_queue_url=env.get("WORK_QUEUE_URL", ""),
+            lottery_table=env.get("LOTTERY_TABLE", ""),
+            lottery_seed_table=env.get("LOTTERY_SEED_TABLE", ""),
         )

@@ -51,6 +51,7 @@ from autopilot.ledger.store import (
     Account,
     Duplicate,
     EntryItem,
+    ExtraItem,
     LedgerStore,
     Movement,
     OutOfStock,
@@ -172,6 +173,7 @@ class _Move:
     require_active: bool = True
     reward: tuple[str, str] | None = None  # (id, name) of a redeemed reward
     same: Mapping[str, Any] | None = None  # result fields a repeat must match
+    extra_items: tuple[ExtraItem, ...] = ()  # another capability's rows, same transaction
 
 
 def _same_request(first: MovementResult, expected: Mapping[str, Any], key: str) -> None:
@@ -315,6 +317,7 @@ class LedgerService:
                         tier_change=tier_change,
                         stock=stock,
                         require_active=move.require_active,
+                        extra_items=move.extra_items,
                     ),
                     at_utc,
                 )
@@ -394,6 +397,39 @@ class LedgerService:
                 actor=adjustment.actor,
                 require_active=False,
                 same={"amount": amount},
+            ),
+            at_utc,
+        )
+
+    def post(
+        self,
+        community: Community,
+        member_id: str,
+        posting: Posting,
+        at_utc: datetime,
+        *,
+        actor: str,
+        require_active: bool = True,
+        extra_items: tuple[ExtraItem, ...] = (),
+    ) -> MovementResult:
+        """Write one posting of another capability (a lottery entry's cost, a prize, a
+        refund) as a movement, idempotent by ``posting.ref``: a repeat answers the
+        first result. ``extra_items`` commit in the same transaction (all or nothing;
+        a failed condition raises ``ExtraConditionFailed`` naming the item). A debit
+        never takes the balance below 0 (``InsufficientPoints``)."""
+        ref = posting.ref
+        if not ref or len(ref) > 512 or any(ord(ch) < 0x20 for ch in ref):
+            raise BadRequest("a posting ref must be 1..512 characters without control characters")
+        return self._move(
+            community,
+            _Move(
+                member_id=member_id,
+                marker=f"REF#{posting.reason}#{ref}",
+                posting=posting,
+                actor=actor,
+                require_active=require_active,
+                same={"amount": posting.amount},
+                extra_items=extra_items,
             ),
             at_utc,
         )

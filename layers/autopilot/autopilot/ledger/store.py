@@ -408,6 +408,30 @@ def entry_from_item(item: EntryItem) -> Entry:
     )
 
 
+@dataclass(frozen=True)
+class ExtraItem:
+    """One more item written in a movement's transaction: another capability's row
+    that must commit with the points or not at all (a lottery entry with its cost).
+
+    ``actions`` given: an update of ``model``'s key with them; otherwise a put of
+    ``model``. ``condition`` guards it; when it fails the whole movement is cancelled
+    and :class:`ExtraConditionFailed` names ``label``.
+    """
+
+    label: str
+    model: Model
+    condition: Condition | None = None
+    actions: Sequence[Action] | None = None
+
+
+class ExtraConditionFailed(Exception):
+    """The condition of an extra item (``label``) failed: nothing was written."""
+
+    def __init__(self, label: str):
+        super().__init__(f"condition of {label!r} failed")
+        self.label = label
+
+
 @dataclass
 class Movement:
     """Everything one business event writes, committed as one transaction."""
@@ -425,6 +449,8 @@ class Movement:
     stock: tuple[str, int] | None = None  # (reward id, stock limit) when redeeming
     aggregates: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # Written in the same transaction, after the ledger's own items (see ExtraItem).
+    extra_items: Sequence[ExtraItem] = ()
 
 
 class Duplicate(Exception):
@@ -756,7 +782,10 @@ class LedgerStore:
         day = movement.local_day.isoformat()
         entry_shard = shard_of(account.member_id, ENTRY_SHARDS)
         agg_shard = shard_of(account.member_id, AGG_SHARDS)
+        # Labels of the request's items in the order DynamoDB sees them (PynamoDB
+        # sends puts before updates): a cancellation reason is explained by its label.
         puts: list[str] = ["marker", "account"]
+        updates: list[str] = []
         try:
             with transaction(EntryItem) as tx:
                 tx.save(marker, condition=RefItem.pk.does_not_exist(), return_values="ALL_OLD")
@@ -803,6 +832,7 @@ class LedgerStore:
                         AggItem(f"AGG#{account.community_id}#{period}#{agg_shard}", "TOTALS"),
                         actions=actions,
                     )
+                    updates.append("aggregate")
                 if movement.stock is not None:
                     reward_id, limit = movement.stock
                     tx.update(
@@ -811,6 +841,7 @@ class LedgerStore:
                         condition=StockItem.redeemed.does_not_exist()
                         | (StockItem.redeemed < limit),
                     )
+                    updates.append("stock")
                 if movement.entries:
                     # Unconditioned, so it never explains a cancellation. The UTC
                     # day of ``now`` (taken before the commit; see reconcile.COMMIT_LAG).
@@ -821,8 +852,18 @@ class LedgerStore:
                             member_id=account.member_id,
                         )
                     )
+                    puts.append("touch")
+                for extra in movement.extra_items:
+                    if extra.actions is not None:
+                        tx.update(
+                            extra.model, actions=list(extra.actions), condition=extra.condition
+                        )
+                        updates.append(f"extra:{extra.label}")
+                    else:
+                        tx.save(extra.model, condition=extra.condition)
+                        puts.append(f"extra:{extra.label}")
         except TransactWriteError as exc:
-            self._explain(exc, puts, movement)
+            self._explain(exc, puts + updates, movement)
             raise
         return new_state
 
@@ -851,20 +892,25 @@ class LedgerStore:
         return updates
 
     @staticmethod
-    def _explain(exc: TransactWriteError, puts: list[str], movement: Movement) -> None:
+    def _explain(exc: TransactWriteError, labels: list[str], movement: Movement) -> None:
+        """Raise the error a cancelled movement means: the first answer (``Duplicate``),
+        a changed account, no stock, or a failed extra item; in that order of priority."""
         reasons = exc.cancellation_reasons or []
-        if not reasons:
-            return
-        marker_reason = reasons[0]
-        if marker_reason is not None and marker_reason.code == "ConditionalCheckFailed":
-            raw = marker_reason.raw_item or {}
+        failed = {
+            label: reason
+            for label, reason in zip(labels, reasons, strict=False)
+            if reason is not None and reason.code == "ConditionalCheckFailed"
+        }
+        if "marker" in failed:
+            raw = failed["marker"].raw_item or {}
             result = json.loads(raw["result"]["S"]) if "result" in raw else {}
             raise Duplicate(result) from exc
-        account_reason = reasons[1] if len(reasons) > 1 else None
-        if account_reason is not None and account_reason.code == "ConditionalCheckFailed":
-            stored = account_reason.raw_item
+        if "account" in failed:
+            stored = failed["account"].raw_item
             current = account_from_item(AccountItem.from_raw_data(stored)) if stored else None
             raise StaleAccount(current) from exc
-        for reason in reasons[len(puts) :]:
-            if reason is not None and reason.code == "ConditionalCheckFailed" and movement.stock:
-                raise OutOfStock(movement.stock[0]) from exc
+        if "stock" in failed and movement.stock:
+            raise OutOfStock(movement.stock[0]) from exc
+        for label in failed:
+            if label.startswith("extra:"):
+                raise ExtraConditionFailed(label.removeprefix("extra:")) from exc

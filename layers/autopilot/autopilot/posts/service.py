@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+
+from pynamodb.exceptions import PutError
 
 from autopilot.channels import Channel, ChannelEnvironment, Message, build_channel
 from autopilot.channels.base import Deadline, Delivery
@@ -14,7 +16,13 @@ from autopilot.clock import Clock, get_clock
 from autopilot.config.model import Community, Job, template_fields
 from autopilot.posts.context import PostContext, build_fields
 from autopilot.posts.rules import pick_next, render
-from autopilot.posts.store import PostRecord, PostStore, RotationConflict
+from autopilot.posts.store import (
+    POST_RETENTION,
+    PostItem,
+    PostRecord,
+    PostStore,
+    RotationConflict,
+)
 from autopilot.scheduler.rules import Occurrence
 from autopilot.scheduler.service import ActionContext, ActionResult
 from autopilot.secrets import redact
@@ -58,8 +66,71 @@ class PostService:
 
     def run(self, ctx: ActionContext) -> ActionResult:
         """The ``post`` action for one occurrence (safe to rerun: see the store)."""
+        record = self._prepare(ctx.community, ctx.job, ctx.occurrence)
+        return self._deliver(ctx, record, ctx.job.params["channels"])
+
+    def publish(
+        self,
+        ctx: ActionContext,
+        text: str,
+        title: str | None,
+        channels: Sequence[str],
+        *,
+        source: str = "lottery",
+    ) -> ActionResult:
+        """Publish ``text`` to ``channels`` as *the* post of this occurrence (another
+        action's post: a lottery's announcement, its winners).
+
+        The post and its per-channel deliveries are recorded exactly like ``run``'s,
+        keyed by the occurrence: a rerun sends only to the channels not yet
+        delivered, and always the text recorded first (a rerun never re-renders).
+        ``source`` is stored as the post's pool (the post log shows where it came from).
+        """
         occ = ctx.occurrence
-        record = self._prepare(ctx.community, ctx.job, occ)
+        pk, sk = self._store.post_key(occ)
+        now = self._now()
+        item = PostItem(
+            pk,
+            sk,
+            community_id=ctx.community.id,
+            job_id=ctx.job.id,
+            occurrence_key=occ.key,
+            occurrence_id=occ.id,
+            due_utc=iso_utc(occ.due_utc),
+            pool_id=source,
+            content_id=ctx.job.id,
+            text=text,
+            title=title,
+            created_at=iso_utc(now),
+            deliveries={},
+            expires_at=now + POST_RETENTION,
+        )
+        try:
+            item.save(condition=PostItem.pk.does_not_exist())
+            record: PostRecord | None = PostRecord(
+                ctx.community.id,
+                ctx.job.id,
+                occ.key,
+                iso_utc(occ.due_utc),
+                source,
+                ctx.job.id,
+                text,
+                title,
+                {},
+                occ.id,
+            )
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            record = self._store.get_post(occ)  # an earlier attempt's post
+        assert record is not None
+        return self._deliver(ctx, record, channels)
+
+    def _deliver(
+        self, ctx: ActionContext, record: PostRecord, channels: Sequence[str]
+    ) -> ActionResult:
+        """Send ``record`` to each channel not yet delivered, recording each delivery."""
+        occ = ctx.occurrence
         deliveries = dict(record.deliveries)
         occurrence_ref = f"{ctx.community.id}:{ctx.job.id}:{occ.id}"
         message = Message(
@@ -75,7 +146,7 @@ class PostService:
         # Every channel of this run shares the invocation's remaining time: retries and
         # rate-limit waits stop early enough for the deliveries and outcome to be recorded.
         deadline = Deadline(ctx.remaining_ms, reserve_ms=DELIVERY_RESERVE_MS)
-        for channel_id in ctx.job.params["channels"]:
+        for channel_id in channels:
             if deliveries.get(channel_id, {}).get("status") == "published":
                 continue  # delivered by an earlier attempt of this occurrence
             if ctx.still_holds is not None and not ctx.still_holds():
