@@ -13,6 +13,7 @@ from autopilot.config.model import (
     Lottery,
     LotteryPosts,
     MisfirePolicy,
+    Reward,
     lottery_job_id,
 )
 from autopilot.lottery.eligibility import EligibilityRules, Weighting
@@ -106,3 +107,30 @@ def check_in_days(app: App, community: Community, member: str, days: int, start:
     """``days`` daily check-ins of ``member`` from ``start`` (10:00 local each day)."""
     for offset in range(days):
         app.checkins.check_in(community, member, start + timedelta(days=offset, hours=2))
+
+
+def run_auto_cycle(app: App, stack: Stack, *, weeks: int = 0) -> Community:
+    """One automatic-entry week (``weeks`` after the first) with a points and a reward
+    prize, run as the dispatcher runs it (open, check-ins, close, draw): exercises every
+    lottery call of the dispatcher for the least-privilege tests."""
+    plan = prize_plan(
+        [
+            {"id": "first", "title": "一等奖", "count": 1, "points": 100},
+            {"id": "second", "title": "二等奖", "count": 1, "reward": "mug"},
+        ]
+    )
+    lottery = make_lottery(entry="auto", keywords=(), plan=plan)
+    community = community_with(app, lottery, rewards=(Reward("mug", "马克杯", 100, stock=5),))
+    shift = timedelta(weeks=weeks)
+    opens, closes, draws = OPENS + shift, CLOSES + shift, DRAWS + shift
+    stack.clock.set(opens)
+    assert app.lotteries.open(ctx(community, lottery, "open", opens)).ok
+    for member in ("ann", "bob", "cyd"):
+        check_in_days(app, community, member, 1, opens + timedelta(hours=1))
+    stack.clock.set(closes)
+    assert app.lotteries.close(ctx(community, lottery, "close", closes)).ok
+    stack.clock.set(draws)
+    result = app.lotteries.draw(ctx(community, lottery, "draw", draws))
+    assert result.ok, result.error
+    assert len(result.detail["winners"]) == 2
+    return community

@@ -18,6 +18,7 @@ from autopilot_cli.metering import RequestCounter
 
 from ..unit.channels.platforms import PLATFORMS, FakePlatform
 from .conftest import BASE_COMMUNITY, make_config
+from .lottery_support import run_auto_cycle
 
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
@@ -170,6 +171,8 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
         assert invoke(stack, datetime(2026, 11, 27, 13, 0, 5, tzinfo=UTC))["counts"] == {"fired": 1}
         counts = invoke(stack, datetime(2026, 11, 30, 19, 0, 5, tzinfo=UTC))["counts"]
         assert counts.get("failed", 0) == 0 and counts["fired"] >= 2
+        # A lottery week as the dispatcher runs it: seed, auto entries, record, payouts.
+        run_auto_cycle(other, stack, weeks=1)
     used = set()
     for (service, operation), _ in counter.by_operation().items():
         if (service, operation) == ("s3", "GetObject"):
