@@ -40,8 +40,9 @@ from autopilot.config.document import (
     PATTERN_MESSAGES,
     secret_key_message,
 )
-from autopilot.config.model import Community, Config, Job, semantic_issues
+from autopilot.config.model import LOTTERY_ACTIONS, Community, Config, Job, semantic_issues
 from autopilot.errors import AutopilotError
+from autopilot.lottery.schedule import lottery_schedule_issues
 from autopilot.scheduler.rules import DST_GAP, DST_OVERLAP, Occurrence, occurrences_between
 from autopilot.timeutil import iso_utc, local_wall, to_utc, zone
 from croniter import croniter
@@ -744,7 +745,7 @@ def _semantic_candidates(doc: Any) -> tuple[Config | None, list[_Candidate]]:
     They run on every part of the document that has the right shape, so they never
     repeat a schema finding: the two lists are simply joined.
     """
-    config, issues = semantic_issues(doc)
+    config, issues = semantic_issues(doc, lottery_checks=(lottery_schedule_issues,))
     return config, [_Candidate(i.path, i.message, i.severity) for i in issues]
 
 
@@ -766,16 +767,23 @@ def _schedule_warnings(
             )
         transitions = transitions_by_zone[community.timezone]
         jobs_raw = doc["communities"][community_index].get("jobs")
+        lottery_crons = _lottery_cron_paths(community, doc["communities"][community_index])
         for job in community.jobs:
             if not job.enabled:
                 continue  # a paused job fires nothing; its warnings would be noise
-            path: DocPath = (
-                "communities",
-                community_index,
-                "jobs",
-                _index_by_id(jobs_raw, job.id),
-                "cron",
-            )
+            path: DocPath
+            if job.id in lottery_crons:
+                path = ("communities", community_index, *lottery_crons[job.id])
+            elif job.action in LOTTERY_ACTIONS.values():
+                continue  # expire: a fixed poll, nothing ops wrote
+            else:
+                path = (
+                    "communities",
+                    community_index,
+                    "jobs",
+                    _index_by_id(jobs_raw, job.id),
+                    "cron",
+                )
             quiet = _quiet_warning(community, job, tz, now_utc)
             if quiet:
                 out.append(_Candidate(path, quiet, "warning"))
@@ -783,6 +791,16 @@ def _schedule_warnings(
                 message = _dst_warning(community, job, tz, transition)
                 if message:
                     out.append(_Candidate(path, message, "warning"))
+    return out
+
+
+def _lottery_cron_paths(community: Community, raw: Mapping[str, Any]) -> dict[str, DocPath]:
+    """Where the cron of each lottery's derived open/close/draw job is written."""
+    out: dict[str, DocPath] = {}
+    for lottery in community.lotteries:
+        index = _index_by_id(raw.get("lotteries"), lottery.id)
+        for step, key in (("open", "opens"), ("close", "closes"), ("draw", "draws")):
+            out[lottery.job_id(step)] = ("lotteries", index, "schedule", key)
     return out
 
 

@@ -60,6 +60,8 @@ ENUM_NOUNS = {
     "msgtype": "msgtype",
     "parse_mode": "parse_mode",
     "version": "config version",
+    "mode": "entry mode",
+    "weight": "weight mode",
 }
 
 #: What an empty list that needs entries is told, by key (default: "must not be empty").
@@ -68,6 +70,8 @@ MIN_ITEMS_MESSAGES = {
     "items": "a pool needs at least one item",
     "channels": "a post needs at least one channel",
     "chat_keywords": "chat_keywords must be a non-empty list of words",
+    "prizes": "a lottery needs at least one prize tier",
+    "keywords": "keywords must be a non-empty list of words",
 }
 
 # Keys that would hold a secret: refused with a pointer to SSM, never stored in config.
@@ -604,6 +608,336 @@ class RewardDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
     description: Ops | None = None
 
 
+# --------------------------------------------------------------------------- lotteries
+
+#: Entry and claim keywords when a lottery does not set its own.
+DEFAULT_LOTTERY_KEYWORDS = ("抽奖", "/lottery")
+DEFAULT_CLAIM_KEYWORDS = ("领奖", "/claim")
+#: Longest lottery and prize title (members see it in posts).
+MAX_LOTTERY_TITLE_CHARS = 80
+#: Most tickets one member may hold in one draw (weight ``tickets``).
+MAX_TICKETS = 1000
+#: Most points one ticket may cost (the ledger's bound on one movement is higher).
+MAX_TICKET_COST = 1_000_000
+#: The draw's and the ledger's bounds (``lottery.draw.MAX_WEIGHT``,
+#: ``ledger.rules.MAX_POINTS``), repeated so this module imports nothing of the
+#: project; a test pins them to the originals.
+MAX_WEIGHT_CAP = 1_000_000
+MAX_PRIZE_POINTS = 1_000_000_000
+
+LotteryTemplate = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="A lottery post template with {field} placeholders (Python str.format "
+        "syntax; {{ and }} for literal braces). Fields: community, date, date_iso, weekday, "
+        "time, lottery, lottery_id, draw_id, commitment, opens, closes, draws, cost_points, "
+        "keyword, entrants, entrants_hash, winners, winner_count, seed, external_value, "
+        "record, prize, claim_by, claim_keyword (docs/config.md). Default: a text in the "
+        "community's locale.",
+    ),
+]
+Keywords = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=40, pattern=NOT_BLANK_RE)]],
+    Meta(min_length=1, extra_json_schema={"uniqueItems": True}),
+]
+
+
+class LotteryScheduleDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """When each cycle opens, closes and draws: crons in the community's time zone.
+
+    A cycle opens at a firing of ``opens``, closes at the first firing of ``closes``
+    after it, and draws at the first firing of ``draws`` at or after the close.
+    """
+
+    opens: Annotated[
+        str,
+        Meta(
+            pattern=CRON_RE,
+            description='When a cycle opens (5-field cron, local time), e.g. "0 0 * * 1" for '
+            "Monday 00:00. The announcement (with the seed's commitment) is posted then.",
+        ),
+    ]
+    closes: Annotated[
+        str,
+        Meta(
+            pattern=CRON_RE,
+            description='When entries close and the entrant list is frozen, e.g. "55 19 * * 5" '
+            "for Friday 19:55. Must come before the next open.",
+        ),
+    ]
+    draws: Annotated[
+        str,
+        Meta(
+            pattern=CRON_RE,
+            description='When the winners are drawn, e.g. "0 20 * * 5" for Friday 20:00. Must '
+            "come after the close and before the next open.",
+        ),
+    ]
+
+
+class LotteryEntryDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """How members enter."""
+
+    mode: Annotated[
+        Literal["auto", "enter"],
+        Meta(
+            description="auto: every eligible member is entered at the close, free. enter: "
+            "members enter (POST /lotteries/{id}/entries or a chat keyword) and must still be "
+            "eligible at the close."
+        ),
+    ] = "auto"
+    cost_points: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MAX_TICKET_COST,
+            description="Points one ticket costs (mode enter only), debited through the ledger "
+            "with the entry and refunded if the draw is cancelled. Default 0 (free).",
+        ),
+    ] = 0
+    max_tickets: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=MAX_TICKETS,
+            description="Most tickets one member may hold in one draw. Above 1 only with "
+            "weight: tickets. Default 1.",
+        ),
+    ] = 1
+    keywords: (
+        Annotated[
+            Keywords,
+            Meta(
+                description="Chat messages that enter the lottery (mode enter). Default 抽奖, "
+                "/lottery. Must not clash with the check-in keywords or another lottery's.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class LotteryEligibilityDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Who may be an entrant; every rule given must hold at the close (all optional)."""
+
+    min_checkins: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="At least this many check-in days within the cycle's window (open "
+                "to close). More than the window has days is refused.",
+            ),
+        ]
+        | None
+    ) = None
+    min_streak: (
+        Annotated[
+            int, Meta(ge=1, description="A streak of at least this many days alive at the close.")
+        ]
+        | None
+    ) = None
+    min_tier: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ID_RE,
+                description="This tier or a higher one (a tier id of checkins.tiers).",
+            ),
+        ]
+        | None
+    ) = None
+    joined_before_open: Annotated[
+        bool, Meta(description="Only members who joined before the cycle opened.")
+    ] = False
+    not_won_within_days: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="No lottery prize won in this community in the last N check-in "
+                "days up to the close (7: last week's winners sit one weekly draw out).",
+            ),
+        ]
+        | None
+    ) = None
+    not_left: Annotated[
+        bool, Meta(description="Members who left before the close are out. Default true.")
+    ] = True
+
+
+class LotteryPrizeDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A prize tier: ``count`` prizes of one kind. Give exactly one of points, reward,
+    coupon_pool. Tiers take ranks in the order listed."""
+
+    id: Annotated[
+        str, Meta(pattern=ID_RE, description="Tier id, unique within the lottery (e.g. first).")
+    ]
+    title: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_LOTTERY_TITLE_CHARS,
+            pattern=NOT_BLANK_RE,
+            description="Prize title shown to members (一等奖), 1-80 characters.",
+        ),
+    ]
+    count: Annotated[int, Meta(ge=1, description="How many winners this tier has.")]
+    points: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_PRIZE_POINTS,
+                description="Points credited to each winner through the ledger.",
+            ),
+        ]
+        | None
+    ) = None
+    reward: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ID_RE,
+                description="A reward of the community's catalog (rewards); its stock must "
+                "cover every prize naming it.",
+            ),
+        ]
+        | None
+    ) = None
+    coupon_pool: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ID_RE,
+                description="A pool of coupon codes ops upload (`autopilot lottery codes "
+                "upload`); each winner gets one code, each code is given once.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class LotteryClaimDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Winners must claim their prize; an unclaimed prize is rerolled."""
+
+    window: Annotated[
+        str,
+        Meta(
+            pattern=DURATION_RE,
+            description="How long after the draw a winner may claim (e.g. 2d); then the prize "
+            "goes to the next entrant in draw order.",
+        ),
+    ]
+    keywords: (
+        Annotated[
+            Keywords,
+            Meta(description="Chat messages that claim a prize. Default 领奖, /claim."),
+        ]
+        | None
+    ) = None
+
+
+class LotteryPostsDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Where the lottery's posts go and their templates."""
+
+    channels: Annotated[
+        list[Annotated[str, Meta(pattern=ID_RE)]],
+        Meta(
+            min_length=1,
+            extra_json_schema={"uniqueItems": True},
+            description="Ids of the community's channels the posts go to (at least one).",
+        ),
+    ]
+    announce: (
+        Annotated[
+            LotteryTemplate,
+            Meta(description="Posted when a cycle opens (include {commitment})."),
+        ]
+        | None
+    ) = None
+    closed: (
+        Annotated[
+            LotteryTemplate,
+            Meta(description="Posted at the close (include {entrants} and {entrants_hash})."),
+        ]
+        | None
+    ) = None
+    winners: (
+        Annotated[
+            LotteryTemplate,
+            Meta(description="Posted after the draw (include {winners}, {seed} and {record})."),
+        ]
+        | None
+    ) = None
+    claim_dm: (
+        Annotated[
+            LotteryTemplate,
+            Meta(
+                description="Sent privately to each winner where a channel can (fields prize, "
+                "claim_by, claim_keyword). Default: a text in the community's locale when a "
+                "claim window is set, none otherwise.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class LotteryDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """A recurring lottery (抽奖) with a verifiable draw (docs/lottery.md)."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Id of the lottery, unique within the community (POST "
+            "/lotteries/{id}/entries). Draw ids are <id>-<opening local minute>.",
+        ),
+    ]
+    title: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_LOTTERY_TITLE_CHARS,
+            pattern=NOT_BLANK_RE,
+            description="Name shown to members ({lottery} in templates), 1-80 characters.",
+        ),
+    ]
+    schedule: LotteryScheduleDoc
+    prizes: Annotated[
+        list[LotteryPrizeDoc],
+        Meta(min_length=1, description="The prize tiers, first prize first."),
+    ]
+    posts: LotteryPostsDoc
+    entry: LotteryEntryDoc | None = None
+    eligibility: LotteryEligibilityDoc | None = None
+    weight: Annotated[
+        Literal["equal", "tickets", "checkins"],
+        Meta(
+            description="An entrant's weight in the draw: equal (1 each), tickets (tickets "
+            "held) or checkins (check-in days in the window), the last two capped by "
+            "weight_cap."
+        ),
+    ] = "equal"
+    weight_cap: (
+        Annotated[
+            int,
+            Meta(ge=1, le=MAX_WEIGHT_CAP, description="Highest weight (tickets, checkins)."),
+        ]
+        | None
+    ) = None
+    claim: LotteryClaimDoc | None = None
+    enabled: Annotated[
+        bool,
+        Meta(
+            description="false pauses the lottery: no cycle opens, closes or draws (a cycle "
+            "already open is not closed)."
+        ),
+    ] = True
+    description: Ops | None = None
+
+
 # --------------------------------------------------------------------------- community
 
 
@@ -686,6 +1020,10 @@ class CommunityDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
     checkins: CheckinsDoc | None = None
     rewards: Annotated[
         list[RewardDoc], Meta(description="The reward catalog (POST /redemptions).")
+    ] = []
+    lotteries: Annotated[
+        list[LotteryDoc],
+        Meta(description="Recurring lotteries (抽奖) run by the dispatcher (docs/lottery.md)."),
     ] = []
     chat_keywords: (
         Annotated[

@@ -31,6 +31,41 @@ POST_FIELDS = frozenset(
 CHECKIN_FIELDS = frozenset({"checkins_today", "checkins_yesterday"})
 #: Every field a template may name.
 TEMPLATE_FIELDS = POST_FIELDS | CHECKIN_FIELDS
+#: The date and time fields of every post, which lottery posts offer too.
+POST_FIELDS_BASE = frozenset({"community", "date", "date_iso", "weekday", "time"})
+#: Fields of lottery posts (announce, closed, winners, claim_dm), rendered by the
+#: lottery service from the draw's data: the lottery's ``title`` and id, the draw
+#: id, the seed's ``commitment``, the cycle's local ``opens``/``closes``/``draws``
+#: ("YYYY-MM-DD HH:MM"), ``cost_points`` and the first entry ``keyword``; after the
+#: close ``entrants`` and ``entrants_hash``; after the draw ``winners`` (one
+#: "prize: member" line each), ``winner_count``, the revealed ``seed``,
+#: ``external_value`` and ``record`` (where the draw record is); in a winner's
+#: direct message ``prize``, ``claim_by`` (local time) and ``claim_keyword``.
+LOTTERY_FIELDS = frozenset(
+    {
+        "lottery",
+        "lottery_id",
+        "draw_id",
+        "commitment",
+        "opens",
+        "closes",
+        "draws",
+        "cost_points",
+        "keyword",
+        "entrants",
+        "entrants_hash",
+        "winners",
+        "winner_count",
+        "seed",
+        "external_value",
+        "record",
+        "prize",
+        "claim_by",
+        "claim_keyword",
+    }
+)
+#: Every field a lottery post template may name.
+LOTTERY_TEMPLATE_FIELDS = POST_FIELDS_BASE | LOTTERY_FIELDS
 
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 

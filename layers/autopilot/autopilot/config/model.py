@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -28,21 +28,25 @@ from autopilot.config.document import (
     ACTIONS,
     CHANNEL_TYPES,
     DEFAULT_CHAT_KEYWORDS,
+    DEFAULT_CLAIM_KEYWORDS,
+    DEFAULT_LOTTERY_KEYWORDS,
     MAX_PARTS_LIMIT,
     MAX_TEMPLATE_CHARS,
     MESSAGE_ACTIONS,
     SCHEMA_VERSION,
     SECRET_CHANNEL_KEYS,
 )
-from autopilot.config.fields import TEMPLATE_FIELDS, template_fields
+from autopilot.config.fields import LOTTERY_TEMPLATE_FIELDS, TEMPLATE_FIELDS, template_fields
 from autopilot.errors import ConfigError, ConfigIssue
-from autopilot.lottery.eligibility import EligibilityRules, Weighting
-from autopilot.lottery.prizes import PrizePlan
+from autopilot.lottery.draw import MAX_WEIGHT
+from autopilot.lottery.eligibility import EligibilityRules, InvalidEligibility, Weighting
+from autopilot.lottery.prizes import PrizePlan, parse_plan, reward_stock_problems
 from autopilot.timeutil import parse_duration, parse_hhmm, parse_iso, zone
 
 __all__ = [
     "ACTIONS",
     "CHANNEL_TYPES",
+    "LOTTERY_ACTIONS",
     "LOTTERY_STEPS",
     "MAX_PARTS_LIMIT",
     "MAX_TEMPLATE_CHARS",
@@ -170,6 +174,19 @@ def lottery_job_id(lottery_id: str, step: str) -> str:
     return f"lottery.{lottery_id}.{step}"
 
 
+#: The dispatcher action of each lottery step (``lottery_open``...). The App
+#: registers them; they are never written in ``jobs:``, only derived from
+#: ``lotteries:`` (:func:`lottery_jobs`).
+LOTTERY_ACTIONS = {step: f"lottery_{step}" for step in LOTTERY_STEPS}
+#: Cron of the ``expire`` step (rerolls of unclaimed prizes), derived only for a
+#: lottery with a claim window: often enough that a claim deadline is honoured
+#: within a quarter of an hour.
+LOTTERY_EXPIRE_CRON = "*/15 * * * *"
+#: A missed lottery step still runs, up to two days late: a draw that an outage
+#: delayed must still happen (it is deterministic whenever it runs).
+LOTTERY_MISFIRE = timedelta(days=2)
+
+
 @dataclass(frozen=True)
 class LotteryPosts:
     """Where a lottery's posts go and their templates (``LOTTERY_FIELDS``).
@@ -219,6 +236,33 @@ class Lottery:
     def job_id(self, step: str) -> str:
         """The id of this lottery's dispatcher job for ``step`` (``open``...)."""
         return lottery_job_id(self.id, step)
+
+
+def lottery_jobs(lottery: Lottery) -> tuple[Job, ...]:
+    """The dispatcher jobs that run ``lottery``: open, close, draw, and expire when it
+    has a claim window (none for a disabled lottery).
+
+    Each runs its step's action with ``{"lottery": id}``, misfire policy ``all``
+    within two days (a missed draw must still run), ignoring quiet hours.
+    """
+    if not lottery.enabled:
+        return ()
+    crons = {"open": lottery.opens, "close": lottery.closes, "draw": lottery.draws}
+    if lottery.claim_window is not None:
+        crons["expire"] = LOTTERY_EXPIRE_CRON
+    return tuple(
+        Job(
+            id=lottery.job_id(step),
+            cron=cron,
+            action=LOTTERY_ACTIONS[step],
+            params={"lottery": lottery.id},
+            misfire=MisfirePolicy("all", LOTTERY_MISFIRE),
+            quiet_hours="ignore",
+            enabled=True,
+            description=f"lottery {lottery.id}: {step}",
+        )
+        for step, cron in crons.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -293,13 +337,23 @@ class Config:
 
 
 Path = tuple[str | int, ...]
+#: A check :func:`semantic_issues` runs on each lottery whose crons and zone are
+#: valid: ``(lottery, its community, the document's published_at)`` to issues with
+#: paths relative to the lottery.
+LotteryCheck = Callable[[Lottery, Community, datetime | None], list[ConfigIssue]]
 
 
 class _Collector:
     """Collects issues while walking the document."""
 
-    def __init__(self) -> None:
+    def __init__(self, lottery_checks: Sequence[LotteryCheck] = ()) -> None:
         self.issues: list[ConfigIssue] = []
+        # Checks that simulate a lottery's schedule (cycles over a year and more).
+        # The CLI passes them (``autopilot.lottery.schedule.lottery_schedule_issues``:
+        # that module builds on the scheduler, which imports this one, so it cannot
+        # be imported here); functions, which only read published documents, skip
+        # them to keep cold starts short.
+        self.lottery_checks = tuple(lottery_checks)
 
     def error(self, path: Path, message: str) -> None:
         self.issues.append(ConfigIssue(path, message, "error"))
@@ -549,7 +603,302 @@ def _rewards(col: _Collector, raw: list[d.RewardDoc], path: Path) -> tuple[Rewar
     return tuple(rewards)
 
 
-def _community(col: _Collector, raw: d.CommunityDoc, path: Path) -> Community:
+# --------------------------------------------------------------------------- lotteries
+
+#: Default lottery post templates by community locale, and by entry mode for the
+#: announcement (an automatic lottery has no keyword to send).
+_LOTTERY_TEMPLATES: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "announce_auto": "🎁 {lottery} 开始啦！{opens} 开放，{closes} 截止，{draws} 开奖。\n"
+        "符合条件的伙伴将自动参与。\n随机种子承诺（SHA-256）：{commitment}",
+        "announce_enter": "🎁 {lottery} 开始啦！{opens} 开放，{closes} 截止，{draws} 开奖。\n"
+        "发送「{keyword}」参与。\n随机种子承诺（SHA-256）：{commitment}",
+        "announce_cost": "🎁 {lottery} 开始啦！{opens} 开放，{closes} 截止，{draws} 开奖。\n"
+        "发送「{keyword}」参与，每张券 {cost_points} 积分。\n"
+        "随机种子承诺（SHA-256）：{commitment}",
+        "closed": "🔒 {lottery} 已截止：共 {entrants} 人参与，{draws} 开奖。\n"
+        "参与名单哈希（SHA-256）：{entrants_hash}",
+        "winners": "🎉 {lottery} 开奖结果（{draw_id}）：\n{winners}\n"
+        "种子：{seed}\n外部随机值：{external_value}\n抽奖记录：{record}\n"
+        "任何人都可以复核本次抽奖（autopilot lottery verify）。",
+        "claim_dm": "恭喜你在 {lottery} 中获得 {prize}！"
+        "请在 {claim_by} 前发送「{claim_keyword}」领奖。",
+    },
+    "en": {
+        "announce_auto": "🎁 {lottery} is open: it closes {closes}, the draw is {draws}.\n"
+        "Every eligible member takes part automatically.\n"
+        "Seed commitment (SHA-256): {commitment}",
+        "announce_enter": "🎁 {lottery} is open: it closes {closes}, the draw is {draws}.\n"
+        'Send "{keyword}" to enter.\nSeed commitment (SHA-256): {commitment}',
+        "announce_cost": "🎁 {lottery} is open: it closes {closes}, the draw is {draws}.\n"
+        'Send "{keyword}" to enter; a ticket costs {cost_points} points.\n'
+        "Seed commitment (SHA-256): {commitment}",
+        "closed": "🔒 {lottery} is closed: {entrants} entrants, the draw is {draws}.\n"
+        "Entrant list hash (SHA-256): {entrants_hash}",
+        "winners": "🎉 {lottery} winners ({draw_id}):\n{winners}\n"
+        "Seed: {seed}\nExternal value: {external_value}\nRecord: {record}\n"
+        "Anyone can check the draw (autopilot lottery verify).",
+        "claim_dm": "Congratulations! You won {prize} in {lottery}. "
+        'Send "{claim_keyword}" before {claim_by} to claim it.',
+    },
+}
+
+
+def default_lottery_template(locale: str, name: str) -> str:
+    """The default template ``name`` (``announce_auto``, ``announce_enter``,
+    ``announce_cost``, ``closed``, ``winners``, ``claim_dm``) in ``locale``."""
+    return _LOTTERY_TEMPLATES.get(locale, _LOTTERY_TEMPLATES["en"])[name]
+
+
+def _lottery_template(col: _Collector, template: str, path: Path) -> None:
+    try:
+        names = template_fields(template)
+    except ValueError as exc:
+        col.error(path, f"bad template: {exc}")
+        return
+    for name in names:
+        if name not in LOTTERY_TEMPLATE_FIELDS:
+            col.error(
+                path,
+                f"unknown template field {{{name}}} for a lottery post (known: "
+                f"{', '.join(sorted(LOTTERY_TEMPLATE_FIELDS))})",
+            )
+
+
+def _keyword(word: str) -> str:
+    """A keyword as the chat webhook compares it: trimmed and case-folded."""
+    return word.strip().casefold()
+
+
+@dataclass
+class _LotteryContext:
+    """What a lottery's checks need from its community."""
+
+    community: d.CommunityDoc
+    tz: Any  # ZoneInfo, or None when the community's zone is unknown
+    channel_ids: set[str]
+    rewards: tuple[Reward, ...]
+    # Lotteries whose crons and zone are valid: the schedule checks may run on them.
+    schedulable: set[str] = field(default_factory=set)
+
+
+def _lottery(col: _Collector, raw: d.LotteryDoc, path: Path, ctx: _LotteryContext) -> Lottery:
+    """One lottery: its typed form, with every problem reported at its path."""
+    entry = raw.entry if raw.entry is not None else d.LotteryEntryDoc()
+    epath = (*path, "entry")
+    if entry.mode == "auto" and entry.cost_points > 0:
+        col.error(
+            (*epath, "cost_points"),
+            f"cost_points {entry.cost_points} with mode auto: automatic entries cost nothing "
+            "(use mode: enter for a paid entry)",
+        )
+    if entry.max_tickets > 1 and raw.weight != "tickets":
+        col.error(
+            (*epath, "max_tickets"),
+            f"max_tickets {entry.max_tickets} needs weight: tickets (with weight "
+            f"{raw.weight}, a second ticket would change nothing)",
+        )
+    if entry.mode == "auto" and entry.keywords is not None:
+        col.warn(
+            (*epath, "keywords"),
+            "keywords have no effect with mode auto (members do not enter themselves)",
+        )
+    keywords: tuple[str, ...] = ()
+    if entry.mode == "enter":
+        keywords = (
+            tuple(k.strip() for k in entry.keywords) if entry.keywords else DEFAULT_LOTTERY_KEYWORDS
+        )
+
+    claim_window: timedelta | None = None
+    claim_keywords: tuple[str, ...] = ()
+    if raw.claim is not None:
+        claim_window = parse_duration(raw.claim.window)
+        if claim_window <= timedelta(0):
+            col.error((*path, "claim", "window"), "the claim window must be longer than 0")
+        claim_keywords = (
+            tuple(k.strip() for k in raw.claim.keywords)
+            if raw.claim.keywords
+            else DEFAULT_CLAIM_KEYWORDS
+        )
+
+    # Eligibility and weights: the library's own checks, at the document's paths.
+    elig = raw.eligibility if raw.eligibility is not None else d.LotteryEligibilityDoc()
+    rules = EligibilityRules()
+    try:
+        rules = EligibilityRules.of(
+            min_checkins=elig.min_checkins,
+            min_streak=elig.min_streak,
+            min_tier=elig.min_tier,
+            joined_before_open=elig.joined_before_open,
+            not_won_within_days=elig.not_won_within_days,
+            not_left=elig.not_left,
+        )
+    except InvalidEligibility as exc:
+        for issue in exc.issues:
+            col.error((*path, "eligibility", *issue.path), issue.message)
+    weighting = Weighting()
+    try:
+        weighting = Weighting(raw.weight, raw.weight_cap or MAX_WEIGHT)  # type: ignore[arg-type]
+    except InvalidEligibility as exc:
+        for issue in exc.issues:
+            col.error((*path, *issue.path), issue.message)
+    if raw.weight_cap is not None and raw.weight == "equal":
+        col.warn((*path, "weight_cap"), "weight_cap has no effect with weight: equal")
+    if raw.weight == "tickets" and entry.mode == "auto":
+        col.warn(
+            (*path, "weight"),
+            "weight tickets with mode auto: automatic entries hold one ticket, so every "
+            "weight is 1",
+        )
+
+    # Prizes: the plan's own problems, then the catalog's stock.
+    plan, problems = parse_plan([msgspec.to_builtins(p) for p in raw.prizes])
+    for problem in problems:
+        col.error((*path, "prizes", *problem.path), problem.message)
+    if plan is not None:
+        stock = {r.id: r.stock for r in ctx.rewards}
+        for problem in reward_stock_problems(plan, stock):
+            col.error((*path, "prizes", *problem.path), problem.message)
+
+    # Posts: known channels, templates (defaults in the community's locale).
+    ppath = (*path, "posts")
+    for index, channel_id in enumerate(raw.posts.channels):
+        if channel_id not in ctx.channel_ids:
+            known = ", ".join(sorted(ctx.channel_ids)) or "none defined"
+            col.error(
+                (*ppath, "channels", index), f"unknown channel {channel_id!r} (channels: {known})"
+            )
+    if len(set(raw.posts.channels)) != len(raw.posts.channels):
+        col.error((*ppath, "channels"), "a channel is listed twice")
+    locale = ctx.community.locale
+    announce_kind = (
+        "announce_auto"
+        if entry.mode == "auto"
+        else "announce_cost"
+        if entry.cost_points > 0
+        else "announce_enter"
+    )
+    templates = {
+        "announce": raw.posts.announce or default_lottery_template(locale, announce_kind),
+        "closed": raw.posts.closed or default_lottery_template(locale, "closed"),
+        "winners": raw.posts.winners or default_lottery_template(locale, "winners"),
+    }
+    claim_dm = raw.posts.claim_dm
+    if claim_dm is None and claim_window is not None:
+        claim_dm = default_lottery_template(locale, "claim_dm")
+    for key in ("announce", "closed", "winners", "claim_dm"):
+        written = getattr(raw.posts, key)
+        if written is not None:
+            _lottery_template(col, written, (*ppath, key))
+
+    # Crons, then the schedule they make and what it implies for eligibility.
+    spath = (*path, "schedule")
+    crons_ok = True
+    for key in ("opens", "closes", "draws"):
+        cron_problem = validate_cron(getattr(raw.schedule, key))
+        if cron_problem:
+            col.error((*spath, key), cron_problem)
+            crons_ok = False
+    lottery = Lottery(
+        id=raw.id,
+        title=raw.title.strip(),
+        opens=raw.schedule.opens,
+        closes=raw.schedule.closes,
+        draws=raw.schedule.draws,
+        entry=entry.mode,
+        cost_points=entry.cost_points,
+        max_tickets=entry.max_tickets,
+        keywords=keywords,
+        rules=rules,
+        weighting=weighting,
+        plan=plan,
+        posts=LotteryPosts(
+            channels=tuple(raw.posts.channels),
+            announce=templates["announce"],
+            closed=templates["closed"],
+            winners=templates["winners"],
+            claim_dm=claim_dm,
+        ),
+        claim_window=claim_window,
+        claim_keywords=claim_keywords,
+        enabled=raw.enabled,
+        description=raw.description or "",
+    )
+    if crons_ok and ctx.tz is not None:
+        ctx.schedulable.add(raw.id)
+    return lottery
+
+
+def _lottery_keywords(
+    col: _Collector,
+    raws: list[d.LotteryDoc],
+    lotteries: Mapping[int, Lottery],
+    path: Path,
+    checkin_keywords: tuple[str, ...],
+) -> None:
+    """Entry and claim keywords must not clash with check-in keywords or each other."""
+    taken: dict[str, str] = {_keyword(k): "a check-in keyword" for k in checkin_keywords}
+    for index, lottery in lotteries.items():
+        raw = raws[index]
+        lpath = (*path, index)
+        for kind, words, written, where in (
+            (
+                "entry",
+                lottery.keywords,
+                raw.entry.keywords if raw.entry is not None else None,
+                (*lpath, "entry"),
+            ),
+            (
+                "claim",
+                lottery.claim_keywords,
+                raw.claim.keywords if raw.claim is not None else None,
+                (*lpath, "claim"),
+            ),
+        ):
+            for position, word in enumerate(words):
+                key = _keyword(word)
+                at = (*where, "keywords", position) if written else where
+                if key in taken:
+                    default = "" if written else " (a default: set keywords to other words)"
+                    col.error(
+                        at,
+                        f"{kind} keyword {word!r}{default} is already {taken[key]}: "
+                        "a chat message must mean one thing",
+                    )
+                else:
+                    taken[key] = f"the {kind} keyword of lottery {lottery.id!r}"
+
+
+def _lotteries(
+    col: _Collector,
+    raw: d.CommunityDoc,
+    path: Path,
+    *,
+    channel_ids: set[str],
+    rewards: tuple[Reward, ...],
+    chat_keywords: tuple[str, ...],
+) -> tuple[dict[int, Lottery], set[str]]:
+    """The community's lotteries by document index, and the ids of those whose
+    schedule can be checked (valid crons in a known zone)."""
+    lpath = (*path, "lotteries")
+    try:
+        tz = zone(raw.timezone)
+    except ValueError:
+        tz = None  # reported with the community's timezone
+    ctx = _LotteryContext(community=raw, tz=tz, channel_ids=channel_ids, rewards=rewards)
+    skip = _check_ids(col, [lot.id for lot in raw.lotteries], lpath, "lottery", "lotteries[{}]")
+    parsed: dict[int, Lottery] = {}
+    for index, lot in enumerate(raw.lotteries):
+        if index in skip or lot.description == _STUB_DESCRIPTION:
+            continue
+        parsed[index] = _lottery(col, lot, (*lpath, index), ctx)
+    _lottery_keywords(col, raw.lotteries, parsed, lpath, chat_keywords)
+    return parsed, ctx.schedulable
+
+
+def _community(
+    col: _Collector, raw: d.CommunityDoc, path: Path, reference: datetime | None = None
+) -> Community:
     try:
         zone(raw.timezone)
     except ValueError as exc:
@@ -583,7 +932,13 @@ def _community(col: _Collector, raw: d.CommunityDoc, path: Path) -> Community:
     keywords = (
         tuple(k.strip() for k in raw.chat_keywords) if raw.chat_keywords else DEFAULT_CHAT_KEYWORDS
     )
-    return Community(
+    checkins = _checkins(col, raw.checkins, (*path, "checkins"))
+    rewards = _rewards(col, raw.rewards, (*path, "rewards"))
+    parsed, schedulable = _lotteries(
+        col, raw, path, channel_ids=channel_ids, rewards=rewards, chat_keywords=keywords
+    )
+    lotteries = tuple(parsed.values())
+    community = Community(
         id=raw.id,
         name=raw.name,
         timezone=raw.timezone,
@@ -592,11 +947,24 @@ def _community(col: _Collector, raw: d.CommunityDoc, path: Path) -> Community:
         quiet_hours=quiet,
         channels=channels,
         pools=tuple(pools.values()),
-        jobs=jobs,
-        checkins=_checkins(col, raw.checkins, (*path, "checkins")),
-        rewards=_rewards(col, raw.rewards, (*path, "rewards")),
+        # Ops' jobs first, then the lotteries' derived ones (ids lottery.<id>.<step>).
+        jobs=(*jobs, *(job for lottery in lotteries for job in lottery_jobs(lottery))),
+        checkins=checkins,
+        rewards=rewards,
         chat_keywords=keywords,
+        lotteries=lotteries,
     )
+    for index, lottery in parsed.items():
+        if lottery.id not in schedulable:
+            continue
+        for check in col.lottery_checks:
+            for issue in check(lottery, community, reference):
+                where = (*path, "lotteries", index, *issue.path)
+                if issue.severity == "error":
+                    col.error(where, issue.message)
+                else:
+                    col.warn(where, issue.message)
+    return community
 
 
 def _config(col: _Collector, raw: d.ConfigDoc) -> Config:
@@ -610,7 +978,7 @@ def _config(col: _Collector, raw: d.ConfigDoc) -> Config:
         col, [c.id for c in raw.communities], ("communities",), "community", "communities[{}]"
     )
     communities = tuple(
-        _community(col, c, ("communities", i))
+        _community(col, c, ("communities", i), published_at)
         for i, c in enumerate(raw.communities)
         if i not in skip
     )
@@ -632,6 +1000,7 @@ def _msgspec_path(exc: msgspec.ValidationError) -> Path:
     return (*path, field_match.group(1)) if field_match else path
 
 
+_STUB_DESCRIPTION = "\x00stand-in for a lottery of the wrong shape"
 #: Valid stand-ins for a community's parts that have the wrong shape. They keep
 #: the part's id (references to it still resolve) and raise no semantic issue.
 _STUBS: dict[str, Any] = {
@@ -639,6 +1008,16 @@ _STUBS: dict[str, Any] = {
     "pools": lambda cid: {"id": cid, "items": [{"id": "stub", "text": "stub"}]},
     "jobs": lambda cid: {"id": cid, "cron": "0 0 * * *", "action": "ledger_reconcile"},
     "items": lambda cid: {"id": cid, "text": "stub"},
+    # A lottery stand-in raises no issue of its own (its description marks it).
+    "lotteries": lambda cid: {
+        "id": cid,
+        "title": "stub",
+        "schedule": {"opens": "0 0 * * 1", "closes": "0 12 * * 1", "draws": "0 13 * * 1"},
+        "prizes": [{"id": "stub", "title": "stub", "count": 1, "points": 1}],
+        "posts": {"channels": ["stub"]},
+        "enabled": False,
+        "description": _STUB_DESCRIPTION,
+    },
 }
 _REQUIRED_STUBS: dict[str, Any] = {
     "id": "invalid",
@@ -687,7 +1066,9 @@ def _community_parts(raw: Any) -> d.CommunityDoc | None:
     return None
 
 
-def semantic_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
+def semantic_issues(
+    doc: Any, *, lottery_checks: Sequence[LotteryCheck] = ()
+) -> tuple[Config | None, list[ConfigIssue]]:
     """The checks a schema cannot say, on as much of ``doc`` as has the right shape.
 
     For the CLI, which reports shape problems itself (every one, from the JSON
@@ -697,8 +1078,11 @@ def semantic_issues(doc: Any) -> tuple[Config | None, list[ConfigIssue]]:
     (a channel, pool, item or job; a community key) replaced by a valid stand-in
     that keeps its id: a wrong type in one job does not hide an unknown pool in
     the next, and no reference to the replaced part is reported as unknown.
+
+    ``lottery_checks`` run on every lottery whose crons and zone are valid (the
+    CLI passes :func:`autopilot.lottery.schedule.lottery_schedule_issues`).
     """
-    col = _Collector()
+    col = _Collector(lottery_checks)
     try:
         raw = d.load_document(doc)
     except msgspec.ValidationError:
