@@ -98,6 +98,7 @@ logger = logging.getLogger(__name__)
 PENDING_RULES = frozenset({"min_checkins", "min_streak", "min_tier"})
 MAX_REQUEST_ID = 128
 MAX_CODE_ATTEMPTS = 8
+PAYABLE = ("pending", "awaiting_claim", "short")  # slot statuses a payment may move on
 RECORD_PREFIX = "lotteries"
 _WEEKDAYS_ZH = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
 
@@ -1098,7 +1099,8 @@ class LotteryService:
 
     def _pay_pending(self, community: Community, meta: MetaItem, out: _Outcome) -> None:
         for slot in self._store.pay_items(community.id, meta.draw_id):
-            if slot.status == "pending":
+            # A short slot (no code, no stock) is tried again: ops may have uploaded codes.
+            if slot.status in ("pending", "short"):
                 self._pay_slot(community, meta, slot, self._now(), out)
 
     def _pay_slot(
@@ -1108,7 +1110,7 @@ class LotteryService:
         a conditional coupon code)."""
         spec = _plan(meta).tier(slot.tier_id)
         prize = spec.prize
-        statuses = ["pending", "awaiting_claim"]
+        statuses = list(PAYABLE)
         if isinstance(prize, PointsPrize):
             try:
                 self._ledger.post(
@@ -1150,8 +1152,8 @@ class LotteryService:
                     community,
                     meta,
                     slot,
-                    f"coupon pool {prize.pool_id!r} has no unused code; upload more and the "
-                    "next draw or expire step pays it",
+                    f"coupon pool {prize.pool_id!r} has no unused code; upload more codes: "
+                    "the next run of this draw's step (or an expire step) pays it",
                     out,
                 )
                 return
@@ -1175,7 +1177,7 @@ class LotteryService:
             int(slot.slot),
             [PayItem.status.set("short"), PayItem.note.set(why)],
             ref=slot.ref,
-            statuses=["pending", "awaiting_claim"],
+            statuses=list(PAYABLE),
         )
 
     def _give_code(
@@ -1248,7 +1250,17 @@ class LotteryService:
                     reason=reason,
                 )
             except drawlib.NoEntrantsLeft as exc:
-                self._short(community, meta, slot, str(exc), out)
+                # Every entrant holds or held a prize: the prize is forfeited (a final
+                # status, never paid to the holder who let it lapse).
+                out.notes.append(str(exc))
+                self._store.update_slot(
+                    community.id,
+                    meta.draw_id,
+                    int(slot.slot),
+                    [PayItem.status.set("forfeited"), PayItem.note.set(str(exc))],
+                    ref=slot.ref,
+                    statuses=[slot.status],
+                )
                 continue
             _key, sha = self._write_record(community.id, meta.draw_id, record)
             if not self._store.update_meta(

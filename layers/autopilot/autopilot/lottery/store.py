@@ -566,7 +566,7 @@ class LotteryStore:
                     PayItem(slot.pk, slot.sk),
                     actions=[PayItem.status.set("paid"), PayItem.paid_at.set(iso_utc(now))],
                     condition=(PayItem.ref == slot.ref)
-                    & PayItem.status.is_in("pending", "awaiting_claim"),
+                    & PayItem.status.is_in("pending", "awaiting_claim", "short"),
                 )
                 condition = None
                 if stock is not None:
