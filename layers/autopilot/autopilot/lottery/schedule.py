@@ -215,7 +215,7 @@ def check_schedule(
     the cycles looked at (complete only when there is no problem).
 
     ``field`` is ``opens``, ``closes`` or ``draws`` (the key under ``schedule``).
-    Looks at the first ``cycles`` cycles opening after ``start_utc`` (a fixed
+    Looks at the first ``cycles`` cycles opening at or after ``start_utc`` (a fixed
     reference: config validation uses the published time or 2026-01-01, never the
     clock), and reports each kind of problem once, with its first example:
 
@@ -231,7 +231,7 @@ def check_schedule(
     def add(field: str, kind: str, message: str) -> None:
         problems.setdefault((field, kind), message)
 
-    opened = next_firing(lottery.opens, tz, start_utc)
+    opened = next_firing(lottery.opens, tz, start_utc - _ONE_TICK)  # an open at the start counts
     if opened is None:
         return [("opens", f"opens {lottery.opens!r} never fires")], found
     for _ in range(cycles):
