@@ -72,6 +72,7 @@ def _value_key(value: Any) -> Any:
 # either seen by the walk or recorded after the map is published (`serve` runs
 # requests in threads).
 _map_lock = threading.RLock()
+_query_lock = threading.RLock()
 
 
 def _observe(table: Table, item: Any, maps: dict[str, Any] | None = None) -> None:
@@ -171,11 +172,14 @@ def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
     else:
         # moto sorts the matches itself; the pre-sort is wasted work.
         items = _unsorted_items(self)
-    self.all_items = lambda: items  # type: ignore[method-assign]  # this call only
-    try:
-        return _original_query(self, hash_key, *args, **kwargs)
-    finally:
-        del self.all_items
+    # The override is an attribute of the shared table: concurrent queries (threads of
+    # one process) take turns, or one would delete the other's override mid-query.
+    with _query_lock:
+        self.all_items = lambda: items  # type: ignore[method-assign]  # this call only
+        try:
+            return _original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
 
 
 def _new_epoch() -> None:
