@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from autopilot.channels import Message
 from autopilot.clock import Clock, get_clock
-from autopilot.config.model import Community, Job, Lottery, MisfirePolicy
+from autopilot.config.model import Community, Lottery
 from autopilot.errors import (
     BadRequest,
     LotteryConflict,
@@ -75,6 +74,7 @@ from autopilot.lottery.prizes import (
     payout_plan,
     refund_postings,
 )
+from autopilot.lottery.schedule import cycle_opened_at
 from autopilot.lottery.store import (
     EntryRow,
     HolderItem,
@@ -86,7 +86,6 @@ from autopilot.lottery.store import (
     pay_sk,
 )
 from autopilot.posts.rules import render
-from autopilot.scheduler.rules import first_scheduled_after
 from autopilot.scheduler.service import ActionContext, ActionResult
 from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
@@ -101,38 +100,6 @@ MAX_CODE_ATTEMPTS = 8
 PAYABLE = ("pending", "awaiting_claim", "short")  # slot statuses a payment may move on
 RECORD_PREFIX = "lotteries"
 _WEEKDAYS_ZH = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
-
-
-@dataclass(frozen=True)
-class Cycle:
-    """One draw of a lottery: its id and instants (UTC)."""
-
-    draw_id: str
-    opens_utc: datetime
-    closes_utc: datetime
-    draws_utc: datetime
-
-
-def cycle_opened_at(lottery: Lottery, tz: ZoneInfo, opens_utc: datetime) -> Cycle:
-    """The draw a lottery opens at ``opens_utc``: the close is the first ``closes``
-    firing strictly after it, the draw the first ``draws`` firing at or after the
-    close; firings computed as the dispatcher computes occurrences. The draw id is
-    ``<lottery id>-<opens local %Y%m%dT%H%M>``."""
-    closes = first_scheduled_after(_job(lottery.closes), tz, opens_utc)
-    draws = first_scheduled_after(_job(lottery.draws), tz, closes - timedelta(microseconds=1))
-    draw_id = f"{lottery.id}-{local_wall(opens_utc, tz):%Y%m%dT%H%M}"
-    return Cycle(draw_id, opens_utc, closes, draws)
-
-
-def _job(cron: str) -> Job:
-    return Job(
-        id="lottery-cycle",
-        cron=cron,
-        action="lottery_open",
-        params={},
-        misfire=MisfirePolicy("all", timedelta(days=2)),
-        quiet_hours="ignore",
-    )
 
 
 @dataclass(frozen=True)
@@ -255,7 +222,10 @@ class LotteryService:
         if lottery.plan is None:
             return ActionResult(ok=False, error=f"lottery {lottery.id!r} has no prizes")
         tz = zone(community.timezone)
-        cycle = cycle_opened_at(lottery, tz, occ.scheduled_utc)
+        try:  # the draw id and instants exactly as the derived jobs fire (lottery.schedule)
+            cycle = cycle_opened_at(lottery, tz, occ.scheduled_utc)
+        except ValueError as exc:
+            return ActionResult(ok=False, error=str(exc))
         out = _Outcome(cycle.draw_id)
         meta = self._store.meta(community.id, cycle.draw_id)
         if meta is None:
@@ -1406,4 +1376,4 @@ def entrant_json_missing(member_id: str) -> str:
     )
 
 
-__all__ = ["Cycle", "EntryResult", "LotteryService", "cycle_opened_at"]
+__all__ = ["EntryResult", "LotteryService"]
