@@ -308,3 +308,49 @@ def test_record_before_the_draw_is_a_conflict(stack, app):
         app.lotteries.record(community, "weekly")
     with pytest.raises(UnknownLottery):
         app.lotteries.record(community, "weekly", draw_id="weekly-20990101T0000")
+
+
+def test_the_dispatcher_runs_a_configured_weekly_lottery_from_its_derived_jobs(
+    stack, app, monkeypatch
+):
+    """The config's lottery, its derived jobs, ticks of the dispatcher function."""
+    from autopilot_cli.local.runtime import scheduled_event
+
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    lottery_doc = {
+        "id": "weekly",
+        "title": "周五抽奖",
+        "schedule": {"opens": "0 0 * * 1", "closes": "55 19 * * 5", "draws": "0 20 * * 5"},
+        "entry": {"mode": "enter", "keywords": ["抽奖"]},
+        "eligibility": {"min_checkins": 1},
+        "prizes": [{"id": "first", "title": "一等奖", "count": 2, "points": 30}],
+        "posts": {"channels": ["group"]},
+    }
+    push_config(stack, lotteries=[lottery_doc], published_at="2026-11-29T00:00:00Z")
+
+    def tick(when):
+        stack.clock.set(when)
+        return stack.runtime.invoke("DispatcherFunction", scheduled_event(when))
+
+    tick(OPENS + timedelta(seconds=5))
+    fresh = stack.app()
+    community = fresh.config().communities[0]
+    for member in MEMBERS[:4]:
+        check_in_days(fresh, community, member, 1, OPENS + timedelta(hours=1))
+        fresh.lotteries.enter(
+            community, "weekly", member, request_id=member, at_utc=OPENS + timedelta(days=1)
+        )
+    tick(CLOSES + timedelta(seconds=5))
+    tick(DRAWS + timedelta(seconds=5))
+    tick(DRAWS + timedelta(minutes=1, seconds=5))  # a later tick runs nothing again
+    status = fresh.lotteries.status(community, "weekly", MEMBERS[0])
+    assert status["state"] == "paid" and status["entrants"] == 4
+    assert len(status["winners"]) == 2
+    assert len(_prize_entries(fresh, community, MEMBERS[:4])) == 2
+    assert [line["job"] for line in stack.lines()] == [
+        "lottery.weekly.open",
+        "lottery.weekly.close",
+        "lottery.weekly.draw",
+    ]
+    record = fresh.lotteries.record(community, "weekly")
+    assert drawlib.verify_json(record["text"]).verified
