@@ -354,3 +354,47 @@ def test_the_dispatcher_runs_a_configured_weekly_lottery_from_its_derived_jobs(
     ]
     record = fresh.lotteries.record(community, "weekly")
     assert drawlib.verify_json(record["text"]).verified
+
+
+def test_a_failed_extra_item_cancels_the_whole_ledger_movement(stack, app):
+    """The entry's debit and the entry row commit together or not at all."""
+    from autopilot.ledger.rules import Posting, Reason
+    from autopilot.ledger.store import ExtraConditionFailed, ExtraItem
+    from autopilot.lottery.store import MetaItem
+
+    lottery = make_lottery(cost_points=5)
+    community = community_with(app, lottery)
+    stack.clock.set(OPENS)
+    app.lotteries.open(ctx(community, lottery, "open", OPENS))
+    check_in_days(app, community, "ann", 1, OPENS + timedelta(hours=1))
+    balance = _ledger(app, community, "ann")
+    app.lotteries.cancel(community, "weekly", reason="r", actor="ops:olga", at_utc=OPENS)
+    row = app.lottery_store.entry_row(
+        community.id, DRAW_ID, "ann", tickets=1, cost_paid=5, entered_at="x"
+    )
+    with pytest.raises(ExtraConditionFailed) as caught:
+        app.ledger.post(
+            community,
+            "ann",
+            Posting(Reason.LOTTERY_ENTRY, -5, f"lottery:{DRAW_ID}:entry:ann"),
+            OPENS + timedelta(days=1),
+            actor="member:ann",
+            extra_items=(
+                ExtraItem("entry", row, condition=EntryRow.pk.does_not_exist()),
+                ExtraItem(
+                    "draw",
+                    MetaItem(draw_pk(community.id, DRAW_ID), "META"),
+                    condition=MetaItem.state == "open",
+                    actions=(MetaItem.entries.add(1),),
+                ),
+            ),
+        )
+    assert caught.value.label == "draw"
+    assert _ledger(app, community, "ann") == balance
+    assert (
+        app.ledger_store.marker(
+            community.id, "ann", f"REF#lottery_entry#lottery:{DRAW_ID}:entry:ann"
+        )
+        is None
+    )
+    assert app.lotteries.status(community, "weekly", "ann")["my_entry"] is None
