@@ -31,7 +31,8 @@ from datetime import date
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from autopilot.config.model import Community, Config
+from autopilot.config.document import ID_RE
+from autopilot.config.model import Community, Config, Lottery
 from autopilot.errors import BadRequest, RequestError
 
 # Every body of this API is a handful of short fields; 16 KiB leaves room for
@@ -49,11 +50,14 @@ MAX_INT = 1_000_000_000
 # One adjustment moves at most a billion points either way (docs/api.md).
 MAX_ADJUSTMENT = MAX_INT
 MAX_QUERY_VALUE = 1024
+# A lottery's external value (a public randomness beacon round), as the draw bounds it.
+MAX_EXTERNAL_VALUE_BYTES = 1024
 # Ledger periods: wide enough for any community's history and future, far enough
 # from date.min/date.max that a day's UTC bounds and "next day" never overflow.
 MIN_DAY = date(1970, 1, 1)
 MAX_DAY = date(2999, 12, 31)
 # In free text: C0 controls except tab/newline/CR, DEL, C1 controls, lone surrogates.
+_CONFIG_ID = re.compile(ID_RE)
 _BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -71,13 +75,15 @@ class UnknownCommunity(RequestError):
 
 @dataclass(frozen=True)
 class Field:
-    """One expected body field: its JSON type, whether it must be present, and for
-    integers the accepted range (default ±:data:`MAX_INT`)."""
+    """One expected body field: its JSON type, whether it must be present, for
+    integers the accepted range (default ±:data:`MAX_INT`) and for strings the
+    longest accepted (default :data:`MAX_TEXT` characters)."""
 
     kind: type
     required: bool = False
     low: int = -MAX_INT
     high: int = MAX_INT
+    max_chars: int = MAX_TEXT
 
 
 _TYPE_NAMES = {
@@ -239,8 +245,8 @@ def fields(
         # type() not isinstance(): JSON true must not pass as the integer 1.
         if type(value) is not field.kind:
             raise BadRequest(f"{name} must be {_TYPE_NAMES.get(field.kind, field.kind.__name__)}")
-        if isinstance(value, str) and (not value.strip() or len(value) > MAX_TEXT):
-            raise BadRequest(f"{name} must be 1-{MAX_TEXT} characters")
+        if isinstance(value, str) and (not value.strip() or len(value) > field.max_chars):
+            raise BadRequest(f"{name} must be 1-{field.max_chars} characters")
         if type(value) is int and not field.low <= value <= field.high:
             raise BadRequest(f"{name} must be an integer from {field.low:,} to {field.high:,}")
         out[name] = value
@@ -369,6 +375,22 @@ def request_key(name: str, text: str) -> str:
     return text
 
 
+def idempotency_key(event: Mapping[str, Any], request_id: str | None) -> str:
+    """The request's idempotency key: the ``Idempotency-Key`` header or the body's
+    ``request_id`` (both :func:`request_key`); 400 if neither is sent or they differ."""
+    key = header(event, "Idempotency-Key")
+    if key is not None:
+        key = request_key("the Idempotency-Key header", key)
+    if request_id is not None:
+        request_id = request_key("request_id", request_id)
+    if key and request_id and key != request_id:
+        raise BadRequest("request_id and the Idempotency-Key header differ; send one")
+    chosen = request_id or key
+    if not chosen:
+        raise BadRequest("send a request_id field or an Idempotency-Key header (retries are safe)")
+    return chosen
+
+
 def path_parameter(name: str, raw: str) -> str:
     """A path parameter as sent (percent-encoded), decoded strictly as UTF-8.
 
@@ -395,3 +417,60 @@ def community_of(config: Config, community_id: str) -> Community:
         raise UnknownCommunity(
             f"unknown community {community_id[:64]!r}", code="UnknownCommunity"
         ) from None
+
+
+def config_id(name: str, text: str) -> str:
+    """An id of the config (lottery, pool): ``[a-z0-9][a-z0-9_-]{0,47}``; 400 otherwise.
+
+    Checked before the config is consulted, so a path with control characters or
+    a 10 kB id is refused as malformed rather than looked up.
+    """
+    if not _CONFIG_ID.fullmatch(text):
+        raise BadRequest(
+            f"{name} must be 1-48 characters of a-z, 0-9, '-' and '_', starting with a "
+            f"letter or digit, got {text[:40]!r}"
+        )
+    return text
+
+
+def draw_id(name: str, text: str) -> str:
+    """A lottery draw id (``<lottery>-<YYYYMMDDTHHMM>``): 1-96 characters without ``#``,
+    whitespace or control characters; 400 otherwise. (Which draws exist is the
+    lottery service's answer: 404.)"""
+    from autopilot.lottery.prizes import MAX_DRAW_ID_CHARS, PrizeError, check_draw_id
+
+    try:
+        check_draw_id(text)
+    except PrizeError:
+        raise BadRequest(
+            f"{name} must be 1-{MAX_DRAW_ID_CHARS} characters without '#', spaces or control "
+            f"characters, got {text[:40]!r}"
+        ) from None
+    return text
+
+
+def lottery_of(community: Community, lottery_id: str) -> Lottery:
+    """The lottery ``lottery_id`` of ``community``; 404 if the config has none by that id."""
+    from autopilot.errors import UnknownLottery
+
+    try:
+        return community.lottery(lottery_id)
+    except KeyError:
+        raise UnknownLottery(
+            f"community {community.id!r} has no lottery {lottery_id!r}", code="UnknownLottery"
+        ) from None
+
+
+def external_value(name: str, text: str) -> str:
+    """A lottery's external value (e.g. ``drand round 4215300: 6f1c...``): 1 to
+    :data:`MAX_EXTERNAL_VALUE_BYTES` bytes of UTF-8, no surrounding whitespace and no
+    control characters at all (it is published in posts and hashed into the draw's
+    randomness exactly as stored: one value must have one spelling)."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    if not 1 <= len(encoded) <= MAX_EXTERNAL_VALUE_BYTES or text != text.strip():
+        raise BadRequest(
+            f"{name} must be 1-{MAX_EXTERNAL_VALUE_BYTES} bytes of UTF-8 without surrounding spaces"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text):
+        raise BadRequest(f"{name} must not contain control, format or line separator characters")
+    return text

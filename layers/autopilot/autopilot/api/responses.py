@@ -17,9 +17,15 @@ def to_json(document: Any) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_document(exc: RequestError) -> dict[str, str]:
-    """``{"error": code, "message": text}``: what every refused request answers."""
-    return {"error": exc.code, "message": str(exc)}
+def error_document(exc: RequestError) -> dict[str, Any]:
+    """``{"error": code, "message": text}``: what every refused request answers, plus
+    ``"reasons"`` (a list of texts) when the error carries them (a member who may not
+    enter a lottery is told every rule they fail)."""
+    document: dict[str, Any] = {"error": exc.code, "message": str(exc)}
+    reasons = getattr(exc, "reasons", None)
+    if isinstance(reasons, list) and reasons:
+        document["reasons"] = [str(reason) for reason in reasons]
+    return document
 
 
 def install_error_answers(resolver: Any, logger: Any, what: str) -> None:
