@@ -1,5 +1,6 @@
 """HTTP API (API Gateway HTTP API, JWT authorizer): check-ins, a member's account,
-redemptions, and the finance (ledger) and ops (members, adjustments) routes.
+redemptions, lotteries, and the finance (ledger) and ops (members, adjustments,
+lottery changes) routes.
 
 API Gateway has verified the token and the route's scopes before this runs;
 ``autopilot.api.auth`` decides roles, ``autopilot.api.requests`` parses strictly,
@@ -13,13 +14,12 @@ from typing import Any
 
 from autopilot.api import requests as req
 from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_event
-from autopilot.api.requests import MAX_ADJUSTMENT, Field
+from autopilot.api.requests import MAX_ADJUSTMENT, MAX_EXTERNAL_VALUE_BYTES, Field
 from autopilot.api.responses import entries_csv, install_error_answers, to_json
 from autopilot.app import App
 from autopilot.checkins.service import CheckinSource
 from autopilot.clock import get_clock
 from autopilot.config.model import Community
-from autopilot.errors import BadRequest
 from autopilot.ledger.service import MAX_PAGE, Adjustment, Redemption
 from autopilot.members.service import MemberAnswer, MemberProfile
 from autopilot.settings import Settings
@@ -83,20 +83,134 @@ def redeem() -> dict[str, Any]:
             "request_id": Field(str),
         },
     )
-    key, request_id = req.header(event, "Idempotency-Key"), body.get("request_id")
-    if key is not None:
-        key = req.request_key("the Idempotency-Key header", key)
-    if request_id is not None:
-        request_id = req.request_key("request_id", request_id)
-    if key and request_id and key != request_id:
-        raise BadRequest("request_id and the Idempotency-Key header differ; send one")
-    if not (key or request_id):
-        raise BadRequest("send a request_id field or an Idempotency-Key header (retries are safe)")
+    request_id = req.idempotency_key(event, body.get("request_id"))
     community = _community(who, body["community"])
-    redemption = Redemption(
-        member_id=who.member, reward_id=body["reward"], request_id=request_id or key
-    )
+    redemption = Redemption(member_id=who.member, reward_id=body["reward"], request_id=request_id)
     return app.ledger.redeem(community, redemption, get_clock().now()).to_json()
+
+
+def _lottery(who: Principal, community_id: str, raw_lottery_id: str) -> tuple[Community, str]:
+    """The community and the lottery of the path (400 malformed, 403 pinned, 404 unknown)."""
+    lottery_id = req.config_id("the lottery id", req.path_parameter("lottery_id", raw_lottery_id))
+    community = _community(who, community_id)
+    return community, req.lottery_of(community, lottery_id).id
+
+
+def _draw(query: dict[str, str]) -> str | None:
+    return req.draw_id("draw", query["draw"]) if "draw" in query else None
+
+
+@api.post("/lotteries/<lottery_id>/entries")
+def enter_lottery(lottery_id: str) -> Response[Any]:
+    who = _caller(MEMBER)
+    event = api.current_event.raw_event
+    body = req.fields(
+        req.json_object(event),
+        {
+            "community": Field(str, required=True),
+            "tickets": Field(int, low=1),
+            "request_id": Field(str),
+        },
+    )
+    request_id = req.idempotency_key(event, body.get("request_id"))
+    community, lottery = _lottery(who, body["community"], lottery_id)
+    result = app.lotteries.enter(
+        community,
+        lottery,
+        who.member,
+        tickets=body.get("tickets", 1),
+        request_id=request_id,
+        at_utc=get_clock().now(),
+    )
+    return Response(200 if result.repeat else 201, "application/json", result.to_json())
+
+
+@api.get("/lotteries/<lottery_id>")
+def lottery_status(lottery_id: str) -> dict[str, Any]:
+    who = _caller(MEMBER)
+    query = req.query(api.current_event.raw_event, {"community", "draw"}, {"community"})
+    draw = _draw(query)
+    community, lottery = _lottery(who, query["community"], lottery_id)
+    return app.lotteries.status(community, lottery, who.member, draw_id=draw)
+
+
+@api.get("/lotteries/<lottery_id>/record")
+def lottery_record(lottery_id: str) -> dict[str, Any]:
+    who = _caller(MEMBER)
+    query = req.query(api.current_event.raw_event, {"community", "draw"}, {"community"})
+    draw = _draw(query)
+    community, lottery = _lottery(who, query["community"], lottery_id)
+    return app.lotteries.record(community, lottery, draw_id=draw)
+
+
+@api.post("/lotteries/<lottery_id>/claim")
+def claim_prize(lottery_id: str) -> dict[str, Any]:
+    who = _caller(MEMBER)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event), {"community": Field(str, required=True)}
+    )
+    community, lottery = _lottery(who, body["community"], lottery_id)
+    return app.lotteries.claim(community, lottery, who.member, at_utc=get_clock().now())
+
+
+@api.post("/lotteries/<lottery_id>/disqualify")
+def disqualify_winner(lottery_id: str) -> dict[str, Any]:
+    who = _caller(OPS)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {
+            "community": Field(str, required=True),
+            "member": Field(str, required=True),
+            "reason": Field(str, required=True),
+            "draw": Field(str),
+        },
+    )
+    member = req.member_id("member", body["member"])
+    draw = req.draw_id("draw", body["draw"]) if "draw" in body else None
+    community, lottery = _lottery(who, body["community"], lottery_id)
+    return app.lotteries.disqualify(
+        community,
+        lottery,
+        member,
+        reason=body["reason"],
+        actor=f"ops:{who.member}",
+        at_utc=get_clock().now(),
+        draw_id=draw,
+    )
+
+
+@api.put("/lotteries/<lottery_id>/external-value")
+def set_external_value(lottery_id: str) -> dict[str, Any]:
+    who = _caller(OPS)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {
+            "community": Field(str, required=True),
+            "value": Field(str, required=True, max_chars=MAX_EXTERNAL_VALUE_BYTES),
+        },
+    )
+    value = req.external_value("value", body["value"])
+    community, lottery = _lottery(who, body["community"], lottery_id)
+    return app.lotteries.set_external_value(
+        community, lottery, value, actor=f"ops:{who.member}", at_utc=get_clock().now()
+    )
+
+
+@api.post("/lotteries/<lottery_id>/cancel")
+def cancel_draw(lottery_id: str) -> dict[str, Any]:
+    who = _caller(OPS)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {"community": Field(str, required=True), "reason": Field(str, required=True)},
+    )
+    community, lottery = _lottery(who, body["community"], lottery_id)
+    return app.lotteries.cancel(
+        community,
+        lottery,
+        reason=body["reason"],
+        actor=f"ops:{who.member}",
+        at_utc=get_clock().now(),
+    )
 
 
 @api.get("/ledger")

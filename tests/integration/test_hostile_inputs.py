@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -73,6 +74,11 @@ BODY_ROUTES = [
     ("POST", "/redemptions", ()),
     ("PUT", "/members/mia", ("ops",)),
     ("POST", "/ledger/adjustments", ("ops",)),
+    ("POST", "/lotteries/weekly/entries", ()),
+    ("POST", "/lotteries/weekly/claim", ()),
+    ("POST", "/lotteries/weekly/disqualify", ("ops",)),
+    ("PUT", "/lotteries/weekly/external-value", ("ops",)),
+    ("POST", "/lotteries/weekly/cancel", ("ops",)),
 ]
 
 
@@ -459,6 +465,78 @@ CASES += [
     ),
 ]
 
+# Lottery routes: ids in the path and the query, integers, the external value.
+CASES += [
+    (
+        f"lottery-{label}",
+        (),
+        "GET",
+        f"/lotteries/{raw_id}",
+        {"query": CHECKIN},
+        400,
+        text,
+    )
+    for label, raw_id, text in [
+        ("id-nul", "week%00ly", "lottery id"),
+        ("id-c1", "week%C2%85ly", "lottery id"),
+        ("id-bidi", "week%E2%80%AEly", "lottery id"),
+        ("id-not-utf8", "week%FFly", "percent-encoded UTF-8"),
+        ("id-surrogate", "week%ED%A0%80ly", "percent-encoded UTF-8"),
+        ("id-huge", "w" * 5000, "lottery id"),
+        ("id-hash", "week%23ly", "lottery id"),
+    ]
+]
+CASES += [
+    (
+        "lottery-unknown",
+        (),
+        "GET",
+        "/lotteries/weekly",
+        {"query": CHECKIN},
+        404,
+        "no lottery",
+    ),
+    (
+        "lottery-record-draw-nul",
+        (),
+        "GET",
+        "/lotteries/weekly/record",
+        {"query": {**CHECKIN, "draw": "weekly-\x00"}},
+        400,
+        "control character",
+    ),
+    (
+        "lottery-record-draw-huge",
+        (),
+        "GET",
+        "/lotteries/weekly/record",
+        {"query": {**CHECKIN, "draw": "d" * 1000}},
+        400,
+        "draw must be",
+    ),
+    *(
+        (
+            f"lottery-tickets-{label}",
+            (),
+            "POST",
+            "/lotteries/weekly/entries",
+            {"body": {**CHECKIN, "tickets": value}, "headers": {"Idempotency-Key": "k"}},
+            400,
+            "tickets",
+        )
+        for label, value in [("10**60", 10**60), ("-1", -1), ("true", True), ("float", 1.5)]
+    ),
+    (
+        "lottery-external-value-huge",
+        ("ops",),
+        "PUT",
+        "/lotteries/weekly/external-value",
+        {"body": {**CHECKIN, "value": "v" * 2000}},
+        400,
+        "value must be",
+    ),
+]
+
 # Valid requests at the edges: a correct 2xx (they read, never write).
 OK_CASES = [
     (
@@ -688,6 +766,7 @@ def test_case_ids_are_unique_and_every_route_and_platform_is_covered(local_runti
     routes = {(r.method, r.path) for r in http_routes(local_runtime)}
     covered = {(c[2], c[3]) for c in CASES}
     covered = {(m, "/members/{member_id}" if p.startswith("/members/") else p) for m, p in covered}
+    covered = {(m, re.sub(r"^/lotteries/[^/]+", "/lotteries/{lottery_id}", p)) for m, p in covered}
     covered.add(("POST", "/webhooks/{platform}"))
     assert routes <= covered, routes - covered
     assert {c[1] for c in WEBHOOK_CASES} == set(SIGNERS)
