@@ -1,9 +1,10 @@
-"""Chat-bot check-ins: ``POST /webhooks/{platform}?community=<id>`` (no JWT: each platform
-signs its requests; see autopilot.webhooks and docs/api.md).
+"""Chat-bot check-ins and lottery entries: ``POST /webhooks/{platform}?community=<id>``
+(no JWT: each platform signs its requests; see autopilot.webhooks and docs/api.md).
 
 Slack slash commands, Telegram bot updates, and any other platform through the
 generic HMAC scheme. A message that is one of the community's ``chat_keywords``
-checks the member in; anything else gets a short help answer and writes nothing.
+checks the member in; a lottery's entry keyword enters it, its claim keyword
+claims a prize; anything else gets a short help answer and writes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ settings = Settings.from_env()
 app = App(settings)
 # Each (community, platform) has its own signing secrets in SSM (docs/api.md).
 webhooks = WebhookService(
-    app.checkins, WebhookSecrets(SecretStore(settings.channel_secrets_prefix, settings.region))
+    app.checkins,
+    WebhookSecrets(SecretStore(settings.channel_secrets_prefix, settings.region)),
+    lotteries=app.lotteries,
 )
 api = APIGatewayHttpResolver(serializer=to_json)
 

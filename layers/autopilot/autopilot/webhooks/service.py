@@ -1,4 +1,5 @@
-"""From a chat platform's webhook request to a check-in and the platform's answer.
+"""From a chat platform's webhook request to a check-in (or a lottery entry or
+claim) and the platform's answer.
 
 Which community: the path ``/webhooks/{platform}?community=<id>``; each
 (community, platform) pair has its own secret, so a leaked Slack secret of one
@@ -11,9 +12,21 @@ be a positive integer (``telegram:<digits>``); otherwise the request is a 400
 and nothing is written. Bodies are parsed with the API's strict JSON parser
 (bounded depth, no control characters or lone surrogates in any string).
 
+What a message does: one of the community's ``chat_keywords`` checks the member
+in; one of a lottery's entry ``keywords`` (a lottery members enter) enters the
+member in its open draw; one of a lottery's claim keywords (a lottery with a
+claim window) claims the member's prize. Keywords are compared trimmed and
+case-folded, with a Telegram ``@BotName`` suffix removed; config validation keeps
+them from clashing, and check-in keywords win if they ever do. The answer says
+what happened in the community's language: entered (tickets, weight, rules still
+to meet by the close), or why not (not eligible and the reasons, not open);
+claimed (the prize, a coupon code) or nothing to claim. Any other text gets a
+short help answer and writes nothing.
+
 Replays: a verified request sent again (Slack and the generic scheme only within
 their 300 s window) is harmless, because a check-in is idempotent per member and
-local day: it credits nothing and answers the first result. Requests outside the
+local day (it credits nothing and answers the first result), an entry per member
+and draw, and a claim per prize. Requests outside the
 window, and bad signatures, are refused with 401 before anything is read or written.
 """
 
@@ -24,6 +37,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,8 +51,14 @@ from autopilot.api.requests import (
     plain_text,
 )
 from autopilot.checkins.service import CheckinResult, CheckinService, CheckinSource
-from autopilot.config.model import Community
-from autopilot.errors import BadRequest, RequestError
+from autopilot.config.model import Community, Lottery
+from autopilot.errors import (
+    BadRequest,
+    LotteryNotOpen,
+    NotEligible,
+    NothingToClaim,
+    RequestError,
+)
 from autopilot.webhooks.signatures import (
     InvalidSignature,
     verify_generic,
@@ -95,9 +115,35 @@ def normalize(text: str) -> str:
 
 
 def is_keyword(message: ChatMessage, keywords: Sequence[str]) -> bool:
-    """Whether the message is exactly one of the community's check-in keywords."""
+    """Whether the message is exactly one of ``keywords`` (check-in, entry or claim)."""
     wanted = {normalize(k) for k in keywords}
     return any(normalize(t) in wanted for t in message.texts if t.strip())
+
+
+class LotteryAction(StrEnum):
+    """What a lottery keyword asks for."""
+
+    ENTER = "enter"
+    CLAIM = "claim"
+
+
+def lottery_keyword(
+    community: Community, message: ChatMessage
+) -> tuple[Lottery, LotteryAction] | None:
+    """The lottery and action the message's keyword names (None: no lottery keyword).
+
+    Entry keywords count only for enabled lotteries members enter (``entry:
+    enter``); claim keywords only for enabled lotteries with a claim window.
+    The first lottery of the config wins if two ever share a keyword.
+    """
+    for lottery in community.lotteries:
+        if not lottery.enabled:
+            continue
+        if lottery.entry == "enter" and is_keyword(message, lottery.keywords):
+            return lottery, LotteryAction.ENTER
+        if lottery.claim_window is not None and is_keyword(message, lottery.claim_keywords):
+            return lottery, LotteryAction.CLAIM
+    return None
 
 
 # -- payloads ----------------------------------------------------------------------------
@@ -204,7 +250,16 @@ def answer_text(community: Community, result: CheckinResult | None, keywords: Se
     zh = community.locale.startswith("zh")
     if result is None:
         words = " / ".join(keywords)
-        return f"发送 {words} 即可打卡。" if zh else f"Send {words} to check in."
+        help_text = f"发送 {words} 即可打卡。" if zh else f"Send {words} to check in."
+        for lottery in community.lotteries:
+            if lottery.enabled and lottery.entry == "enter" and lottery.keywords:
+                word = lottery.keywords[0]
+                help_text += (
+                    f"发送 {word} 参加「{lottery.title}」。"
+                    if zh
+                    else f" Send {word} to enter {lottery.title}."
+                )
+        return help_text
     if result.repeat:
         return (
             f"今天已经打过卡啦：连续 {result.streak} 天，积分 {result.balance}。"
@@ -217,6 +272,71 @@ def answer_text(community: Community, result: CheckinResult | None, keywords: Se
         else f"Checked in! {result.streak}-day streak, +{result.points_awarded} points, "
         f"balance {result.balance}."
     )
+
+
+def lottery_answer_text(community: Community, lottery: Lottery, result: Any) -> str:
+    """The member-facing text of an entry (an ``EntryResult``) or a claim (its dict)."""
+    zh = community.locale.startswith("zh")
+    title = lottery.title
+    if isinstance(result, dict):  # a claim
+        prize, code = result.get("prize") or "", result.get("code")
+        status = result.get("status")
+        if status == "paid":
+            text = f"领奖成功：{prize}。" if zh else f"Prize claimed: {prize}."
+            if code:
+                text += f"兑换码：{code}" if zh else f" Your code: {code}"
+            return text
+        if status == "short":
+            return (
+                f"已领取 {prize}，奖品库存暂时不足，补货后自动发放。"
+                if zh
+                else f"{prize} claimed; it is out of stock for now and will be sent when restocked."
+            )
+        return f"已收到领奖请求：{prize}。" if zh else f"Claim received: {prize}."
+    weight = getattr(result, "weight", None)
+    tickets = int(getattr(result, "tickets", 1) or 1)
+    pending = list(getattr(result, "pending", ()) or ())
+    if zh:
+        head = "你已经参加过" if result.repeat else "已参加"
+        text = f"{head}「{title}」（{tickets} 张券"
+        text += f"，权重 {weight}）。" if weight is not None else "）。"
+        if result.cost_points:
+            text += f"花费 {result.cost_points} 积分。"
+        if pending:
+            text += "截止前还需满足：" + "；".join(pending) + "。"
+        return text
+    head = "Already entered" if result.repeat else "Entered"
+    text = f"{head}: {title} ({tickets} ticket{'s' if tickets != 1 else ''}"
+    text += f", weight {weight})." if weight is not None else ")."
+    if result.cost_points:
+        text += f" Cost: {result.cost_points} points."
+    if pending:
+        text += " Still needed by the close: " + "; ".join(pending) + "."
+    return text
+
+
+def lottery_refusal_text(community: Community, lottery: Lottery, exc: RequestError) -> str:
+    """Why an entry or claim was refused, in the community's language."""
+    zh = community.locale.startswith("zh")
+    title = lottery.title
+    if isinstance(exc, NotEligible):
+        reasons = "; ".join(exc.reasons) or str(exc)
+        return (
+            f"暂不符合「{title}」的参加条件：{reasons}"
+            if zh
+            else f"Not eligible for {title}: {reasons}"
+        )
+    if isinstance(exc, LotteryNotOpen):
+        return (
+            f"「{title}」现在不接受报名（未开始或已截止）。"
+            if zh
+            else f"{title} is not open for entries now."
+        )
+    if isinstance(exc, NothingToClaim):
+        return (
+            f"「{title}」没有可领取的奖品：{exc}" if zh else f"Nothing to claim in {title}: {exc}"
+        )
+    return str(exc)
 
 
 def _reply(
@@ -236,11 +356,14 @@ def _reply(
 
 
 class WebhookService:
-    """Verifies a platform's request, checks the member in and words the answer."""
+    """Verifies a platform's request, checks the member in (or enters or claims a
+    lottery) and words the answer."""
 
-    def __init__(self, checkins: CheckinService, secrets: SecretsLookup):
+    def __init__(self, checkins: CheckinService, secrets: SecretsLookup, lotteries: Any = None):
         self._checkins = checkins
         self._secrets = secrets
+        # The LotteryService (None: lottery keywords get the help answer).
+        self._lotteries = lotteries
 
     def handle(
         self,
@@ -289,6 +412,9 @@ class WebhookService:
             return _reply(platform, None, "")
         member = chat_member_id(platform, message.user_id)
         if not is_keyword(message, community.chat_keywords):
+            named = lottery_keyword(community, message) if self._lotteries else None
+            if named is not None:
+                return self._lottery(community, platform, message, member, *named, now)
             return _reply(platform, message, answer_text(community, None, community.chat_keywords))
         name = (message.display_name or "").strip()[:MAX_NAME] or None
         try:
@@ -308,3 +434,50 @@ class WebhookService:
             # Generic senders are programs: give them the structured result too.
             return WebhookReply(reply.status, {**reply.body, "checkin": result.to_json()}, result)
         return WebhookReply(reply.status, reply.body, result)
+
+    def _lottery(
+        self,
+        community: Community,
+        platform: str,
+        message: ChatMessage,
+        member: str,
+        lottery: Lottery,
+        action: LotteryAction,
+        now: datetime,
+    ) -> WebhookReply:
+        """Enter or claim ``lottery`` for the member and word the answer."""
+        try:
+            if action is LotteryAction.ENTER:
+                result: Any = self._lotteries.enter(
+                    community,
+                    lottery.id,
+                    member,
+                    tickets=1,
+                    request_id=_chat_request_id(platform, message),
+                    at_utc=now,
+                )
+                document = result.to_json()
+            else:
+                result = self._lotteries.claim(community, lottery.id, member, at_utc=now)
+                document = result
+        except RequestError as exc:
+            # As for check-ins: the member reads the reason, the platform sees a 2xx.
+            reply = _reply(
+                platform, message, lottery_refusal_text(community, lottery, exc), exc.status
+            )
+            if platform not in (SLACK, TELEGRAM) and reply.body is not None:
+                refusal = {"error": exc.code, "reasons": list(getattr(exc, "reasons", []) or [])}
+                return WebhookReply(reply.status, {**reply.body, "lottery": refusal})
+            return reply
+        reply = _reply(platform, message, lottery_answer_text(community, lottery, result))
+        if platform not in (SLACK, TELEGRAM) and reply.body is not None:
+            return WebhookReply(reply.status, {**reply.body, "lottery": document})
+        return reply
+
+
+def _chat_request_id(platform: str, message: ChatMessage) -> str:
+    """The entry's request id: the platform's message id when it has one. An entry is
+    one per member and draw whatever the id, so a redelivered message enters once."""
+    if message.message_id is not None:
+        return f"chat:{platform}:{message.message_id}"
+    return f"chat:{platform}"
