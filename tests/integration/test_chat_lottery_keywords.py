@@ -154,3 +154,21 @@ def test_generic_entry_document(api):
     entry = answer.json()["lottery"]
     assert entry["draw_id"] == DRAW_ID and entry["member"] == "bridge:u-2"
     assert entry["cost_points"] == COST and entry["repeat"] is False
+
+
+def test_every_aws_call_of_a_chat_entry_and_claim_is_granted(api, repo_root):
+    from .test_api_handler import granted_actions, used_actions
+
+    opened(api, 5550001)
+    with RequestCounter() as counter:
+        api.stack.runtime.reset_containers()  # a cold container: nothing cached
+        assert say(api, "抽奖", message_id=90)["text"].startswith("已参加")
+    step(api, "close", CLOSES)
+    step(api, "draw", DRAWS)
+    api.stack.clock.set(DRAWS + timedelta(hours=1))
+    with RequestCounter() as claims:
+        api.stack.runtime.reset_containers()
+        assert say(api, "领奖", message_id=91)["text"].startswith("领奖成功")
+    used = used_actions(counter) | used_actions(claims)
+    granted = granted_actions(repo_root, "ChatWebhookFunction")
+    assert used <= granted, f"called but not granted: {sorted(used - granted)}"
