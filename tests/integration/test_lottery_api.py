@@ -695,3 +695,41 @@ def test_not_eligible_answer_lists_every_reason(api):
     assert answer.status == 403
     assert document["error"] == "NotEligible" and document["reasons"]
     assert all(reason in document["message"] for reason in document["reasons"])
+
+
+def test_every_aws_call_of_the_lottery_routes_is_granted(api, repo_root):
+    from .test_api_handler import granted_actions, used_actions
+
+    opened(api, "mia", "bob")
+    ops = token("ops1", "ops")
+    with RequestCounter() as counter:
+        api.stack.runtime.reset_containers()
+        assert enter(api, "mia").status == 201
+        assert enter(api, "mia").status == 200
+        assert enter(api, "bob").status == 201
+        path = "/lotteries/weekly/external-value"
+        body = {"community": "sunrise", "value": "drand round 1"}
+        assert api.call("PUT", path, auth=ops, body=body).status == 200
+        counter.stop()
+        step(api, "close", CLOSES)
+        step(api, "draw", DRAWS)
+        counter.start()
+        api.stack.runtime.reset_containers()
+        ops = token("ops1", "ops")
+        assert api.call("GET", "/lotteries/weekly", auth=token("mia"), query=SUNRISE).status == 200
+        assert (
+            api.call("GET", "/lotteries/weekly/record", auth=token("mia"), query=SUNRISE).status
+            == 200
+        )
+        assert (
+            api.call("POST", "/lotteries/weekly/claim", auth=token("mia"), body=SUNRISE).status
+            == 200
+        )
+        disqualify = {"community": "sunrise", "member": "bob", "reason": "r"}
+        assert (
+            api.call("POST", "/lotteries/weekly/disqualify", auth=ops, body=disqualify).status
+            == 200
+        )
+    used = used_actions(counter)
+    granted = granted_actions(repo_root, "ApiFunction")
+    assert used <= granted, f"called but not granted: {sorted(used - granted)}"
