@@ -199,3 +199,54 @@ def test_the_external_value_is_mixed_in_before_the_draw_and_refused_after(stack,
         app.lotteries.set_external_value(
             community, "weekly", "late", actor="ops:olga", at_utc=DRAWS + timedelta(minutes=1)
         )
+
+
+def test_a_claim_and_a_reroll_racing_for_one_prize_pay_it_once(stack, app, monkeypatch):
+    """The expire step marks a lapsed prize before rerolling it; a claim moves it out of
+    awaiting_claim first. Whichever moves first wins; the prize is never paid twice."""
+    lottery = make_lottery(claim_window=timedelta(days=1))
+    community = _closed_week(stack, app, lottery)
+    app.lotteries.draw(ctx(community, lottery, "draw", DRAWS))
+    slot = app.lottery_store.pay_items(community.id, "weekly-20261130T0000")[0]
+    late = DRAWS + timedelta(days=1, minutes=15)
+    store = app.lottery_store
+    original = store.update_slot
+
+    raced = []
+
+    def claim_lands_first(community_id, draw_id, slot_no, actions, *, ref, statuses):
+        if statuses == ["awaiting_claim"] and ref == slot.ref and not raced:
+            raced.append(True)  # the expire step's mark: the claim commits just before it
+            app.lotteries.claim(community, "weekly", slot.member_id, at_utc=slot_deadline)
+        return original(community_id, draw_id, slot_no, actions, ref=ref, statuses=statuses)
+
+    from autopilot.timeutil import parse_iso
+
+    slot_deadline = parse_iso(slot.claim_by)
+    monkeypatch.setattr(store, "update_slot", claim_lands_first)
+    stack.clock.set(late)
+    app.lotteries.expire(ctx(community, lottery, "expire", late))
+    monkeypatch.setattr(store, "update_slot", original)
+    assert raced
+    after = app.lottery_store.pay_items(community.id, "weekly-20261130T0000")[0]
+    assert after.member_id == slot.member_id and after.status == "paid"
+    data = app.lotteries.record(community, "weekly")["record"]
+    assert slot.rank not in [r["replaces_rank"] for r in data["rerolls"]]
+    assert app.ledger_store.account(community.id, slot.member_id).state.balance == 10 + 200
+
+
+def test_a_claimed_coupon_gets_its_code_at_the_next_expire_step(stack, app):
+    plan = prize_plan([{"id": "coffee", "title": "咖啡券", "count": 1, "coupon_pool": "coffee"}])
+    lottery = make_lottery(plan=plan, claim_window=timedelta(days=1))
+    community = _closed_week(stack, app, lottery)
+    _upload(stack, community, "coffee", ["ONLY"])
+    app.lotteries.draw(ctx(community, lottery, "draw", DRAWS))
+    (slot,) = app.lottery_store.pay_items(community.id, "weekly-20261130T0000")
+    answer = app.lotteries.claim(community, "weekly", slot.member_id, at_utc=DRAWS)
+    assert answer["status"] == "pending" and answer["code"] is None
+    later = DRAWS + timedelta(minutes=15)
+    stack.clock.set(later)
+    assert app.lotteries.expire(ctx(community, lottery, "expire", later)).ok
+    status = app.lotteries.status(community, "weekly", slot.member_id)
+    assert status["my_prize"]["code"] == "ONLY" and status["my_prize"]["status"] == "paid"
+    assert _given(community, "coffee") == {"ONLY": slot.ref}

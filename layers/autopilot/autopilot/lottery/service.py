@@ -262,6 +262,8 @@ class LotteryService:
             if not self._store.create_draw(meta, cycle.opens_utc):
                 meta = self._store.meta(community.id, cycle.draw_id)
                 assert meta is not None
+        # Outside the creation: a crash after it still moves the pointer on the rerun.
+        self._store.advance_current(community.id, lottery.id, cycle.draw_id, cycle.opens_utc)
         out.state = meta.state
         out.extra["commitment"] = meta.commitment
         posted = self._post(ctx, lottery, meta, "announce")
@@ -365,7 +367,7 @@ class LotteryService:
             drawlib.check_member_id(member_id, where="member")
         except drawlib.DrawInputError as exc:
             raise BadRequest(str(exc)) from None
-        draw_ids = self._store.draws_of(community.id, lottery.id, until_utc=at_utc, limit=1)
+        draw_ids = self._store.current(community.id, lottery.id)[:1]
         if not draw_ids:
             raise LotteryNotOpen(f"lottery {lottery.id!r} has not opened yet")
         draw_id = draw_ids[0]
@@ -540,7 +542,7 @@ class LotteryService:
         repeat answers the paid prize. ``NothingToClaim`` (404) when none is held or
         the window passed."""
         lottery = _lottery(community, lottery_id)
-        for draw_id in self._store.draws_of(community.id, lottery.id, until_utc=at_utc, limit=2):
+        for draw_id in self._store.current(community.id, lottery.id):
             meta, _, holder = self._store.entry_and_meta(community.id, draw_id, member_id)
             if meta is None or holder is None or meta.state not in ("drawn", "paid"):
                 continue
@@ -552,10 +554,25 @@ class LotteryService:
                     raise NothingToClaim(
                         f"the claim window of your prize in draw {draw_id} ended at {slot.claim_by}"
                     )
-                out = _Outcome(draw_id)
-                self._pay_slot(community, meta, slot, at_utc, out)
+                # Claimed: from now on no expire step may reroll it (it rerolls only
+                # awaiting_claim slots, after marking them; whoever moves first wins).
+                if not self._store.update_slot(
+                    community.id,
+                    draw_id,
+                    int(slot.slot),
+                    [PayItem.status.set("pending")],
+                    ref=slot.ref,
+                    statuses=["awaiting_claim"],
+                ):
+                    continue  # rerolled meanwhile: re-read below finds nothing held
+                if _plan(meta).tier(slot.tier_id).prize.kind != "coupon":
+                    # Points and rewards are paid at once. A coupon code needs the pool
+                    # and the record: the next expire step (every 15 minutes) gives it.
+                    self._pay_slot(community, meta, slot, at_utc, _Outcome(draw_id))
                 slot = self._store.pay_item(community.id, draw_id, int(holder.slot)) or slot
-            if slot.status in ("paid", "short", "awaiting_claim"):
+                if slot.member_id != member_id:
+                    continue
+            if slot.status in ("paid", "short", "pending"):
                 return {
                     "draw_id": draw_id,
                     "member": member_id,
@@ -710,7 +727,7 @@ class LotteryService:
             if meta is None:
                 raise UnknownLottery(f"lottery {lottery.id!r} has no draw {draw_id!r}")
             return meta
-        ids = self._store.draws_of(community.id, lottery.id, limit=1)
+        ids = self._store.current(community.id, lottery.id)
         meta = self._store.meta(community.id, ids[0]) if ids else None
         if meta is None and required:
             raise UnknownLottery(f"lottery {lottery.id!r} has not opened yet")
@@ -1205,13 +1222,26 @@ class LotteryService:
             expired = (
                 slot.status == "awaiting_claim" and slot.claim_by and parse_iso(slot.claim_by) < now
             )
-            if not (expired or slot.status == "disqualified"):
+            if not (expired or slot.status in ("disqualified", "rerolling")):
                 continue
+            disqualified = slot.status == "disqualified" or (
+                slot.status == "rerolling" and (slot.note or "").startswith("disqualified")
+            )
             reason = (
                 drawlib.RerollReason.DISQUALIFIED
-                if slot.status == "disqualified"
+                if disqualified
                 else drawlib.RerollReason.UNCLAIMED
             )
+            # Marked first, so a claim arriving now cannot be paid to this holder too.
+            if slot.status != "rerolling" and not self._store.update_slot(
+                community.id,
+                meta.draw_id,
+                int(slot.slot),
+                [PayItem.status.set("rerolling")],
+                ref=slot.ref,
+                statuses=[slot.status],
+            ):
+                continue  # claimed (or changed) meanwhile
             try:
                 record = drawlib.reroll(
                     record,
@@ -1229,7 +1259,7 @@ class LotteryService:
                     int(slot.slot),
                     [PayItem.status.set("forfeited"), PayItem.note.set(str(exc))],
                     ref=slot.ref,
-                    statuses=[slot.status],
+                    statuses=["rerolling"],
                 )
                 continue
             _key, sha = self._write_record(community.id, meta.draw_id, record)

@@ -180,6 +180,20 @@ class CycleItem(Model):
     draw_id = UnicodeAttribute()
 
 
+class PointerItem(Model):
+    """A lottery's current and previous draw (``LOTS#``/``CURRENT``): members' requests
+    find their draw with one GetItem (the chat function may not Query this table)."""
+
+    class Meta:
+        table_name = "LotteryTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="CURRENT")
+    draw_id = UnicodeAttribute()
+    opens_utc = UnicodeAttribute()
+    previous_draw_id = UnicodeAttribute(default="")
+
+
 class CodeItem(Model):
     """A coupon code of a pool."""
 
@@ -221,6 +235,7 @@ LOTTERY_MODELS: tuple[type[Model], ...] = (
     PayItem,
     HolderItem,
     CycleItem,
+    PointerItem,
     CodeItem,
     WinItem,
 )
@@ -292,6 +307,36 @@ class LotteryStore:
                 return False
             raise
         return True
+
+    def advance_current(
+        self, community_id: str, lottery_id: str, draw_id: str, opens_utc: datetime
+    ) -> None:
+        """Point the lottery's ``CURRENT`` at a newer draw (never back; the one it
+        replaces becomes ``previous_draw_id``). Idempotent."""
+        opens = iso_utc(opens_utc)
+        try:
+            PointerItem(cycles_pk(community_id, lottery_id), "CURRENT").update(
+                actions=[
+                    PointerItem.previous_draw_id.set(PointerItem.draw_id | ""),
+                    PointerItem.draw_id.set(draw_id),
+                    PointerItem.opens_utc.set(opens),
+                ],
+                condition=PointerItem.opens_utc.does_not_exist() | (PointerItem.opens_utc < opens),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+    def current(self, community_id: str, lottery_id: str) -> list[str]:
+        """The lottery's current draw id and the one before it (GetItem; [] before the
+        first opening)."""
+        try:
+            item = PointerItem.get(
+                cycles_pk(community_id, lottery_id), "CURRENT", consistent_read=True
+            )
+        except PointerItem.DoesNotExist:
+            return []
+        return [d for d in (item.draw_id, item.previous_draw_id) if d]
 
     def draws_of(
         self,
@@ -519,7 +564,8 @@ class LotteryStore:
 
     def reassign_slot(self, old: PayItem, new: PayItem, now: datetime) -> bool:
         """A reroll: keep the replaced holder (``PAYR#<rank>``, status ``rerolled``) and
-        give the slot to ``new`` (conditional on the slot still being ``old``'s)."""
+        give the slot to ``new`` (conditional on the slot still being ``old``'s and
+        marked ``rerolling``)."""
         replaced = PayItem(
             old.pk,
             f"PAYR#{int(old.rank):05d}",
@@ -544,7 +590,9 @@ class LotteryStore:
         )
         try:
             with transaction(PayItem) as tx:
-                tx.save(new, condition=PayItem.ref == old.ref)
+                # Only a slot marked for its reroll changes hands (a claim moved first
+                # otherwise, and the prize stays with its claimant).
+                tx.save(new, condition=(PayItem.ref == old.ref) & (PayItem.status == "rerolling"))
                 tx.save(replaced)
                 tx.save(HolderItem(old.pk, f"W#{new.member_id}", slot=int(new.slot)))
         except TransactWriteError as exc:
