@@ -256,12 +256,11 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
     assert grants({"Ref": "PostsTopic"}) == {"sns:Publish"}
     assert grants(CHANNEL_SECRETS_ARN) == {"ssm:GetParameter"}
-    # Live check-in counts, and lotteries: members' facts at the close (accounts in
-    # batches, check-in markers by Query, the member index), prizes through the ledger.
+    # Live check-in counts, and lotteries: members' facts at the close (accounts and
+    # check-in markers in batches, the member index), prizes through the ledger.
     # Finance jobs are enqueued for the worker.
     assert grants({"Fn::GetAtt": ["LedgerTable", "Arn"]}) == {
         "dynamodb:BatchGetItem",
-        "dynamodb:Query",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     }

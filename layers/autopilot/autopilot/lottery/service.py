@@ -758,16 +758,25 @@ class LotteryService:
         )
 
     def _checkin_days(self, community_id: str, member_id: str, window: LotteryWindow) -> list[date]:
-        """The member's check-in days within the window: one Query of their check-in
-        markers (``REF#checkin#<day>``, make-ups included)."""
-        first, last = window.first_day.isoformat(), window.last_day.isoformat()
-        items = RefItem.query(
-            member_pk(community_id, member_id),
-            RefItem.sk.between(f"REF#checkin#{first}", f"REF#checkin#{last}"),
-            consistent_read=True,
-            attributes_to_get=["pk", "sk"],
-        )
-        return [date.fromisoformat(item.sk.rsplit("#", 1)[1]) for item in items]
+        """The member's check-in days within the window: their check-in markers
+        (``REF#checkin#<day>``, make-ups included) for each window day, by
+        BatchGetItem (100 days a request; the chat function has no Query)."""
+        pk = member_pk(community_id, member_id)
+        days = [window.first_day + timedelta(days=n) for n in range(window.day_count)]
+        connection = RefItem._get_connection()
+        table = self._ledger_store.table_name
+        found: list[date] = []
+        for start in range(0, len(days), 100):
+            keys: list[Any] = [
+                {"pk": {"S": pk}, "sk": {"S": f"REF#checkin#{day.isoformat()}"}}
+                for day in days[start : start + 100]
+            ]
+            while keys:
+                response = connection.batch_get_item(keys, consistent_read=True)
+                for raw in response.get("Responses", {}).get(table, []):
+                    found.append(date.fromisoformat(raw["sk"]["S"].rsplit("#", 1)[1]))
+                keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        return found
 
     def _verdict(
         self,
