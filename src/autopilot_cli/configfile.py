@@ -496,13 +496,21 @@ class ValidationReport:
         return sorted([*self.errors, *self.warnings], key=_sort_key)
 
     def summary(self) -> str:
-        """One line: ``file: OK (2 communities, 6 jobs), 1 warning`` or ``file: 3 errors``."""
+        """One line: ``file: OK (2 communities, 6 jobs), 1 warning`` or ``file: 3 errors``.
+
+        Jobs are the ones written under ``jobs:``; lotteries (whose steps the
+        dispatcher runs as derived jobs) are counted apart.
+        """
         warnings = f", {_plural(len(self.warnings), 'warning')}" if self.warnings else ""
         if self.ok and self.config is not None:
-            jobs = sum(len(c.jobs) for c in self.config.communities)
+            derived = set(LOTTERY_ACTIONS.values())
+            communities = self.config.communities
+            jobs = sum(1 for c in communities for j in c.jobs if j.action not in derived)
+            lotteries = sum(len(c.lotteries) for c in communities)
             counts = (
-                f"{_plural(len(self.config.communities), 'community', 'communities')}, "
+                f"{_plural(len(communities), 'community', 'communities')}, "
                 f"{_plural(jobs, 'job')}"
+                + (f", {_plural(lotteries, 'lottery', 'lotteries')}" if lotteries else "")
             )
             return f"{self.file}: OK ({counts}){warnings}"
         return f"{self.file}: {_plural(len(self.errors), 'error')}{warnings}"

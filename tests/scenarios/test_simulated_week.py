@@ -96,6 +96,15 @@ DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
     # Sunday 02:30 does not exist on the 14th (02:00 EST -> 03:00 EDT); it falls into
     # quiet hours either way and goes out when they end, 07:00 EDT.
     (DW, "weekly-digest", "2027-03-14T02:30", EDT, "2027-03-14T11:00:00Z", D),
+    # The weekly lotteries (opens Monday 08:00, closes Friday 19:55, draws 20:00). In
+    # Shanghai, Monday 08:00 of the 8th is 00:00Z, the window's open start: the first
+    # open is not in it, the one of the 15th (00:00Z, the window's end) is.
+    (SR, "lottery.weekly.close", "2027-03-12T19:55", CN, "2027-03-12T11:55:00Z", F),
+    (SR, "lottery.weekly.draw", "2027-03-12T20:00", CN, "2027-03-12T12:00:00Z", F),
+    (SR, "lottery.weekly.open", "2027-03-15T08:00", CN, "2027-03-15T00:00:00Z", F),
+    (DW, "lottery.weekly.open", "2027-03-08T08:00", EST, "2027-03-08T13:00:00Z", F),
+    (DW, "lottery.weekly.close", "2027-03-12T19:55", EST, "2027-03-13T00:55:00Z", F),
+    (DW, "lottery.weekly.draw", "2027-03-12T20:00", EST, "2027-03-13T01:00:00Z", F),
 ]
 
 
@@ -143,6 +152,13 @@ MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
     (DW, "good-morning", "2027-02-01T08:00", EST, "2027-02-01T13:00:00Z", F),
     # 02:30 is inside quiet hours (22:00-07:00): deferred to 07:00 EST.
     (DW, "weekly-digest", "2027-01-31T02:30", EST, "2027-01-31T12:00:00Z", D),
+    # The weekly lotteries: Friday the 29th's close and draw, Monday the 1st's open.
+    (SR, "lottery.weekly.close", "2027-01-29T19:55", CN, "2027-01-29T11:55:00Z", F),
+    (SR, "lottery.weekly.draw", "2027-01-29T20:00", CN, "2027-01-29T12:00:00Z", F),
+    (SR, "lottery.weekly.open", "2027-02-01T08:00", CN, "2027-02-01T00:00:00Z", F),
+    (DW, "lottery.weekly.close", "2027-01-29T19:55", EST, "2027-01-30T00:55:00Z", F),
+    (DW, "lottery.weekly.draw", "2027-01-29T20:00", EST, "2027-01-30T01:00:00Z", F),
+    (DW, "lottery.weekly.open", "2027-02-01T08:00", EST, "2027-02-01T13:00:00Z", F),
 ]
 
 
@@ -212,8 +228,18 @@ def test_posts_match_the_schedule_channel_by_channel(week, repo_root):
             expected += [
                 (occ["community"], occ["job"], occ["key"], c) for c in job.params["channels"]
             ]
-    posted = [(p["community"], p["job"], p["key"], p["channel"]) for p in week.summary["posts"]]
+    posted = [
+        (p["community"], p["job"], p["key"], p["channel"])
+        for p in week.summary["posts"]
+        if config.community(p["community"]).job(p["job"]).action == "post"
+    ]
     assert sorted(posted) == sorted(expected)
+    # Lottery posts (announce, closed, winners) go to the lottery's own channels.
+    for p in week.summary["posts"]:
+        job = config.community(p["community"]).job(p["job"])
+        if job.action != "post":
+            lottery = config.community(p["community"]).lottery(job.params["lottery"])
+            assert lottery.posts is not None and p["channel"] in lottery.posts.channels
     assert all(p["status"] == "published" and p["message_id"] for p in week.summary["posts"])
 
 

@@ -69,9 +69,20 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    assert sum(len(c.jobs) for c in report.config.communities) == 8
+    # 8 jobs ops wrote, then each community's weekly lottery as 3 derived jobs.
+    assert sum(len(c.jobs) for c in report.config.communities) == 8 + 2 * 3
     zh = report.config.communities[0]
-    assert [j.action for j in zh.jobs][-2:] == ["ledger_export", "ledger_reconcile"]
+    assert [j.action for j in zh.jobs][-5:] == [
+        "ledger_export",
+        "ledger_reconcile",
+        "lottery_open",
+        "lottery_close",
+        "lottery_draw",
+    ]
+    assert [c.lottery("weekly").title for c in report.config.communities] == [
+        "周五抽奖",
+        "Friday draw",
+    ]
     assert zh.checkins.base_points == 10 and zh.rewards[0].id == "bookmark"
 
 
@@ -128,6 +139,9 @@ def test_example_config_has_the_content_the_playbook_asks_for() -> None:
         "post",
         "ledger_export",
         "ledger_reconcile",
+        "lottery_open",
+        "lottery_close",
+        "lottery_draw",
     }
 
     for community in config.communities:
@@ -514,7 +528,7 @@ def test_cmd_validate_ok_prints_warnings_then_summary() -> None:
 
     lines = out.getvalue().splitlines()
     assert code == 0
-    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 8 jobs), 2 warnings"
+    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 8 jobs, 2 lotteries), 2 warnings"
     assert all(re.match(rf"^{re.escape(str(EXAMPLE))}:\d+:\d+: warning: ", ln) for ln in lines[:-1])
     assert len(lines) == 3
 

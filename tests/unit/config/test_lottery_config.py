@@ -137,7 +137,7 @@ def test_the_base_lottery_validates_and_is_typed() -> None:
         "lottery.weekly.close",
         "lottery.weekly.draw",
     ]
-    assert report.summary() == "c.yaml: OK (1 community, 3 jobs)"
+    assert report.summary() == "c.yaml: OK (1 community, 0 jobs, 1 lottery)"
 
 
 def test_default_templates_follow_the_locale_and_the_entry_mode() -> None:
