@@ -72,7 +72,7 @@ def test_entry_keyword_enters_once_and_says_so(api):
     opened(api, 5550001)
     answer = say(api, "抽奖", message_id=50)
     assert answer["method"] == "sendMessage" and answer["reply_parameters"] == {"message_id": 50}
-    assert answer["text"].startswith("已参加「周五抽奖」（1 张券")
+    assert answer["text"].startswith("已参加「周五抽奖」（1 张券，权重 1）。")
     assert f"花费 {COST} 积分" in answer["text"]
     assert balance(api, "telegram:5550001") == 20 - COST
 

@@ -59,6 +59,7 @@ from autopilot.errors import (
     NothingToClaim,
     RequestError,
 )
+from autopilot.lottery.eligibility import MemberFacts, WeightMode, weight_of
 from autopilot.webhooks.signatures import (
     InvalidSignature,
     verify_generic,
@@ -292,14 +293,22 @@ def lottery_answer_text(community: Community, lottery: Lottery, result: Any) -> 
                 if zh
                 else f"{prize} claimed; it is out of stock for now and will be sent when restocked."
             )
-        return f"已收到领奖请求：{prize}。" if zh else f"Claim received: {prize}."
-    weight = getattr(result, "weight", None)
+        # "pending": a coupon prize gets its code at the next expire step (minutes).
+        again = lottery.claim_keywords[0] if lottery.claim_keywords else ""
+        return (
+            f"已领取 {prize}，兑换码稍后发放，届时再发送「{again}」即可查看。"
+            if zh
+            else f"{prize} claimed; your code comes shortly: send {again} again to see it."
+        )
+    weight = entry_weight(lottery, result)
     tickets = int(getattr(result, "tickets", 1) or 1)
     pending = list(getattr(result, "pending", ()) or ())
     if zh:
         head = "你已经参加过" if result.repeat else "已参加"
         text = f"{head}「{title}」（{tickets} 张券"
-        text += f"，权重 {weight}）。" if weight is not None else "）。"
+        text += (
+            f"，权重 {weight}）。" if weight is not None else "，权重按截止时窗口内打卡次数计）。"
+        )
         if result.cost_points:
             text += f"花费 {result.cost_points} 积分。"
         if pending:
@@ -307,12 +316,30 @@ def lottery_answer_text(community: Community, lottery: Lottery, result: Any) -> 
         return text
     head = "Already entered" if result.repeat else "Entered"
     text = f"{head}: {title} ({tickets} ticket{'s' if tickets != 1 else ''}"
-    text += f", weight {weight})." if weight is not None else ")."
+    text += (
+        f", weight {weight})."
+        if weight is not None
+        else ", weight = your check-ins in the window, counted at the close)."
+    )
     if result.cost_points:
         text += f" Cost: {result.cost_points} points."
     if pending:
         text += " Still needed by the close: " + "; ".join(pending) + "."
     return text
+
+
+def entry_weight(lottery: Lottery, result: Any) -> int | None:
+    """The entry's weight in the draw if it is known at entry: the service's own
+    (``result.weight``) when it gives one, else the lottery's weighting of the tickets
+    (``equal``: 1; ``tickets``: the tickets, capped). None for ``checkins`` weighting:
+    that weight is the member's check-ins in the window, counted at the close."""
+    given = getattr(result, "weight", None)
+    if isinstance(given, int):
+        return given
+    if lottery.weighting.mode == WeightMode.CHECKINS:
+        return None
+    facts = MemberFacts(member_id=result.member, tickets=int(result.tickets or 1))
+    return weight_of(lottery.weighting, facts)
 
 
 def lottery_refusal_text(community: Community, lottery: Lottery, exc: RequestError) -> str:
