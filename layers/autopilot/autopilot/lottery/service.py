@@ -861,9 +861,7 @@ class LotteryService:
 
     def _entrant_pairs(self, community_id: str, draw_id: str) -> Iterator[tuple[str, int]]:
         """The canonical entrant list, streamed from Query pages: eligible entries only."""
-        for entrant in self._store.entries(community_id, draw_id):
-            if entrant.weight is not None and not entrant.excluded:
-                yield entrant.member_id, entrant.weight
+        return self._store.weighted_entrants(community_id, draw_id)
 
     def _auto_enter(
         self,

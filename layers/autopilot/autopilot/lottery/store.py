@@ -467,6 +467,20 @@ class LotteryStore:
                 continue
             yield _entrant(item)
 
+    def weighted_entrants(self, community_id: str, draw_id: str) -> Iterator[tuple[str, int]]:
+        """The canonical entrant list: ``(member_id, weight)`` of each eligible entry in
+        member-id byte order, streamed from Query pages reading only those attributes
+        (the draw's memory stays O(winners); verdicts are never parsed here)."""
+        for item in EntryRow.query(
+            draw_pk(community_id, draw_id),
+            EntryRow.sk.startswith("E#"),
+            consistent_read=True,
+            page_size=QUERY_PAGE,
+            attributes_to_get=["pk", "sk", "member_id", "weight", "excluded"],
+        ):
+            if item.weight is not None and not item.excluded:
+                yield item.member_id, int(item.weight)
+
     def save_entry(self, row: EntryRow, *, create: bool) -> bool:
         """Write an entry row (``create``: only if absent); False if it already exists."""
         try:
