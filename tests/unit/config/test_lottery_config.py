@@ -418,6 +418,16 @@ def test_a_lottery_time_inside_quiet_hours_is_a_warning() -> None:
     ]
 
 
+def test_a_disabled_lottery_in_quiet_hours_does_not_warn_but_is_still_checked() -> None:
+    text = edit('opens: "0 8 * * 1"', 'opens: "0 0 * * 1"')
+    text = edit(
+        "        title: 周五抽奖\n", "        title: 周五抽奖\n        enabled: false\n", text
+    )
+    assert validate(text).findings == []
+    broken = edit("min_checkins: 3", "min_checkins: 6", text)
+    assert [w for _, w, _ in errors(validate(broken))] == [f"{L}.eligibility.min_checkins"]
+
+
 def test_a_lottery_cron_in_a_dst_gap_warns_at_its_schedule_key() -> None:
     text = edit("timezone: Asia/Shanghai", "timezone: America/New_York")
     text = edit('    quiet_hours: {start: "00:00", end: "07:00"}\n', "", text)

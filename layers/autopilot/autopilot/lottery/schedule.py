@@ -339,8 +339,8 @@ def lottery_schedule_issues(
         where = issue.path if top in ("weight", "weight_cap") else ("eligibility", *issue.path)
         issues.append(ConfigIssue(where, issue.message, issue.severity))
     quiet = community.quiet_hours
-    if quiet is None or quiet.start == quiet.end:
-        return issues
+    if quiet is None or quiet.start == quiet.end or not lottery.enabled:
+        return issues  # a paused lottery posts nothing: its quiet-hours warning is noise
     for key in _STEPS:
         for cycle in cycles:
             wall = local_wall(getattr(cycle, f"{key}_utc"), tz)
