@@ -48,7 +48,10 @@ from autopilot.dynamo import bind_table, transaction
 from autopilot.ledger.store import StockItem
 from autopilot.timeutil import iso_utc
 
-QUERY_PAGE = 1000  # entrants read per Query page (DynamoDB caps a page at 1 MB anyway)
+# Entrants per Query page: DynamoDB also stops a page at 1 MB, whichever comes first.
+# The iterator holds one page at a time, so a draw's memory is bounded by this (and by
+# the winners), never by the number of entrants.
+ENTRANTS_PAGE = 5000
 
 
 def draw_pk(community_id: str, draw_id: str) -> str:
@@ -461,7 +464,7 @@ class LotteryStore:
             EntryRow.sk.between(f"E#{after}", "E$") if after else EntryRow.sk.startswith("E#")
         )
         for item in EntryRow.query(
-            draw_pk(community_id, draw_id), condition, consistent_read=True, page_size=QUERY_PAGE
+            draw_pk(community_id, draw_id), condition, consistent_read=True, page_size=ENTRANTS_PAGE
         ):
             if after is not None and item.member_id == after:
                 continue
@@ -475,7 +478,7 @@ class LotteryStore:
             draw_pk(community_id, draw_id),
             EntryRow.sk.startswith("E#"),
             consistent_read=True,
-            page_size=QUERY_PAGE,
+            page_size=ENTRANTS_PAGE,
             attributes_to_get=["pk", "sk", "member_id", "weight", "excluded"],
         ):
             if item.weight is not None and not item.excluded:
