@@ -250,3 +250,47 @@ def test_a_claimed_coupon_gets_its_code_at_the_next_expire_step(stack, app):
     status = app.lotteries.status(community, "weekly", slot.member_id)
     assert status["my_prize"]["code"] == "ONLY" and status["my_prize"]["status"] == "paid"
     assert _given(community, "coffee") == {"ONLY": slot.ref}
+
+
+def test_winners_are_told_privately_once_and_a_rerolled_holder_too(stack, app):
+    lottery = make_lottery(claim_window=timedelta(days=1))
+    community = community_with(app, lottery)
+    stack.clock.set(OPENS)
+    app.lotteries.open(ctx(community, lottery, "open", OPENS))
+    for member in MEMBERS:
+        app.members.upsert(community, member, {"dm_address": f"dm-{member}"}, OPENS)
+        check_in_days(app, community, member, 1, OPENS + timedelta(hours=1))
+        app.lotteries.enter(community, "weekly", member, request_id=member, at_utc=OPENS)
+    stack.clock.set(CLOSES)
+    app.lotteries.close(ctx(community, lottery, "close", CLOSES))
+    stack.clock.set(DRAWS)
+    for _ in range(2):  # a duplicate occurrence tells nobody twice
+        assert app.lotteries.draw(ctx(community, lottery, "draw", DRAWS)).ok
+    slots = app.lottery_store.pay_items(community.id, "weekly-20261130T0000")
+    dms = [line for line in stack.lines() if line.get("to")]
+    assert sorted(d["to"] for d in dms) == sorted(f"dm-{s.member_id}" for s in slots)
+    assert all("领奖" in d["text"] and "前回复" in d["text"] for d in dms)
+    later = DRAWS + timedelta(days=1, minutes=15)
+    stack.clock.set(later)
+    app.lotteries.expire(ctx(community, lottery, "expire", later))
+    new_holders = {
+        s.member_id for s in app.lottery_store.pay_items(community.id, "weekly-20261130T0000")
+    }
+    dms = [line["to"] for line in stack.lines() if line.get("to")]
+    assert len(dms) == len(set(dms)) == 8  # 4 winners, then the 4 who replaced them
+    assert {f"dm-{m}" for m in new_holders} <= set(dms)
+
+
+def test_a_member_who_left_cannot_enter(stack, app):
+    from autopilot.errors import MemberLeft
+
+    lottery = make_lottery()
+    community = community_with(app, lottery)
+    stack.clock.set(OPENS)
+    app.lotteries.open(ctx(community, lottery, "open", OPENS))
+    check_in_days(app, community, "gone", 1, OPENS + timedelta(hours=1))
+    app.members.leave(community, "gone", OPENS + timedelta(hours=5))
+    with pytest.raises(MemberLeft):
+        app.lotteries.enter(
+            community, "weekly", "gone", request_id="r", at_utc=OPENS + timedelta(days=1)
+        )
