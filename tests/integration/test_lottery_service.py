@@ -398,3 +398,19 @@ def test_a_failed_extra_item_cancels_the_whole_ledger_movement(stack, app):
         is None
     )
     assert app.lotteries.status(community, "weekly", "ann")["my_entry"] is None
+
+
+def test_a_close_or_draw_without_this_weeks_opening_repeats_nothing_of_last_week(stack, app):
+    lottery = make_lottery()
+    community = _week(stack, app, lottery, MEMBERS[:3])
+    assert app.lotteries.draw(ctx(community, lottery, "draw", DRAWS)).ok
+    posts = len(stack.lines())
+    # Next week's open did not run (say the lottery was disabled over the weekend).
+    close, draw = CLOSES + timedelta(weeks=1), DRAWS + timedelta(weeks=1)
+    stack.clock.set(close)
+    closed = app.lotteries.close(ctx(community, lottery, "close", close))
+    stack.clock.set(draw)
+    drawn = app.lotteries.draw(ctx(community, lottery, "draw", draw))
+    assert closed.ok and closed.detail["draw_id"] is None
+    assert drawn.ok and drawn.detail["draw_id"] is None
+    assert len(stack.lines()) == posts

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -275,7 +275,9 @@ class LotteryService:
         list is hashed by Query pages and uploaded; then the closed post."""
         community = ctx.community
         lottery = _lottery(community, ctx.job.params.get("lottery"))
-        meta = self._draw_for(community, lottery, ctx.occurrence.scheduled_utc, "closes_utc")
+        meta = self._draw_for(
+            community, lottery, ctx.occurrence.scheduled_utc, "closes_utc", ("open", "closing")
+        )
         if meta is None:
             return _Outcome(notes=["no open draw to close"]).result()
         meta = self._close(community, lottery, meta)
@@ -290,7 +292,13 @@ class LotteryService:
         publish the record, pay or await claims, post the winners and DM them."""
         community = ctx.community
         lottery = _lottery(community, ctx.job.params.get("lottery"))
-        meta = self._draw_for(community, lottery, ctx.occurrence.scheduled_utc, "draws_utc")
+        meta = self._draw_for(
+            community,
+            lottery,
+            ctx.occurrence.scheduled_utc,
+            "draws_utc",
+            ("open", "closing", "closed", "drawn"),
+        )
         if meta is None:
             return _Outcome(notes=["no draw to run"]).result()
         if meta.state in ("open", "closing"):
@@ -734,10 +742,17 @@ class LotteryService:
         return meta
 
     def _draw_for(
-        self, community: Community, lottery: Lottery, scheduled: datetime, field_name: str
+        self,
+        community: Community,
+        lottery: Lottery,
+        scheduled: datetime,
+        field_name: str,
+        unfinished: Sequence[str],
     ) -> MetaItem | None:
         """The draw a close/draw occurrence at ``scheduled`` belongs to: the one whose
-        instant it is, else the newest opened before it whose instant has passed."""
+        instant it is, else (the schedule changed) the newest opened before it whose
+        instant has passed and whose step is ``unfinished`` (never an earlier draw's
+        finished step: its posts would go out again)."""
         fallback = None
         for draw_id in self._store.draws_of(community.id, lottery.id, until_utc=scheduled, limit=3):
             meta = self._store.meta(community.id, draw_id)
@@ -745,7 +760,11 @@ class LotteryService:
                 continue
             if getattr(meta, field_name) == iso_utc(scheduled):
                 return meta
-            if fallback is None and parse_iso(getattr(meta, field_name)) <= scheduled:
+            if (
+                fallback is None
+                and meta.state in unfinished
+                and parse_iso(getattr(meta, field_name)) <= scheduled
+            ):
                 fallback = meta
         return fallback
 
