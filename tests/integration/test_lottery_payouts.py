@@ -148,7 +148,7 @@ def test_rerolls_on_claim_expiry_never_repeat_a_winner_and_the_record_verifies(s
     everyone = [w["member_id"] for w in data["winners"]] + [r["member_id"] for r in data["rerolls"]]
     assert len(everyone) == len(set(everyone)) == len(MEMBERS)  # all ranks used, none twice
     assert all(r["reason"] == "unclaimed" for r in data["rerolls"])
-    entrants = app.lotteries._entrant_pairs(community.id, "weekly-20261130T0000")
+    entrants = app.lotteries.entrant_list(community, "weekly")
     assert drawlib.verify_json(record["text"], entrants).verified
     with pytest.raises(NothingToClaim):
         app.lotteries.claim(community, "weekly", everyone[1], at_utc=when)

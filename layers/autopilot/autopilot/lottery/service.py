@@ -543,6 +543,19 @@ class LotteryService:
             "text": text,
         }
 
+    def entrant_list(
+        self, community: Community, lottery_id: str, *, draw_id: str | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """The draw's canonical entrant list once closed (``(member_id, weight)`` in
+        member-id byte order, streamed from Query pages): what ``verify`` takes.
+        ``LotteryConflict`` (409) before the close."""
+        lottery = _lottery(community, lottery_id)
+        meta = self._meta_for(community, lottery, draw_id, required=True)
+        assert meta is not None
+        if not meta.entrants_hash:
+            raise LotteryConflict(f"draw {meta.draw_id} is {meta.state}: no entrant list yet")
+        return self._entrant_pairs(community.id, meta.draw_id)
+
     def claim(
         self, community: Community, lottery_id: str, member_id: str, *, at_utc: datetime
     ) -> dict[str, Any]:
