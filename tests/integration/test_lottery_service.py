@@ -414,3 +414,31 @@ def test_a_close_or_draw_without_this_weeks_opening_repeats_nothing_of_last_week
     assert closed.ok and closed.detail["draw_id"] is None
     assert drawn.ok and drawn.detail["draw_id"] is None
     assert len(stack.lines()) == posts
+
+
+def test_draw_seeds_are_fresh_unless_a_simulation_sets_their_source(stack, app):
+    import hashlib
+
+    from autopilot.lottery.service import set_seed_source
+
+    lottery = make_lottery()
+    community = community_with(app, lottery)
+    previous = set_seed_source(
+        lambda community_id, draw_id: hashlib.sha256(draw_id.encode()).digest()
+    )
+    try:
+        stack.clock.set(OPENS)
+        app.lotteries.open(ctx(community, lottery, "open", OPENS))
+    finally:
+        set_seed_source(previous)
+    expected = hashlib.sha256(hashlib.sha256(DRAW_ID.encode()).digest()).hexdigest()
+    assert app.lotteries.status(community, "weekly", "x")["commitment"] == expected
+    # The default: 32 fresh bytes from secrets for the next week's draw.
+    later = OPENS + timedelta(weeks=1)
+    stack.clock.set(later)
+    app.lotteries.open(ctx(community, lottery, "open", later))
+    seed = app.lottery_store.seed(community.id, "weekly-20261207T0000")
+    assert (
+        len(bytes.fromhex(seed)) == 32
+        and seed != hashlib.sha256(b"weekly-20261207T0000").hexdigest()
+    )

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -100,6 +100,30 @@ MAX_CODE_ATTEMPTS = 8
 PAYABLE = ("pending", "awaiting_claim", "short")  # slot statuses a payment may move on
 RECORD_PREFIX = "lotteries"
 _WEEKDAYS_ZH = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
+
+
+SeedSource = Callable[[str, str], bytes]
+"""Makes the secret seed of a draw from ``(community id, draw id)``."""
+
+
+def _fresh_seed(community_id: str, draw_id: str) -> bytes:
+    return drawlib.new_seed()  # secrets.token_bytes: unpredictable, never derived
+
+
+_seed_source: SeedSource = _fresh_seed
+
+
+def set_seed_source(source: SeedSource | None) -> SeedSource:
+    """Replace how draw seeds are made (``None``: fresh ``secrets`` bytes, the default
+    and the only choice in production); returns the previous source.
+
+    For simulations and tests only, like ``autopilot.clock.set_clock``: a simulated
+    week must be the same for the same simulation seed, commitments included.
+    """
+    global _seed_source
+    previous = _seed_source
+    _seed_source = source or _fresh_seed
+    return previous
 
 
 @dataclass(frozen=True)
@@ -229,7 +253,8 @@ class LotteryService:
         out = _Outcome(cycle.draw_id)
         meta = self._store.meta(community.id, cycle.draw_id)
         if meta is None:
-            seed_hex = self._store.put_seed(community.id, cycle.draw_id, drawlib.new_seed().hex())
+            seed = _seed_source(community.id, cycle.draw_id)
+            seed_hex = self._store.put_seed(community.id, cycle.draw_id, seed.hex())
             commitment = drawlib.commit(bytes.fromhex(seed_hex))
             plan = lottery.plan
             meta = MetaItem(
@@ -1445,4 +1470,4 @@ def entrant_json_missing(member_id: str) -> str:
     )
 
 
-__all__ = ["EntryResult", "LotteryService"]
+__all__ = ["EntryResult", "LotteryService", "SeedSource", "set_seed_source"]
