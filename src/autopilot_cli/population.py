@@ -28,6 +28,8 @@ ARCHETYPES = (
 )
 WEEKEND_FACTOR = 0.8
 REDEEM_PROBABILITY = 0.03
+# After a check-in, the chance a member who has not entered this week's draw enters it.
+LOTTERY_ENTRY_PROBABILITY = 0.5
 
 
 @dataclass
@@ -96,3 +98,8 @@ def checkin_time(
 def wants_to_redeem(rng: random.Random) -> bool:
     """Whether a member who can afford a reward redeems one after this check-in."""
     return rng.random() < REDEEM_PROBABILITY
+
+
+def wants_to_enter_lottery(rng: random.Random) -> bool:
+    """Whether a member, on this visit, enters the open lottery they have not entered."""
+    return rng.random() < LOTTERY_ENTRY_PROBABILITY

@@ -18,6 +18,7 @@ read back from the tables at the end, not accumulated while running.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -31,12 +32,20 @@ from typing import Any, TextIO
 
 from autopilot.clock import ManualClock, set_clock
 from autopilot.config.model import Community, Config
+from autopilot.lottery.schedule import Cycle, cycle_opened_at, next_firing
+from autopilot.lottery.service import SeedSource, set_seed_source
 from autopilot.scheduler.rules import next_due
 from autopilot.timeutil import iso_utc, parse_iso, zone
 
 from autopilot_cli.configfile import published_document, validate_file
 from autopilot_cli.local.runtime import LocalRuntime, SqsEventSource, scheduled_event
-from autopilot_cli.population import SimMember, checkin_time, population, wants_to_redeem
+from autopilot_cli.population import (
+    SimMember,
+    checkin_time,
+    population,
+    wants_to_enter_lottery,
+    wants_to_redeem,
+)
 
 DISPATCHER = "DispatcherFunction"
 API_FUNCTION = "ApiFunction"
@@ -134,10 +143,20 @@ def run_simulation(
     outages = outages or []
     clock = ManualClock(start)
     previous_clock = set_clock(clock)
+    # Draw seeds from the simulation's seed: the same --seed gives the same week,
+    # commitments included (production always uses fresh secrets bytes).
+    previous_seeds = set_seed_source(_simulated_seeds(seed))
     os.environ["AUTOPILOT_OUTPUT_DIR"] = str(out.resolve())
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     ticks = 0
-    stats: dict[str, int] = {"checkins": 0, "repeats": 0, "redemptions": 0, "refused": 0}
+    stats: dict[str, int] = {
+        "checkins": 0,
+        "repeats": 0,
+        "redemptions": 0,
+        "refused": 0,
+        "lottery_entries": 0,
+        "lottery_refused": 0,
+    }
     work = {"batches": 0, "errors": 0}
     meter = Progress(progress, start, days) if progress is not None else None
     day_started, day_index = 0, 0
@@ -171,6 +190,10 @@ def run_simulation(
                 raise SystemExit(f"template.yaml has no {API_FUNCTION}: members cannot check in")
             member_rng = random.Random(f"{seed}/actions")
             balances: dict[tuple[str, str], int] = {}
+            cycles = _lottery_cycles(config, start, end)
+            entered: set[tuple[str, str, str]] = set()
+            # Its own stream, so lottery choices never shift the members' other choices.
+            lottery_rng = random.Random(f"{seed}/lottery")
             now = start
             pending_tick: datetime | None = None
             index = 0
@@ -205,6 +228,9 @@ def run_simulation(
                     clock.set(at)
                     with contextlib.redirect_stdout(console_log):
                         _member_visit(runtime, community, member, at, balances, member_rng, stats)
+                        _enter_lotteries(
+                            runtime, community, member, at, cycles, entered, lottery_rng, stats
+                        )
                     continue
                 assert pending_tick is not None
                 clock.set(pending_tick)
@@ -219,11 +245,13 @@ def run_simulation(
             summary["member_activity"] = stats
             summary["worker"] = work
             summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
+            summary["lotteries"] = collect_lotteries(runtime, config, cycles)
     finally:
         if meter is not None:
             meter.close()
         console_log.close()
         set_clock(previous_clock)
+        set_seed_source(previous_seeds)
     (out / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
@@ -368,6 +396,136 @@ def _member_visit(
         }
         redeemed = _call(runtime, "POST", "/redemptions", body, claims, at)
         stats["redemptions" if redeemed else "refused"] += 1
+
+
+def _simulated_seeds(seed: int) -> SeedSource:
+    """Draw seeds derived from the simulation seed (deterministic, still 32 bytes)."""
+
+    def source(community_id: str, draw_id: str) -> bytes:
+        return hashlib.sha256(f"simulate/{seed}/{community_id}/{draw_id}".encode()).digest()
+
+    return source
+
+
+def _lottery_cycles(
+    config: Config, start: datetime, end: datetime
+) -> dict[tuple[str, str], list[Cycle]]:
+    """Every cycle of every enabled lottery that opens in ``[start, end)``."""
+    cycles: dict[tuple[str, str], list[Cycle]] = {}
+    for community in config.communities:
+        tz = zone(community.timezone)
+        for lottery in community.lotteries:
+            if not lottery.enabled:
+                continue
+            found = cycles.setdefault((community.id, lottery.id), [])
+            after = start - timedelta(microseconds=1)
+            while True:
+                opened = next_firing(lottery.opens, tz, after, horizon=end - after)
+                if opened is None or opened.scheduled_utc >= end:
+                    break
+                found.append(cycle_opened_at(lottery, tz, opened.scheduled_utc))
+                after = opened.scheduled_utc
+    return cycles
+
+
+def _enter_lotteries(
+    runtime: LocalRuntime,
+    community: Community,
+    member: SimMember,
+    at: datetime,
+    cycles: dict[tuple[str, str], list[Cycle]],
+    entered: set[tuple[str, str, str]],
+    rng: random.Random,
+    stats: dict[str, int],
+) -> None:
+    """After a check-in, a member sometimes enters an open lottery (once per draw)."""
+    for lottery in community.lotteries:
+        if lottery.entry != "enter":
+            continue
+        cycle = next(
+            (
+                c
+                for c in cycles.get((community.id, lottery.id), ())
+                if c.opens_utc <= at < c.closes_utc
+            ),
+            None,
+        )
+        key = (community.id, cycle.draw_id if cycle else "", member.id)
+        if cycle is None or key in entered or not wants_to_enter_lottery(rng):
+            continue
+        claims = {
+            "sub": member.id,
+            "roles": "member",
+            "name": member.display_name,
+            "scope": "autopilot/member",
+        }
+        body = {"community": community.id, "request_id": f"sim-{cycle.draw_id}-{member.id}"}
+        answer = _call(runtime, "POST", f"/lotteries/{lottery.id}/entries", body, claims, at)
+        if answer is None:
+            stats["lottery_refused"] += 1
+            continue
+        entered.add(key)
+        stats["lottery_entries"] += 1
+
+
+def collect_lotteries(
+    runtime: LocalRuntime, config: Config, cycles: dict[tuple[str, str], list[Cycle]]
+) -> list[dict[str, Any]]:
+    """Each draw of the period: entrants, hash, commitment, winners and whether its
+    published record verifies (the verifier run on the record and the entrant list)."""
+    from autopilot.aws import client
+    from autopilot.lottery.draw import parse_entrants, verify_json
+
+    bucket = runtime.function_env(DISPATCHER)["EXPORT_BUCKET"]
+    s3 = client("s3", runtime.region)
+    reader = {"sub": "sim-auditor", "roles": "member", "scope": "autopilot/member"}
+    draws: list[dict[str, Any]] = []
+    for (community_id, lottery_id), found in sorted(cycles.items()):
+        for cycle in found:
+            query = {"community": community_id, "draw": cycle.draw_id}
+            status = _get(runtime, f"/lotteries/{lottery_id}", query, reader)
+            row: dict[str, Any] = {
+                "community": community_id,
+                "lottery": lottery_id,
+                "draw_id": cycle.draw_id,
+                "state": status.get("state", "not_open") if status else "not_open",
+                "entries": int(status.get("entries", 0)) if status else 0,
+                "entrants": status.get("entrants") if status else None,
+                "entrants_hash": status.get("entrants_hash") if status else None,
+                "commitment": status.get("commitment") if status else None,
+                "winners": [
+                    {"member": w["member"], "prize": w["prize"], "status": w["status"]}
+                    for w in (status or {}).get("winners", [])
+                ],
+                "verified": None,
+            }
+            published = _get(runtime, f"/lotteries/{lottery_id}/record", query, reader)
+            if published is not None:
+                entrants_key = published.get("entrants_key")
+                entrants = None
+                if entrants_key:
+                    body = s3.get_object(Bucket=bucket, Key=entrants_key)["Body"].read()
+                    entrants = list(parse_entrants(body.splitlines(keepends=True)))
+                result = verify_json(published["text"], entrants)
+                row["record_key"] = published.get("record_key")
+                row["verified"] = result.verified
+                if not result.verified:
+                    row["differences"] = list(result.differences)
+            draws.append(row)
+    return draws
+
+
+def _get(
+    runtime: LocalRuntime, path: str, query: dict[str, str], claims: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A GET through the API function (None for any 4xx/5xx answer)."""
+    event = runtime.http_api_event(
+        "GET", path, query=query, jwt_claims=claims, jwt_scopes=["autopilot/member"]
+    )
+    response = runtime.invoke(API_FUNCTION, event)
+    if int(response.get("statusCode", 500)) >= 300:
+        return None
+    return dict(json.loads(response.get("body") or "{}"))
 
 
 def _call(
@@ -547,6 +705,14 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
                     line += f" ({occ['reason']})"
                 line += _work_note(occ.get("work"))
                 out.write(line + "\n")
+    for draw in summary.get("lotteries", []):
+        winners = ", ".join(f"{w['member']} ({w['prize']})" for w in draw["winners"])
+        verified = {True: "VERIFIED", False: "NOT VERIFIED", None: "no record"}[draw["verified"]]
+        out.write(
+            f"Lottery {draw['community']}/{draw['draw_id']}: {draw['state']}, "
+            f"{draw['entries']} entries, {draw['entrants'] or 0} entrants; "
+            f"{verified}; winners: {winners or 'none'}\n"
+        )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
     delivered = sum(1 for p in summary["posts"] if p["status"] == "published")
     out.write(f"\nOccurrences: {counts}; deliveries: {delivered}\n")

@@ -101,7 +101,7 @@ DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
     # open is not in it, the one of the 15th (00:00Z, the window's end) is.
     (SR, "lottery.weekly.close", "2027-03-12T19:55", CN, "2027-03-12T11:55:00Z", F),
     (SR, "lottery.weekly.draw", "2027-03-12T20:00", CN, "2027-03-12T12:00:00Z", F),
-    (SR, "lottery.weekly.open", "2027-03-15T08:00", CN, "2027-03-15T00:00:00Z", F),
+    (SR, "lottery.weekly.open", "2027-03-08T09:00", CN, "2027-03-08T01:00:00Z", F),
     (DW, "lottery.weekly.open", "2027-03-08T08:00", EST, "2027-03-08T13:00:00Z", F),
     (DW, "lottery.weekly.close", "2027-03-12T19:55", EST, "2027-03-13T00:55:00Z", F),
     (DW, "lottery.weekly.draw", "2027-03-12T20:00", EST, "2027-03-13T01:00:00Z", F),
@@ -155,7 +155,7 @@ MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
     # The weekly lotteries: Friday the 29th's close and draw, Monday the 1st's open.
     (SR, "lottery.weekly.close", "2027-01-29T19:55", CN, "2027-01-29T11:55:00Z", F),
     (SR, "lottery.weekly.draw", "2027-01-29T20:00", CN, "2027-01-29T12:00:00Z", F),
-    (SR, "lottery.weekly.open", "2027-02-01T08:00", CN, "2027-02-01T00:00:00Z", F),
+    (SR, "lottery.weekly.open", "2027-02-01T09:00", CN, "2027-02-01T01:00:00Z", F),
     (DW, "lottery.weekly.close", "2027-01-29T19:55", EST, "2027-01-30T00:55:00Z", F),
     (DW, "lottery.weekly.draw", "2027-01-29T20:00", EST, "2027-01-30T01:00:00Z", F),
     (DW, "lottery.weekly.open", "2027-02-01T08:00", EST, "2027-02-01T13:00:00Z", F),
@@ -335,6 +335,30 @@ def test_members_check_in_and_the_ledger_reconciles(week):
     rows = (week.out_dir / "ledger.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("entry_id,at_utc,community_id,member_id,reason,amount")
     assert len(rows) - 1 == ledger["entries"]
+
+
+def test_each_weekly_lottery_draws_verifiably_and_pays_through_the_ledger(week):
+    """Members enter as people would; each community's draw of the week is published,
+    recomputed by the verifier from its record and entrant list, and paid in the ledger."""
+    import csv
+
+    draws = week.summary["lotteries"]
+    assert {(d["community"], d["lottery"]) for d in draws} == {(SR, "weekly"), (DW, "weekly")}
+    assert week.summary["member_activity"]["lottery_entries"] == sum(d["entries"] for d in draws)
+    with open(week.out_dir / "ledger.csv", encoding="utf-8") as handle:
+        prizes = [r for r in csv.DictReader(handle) if r["reason"] == "lottery_prize"]
+    paid = sorted((r["community_id"], r["member_id"]) for r in prizes)
+    winners = []
+    for draw in draws:
+        assert draw["state"] == "paid", draw
+        assert draw["verified"] is True, draw.get("differences")
+        assert 0 < draw["entrants"] <= draw["entries"]
+        assert len(draw["commitment"]) == 64 and len(draw["entrants_hash"]) == 64
+        # 1 first prize and 3 second prizes, to 4 different members.
+        members = [w["member"] for w in draw["winners"]]
+        assert len(members) == 4 == len(set(members))
+        winners += [(draw["community"], m) for m in members]
+    assert paid == sorted(winners)
 
 
 def test_evening_post_shows_live_check_in_counts(week):
