@@ -237,6 +237,9 @@ def _account(handler: BaseResponse, request_signer: Any) -> str:
     return get_account_id_from(access_key)
 
 
+_BACKEND_LOCK = threading.RLock()
+
+
 def _answer(operation_name: str, params: dict[str, Any], request_signer: Any) -> Any:
     """(status, headers, body) exactly as moto's ``DynamoHandler.call_action`` answers."""
     handler = DynamoHandler()
@@ -268,7 +271,11 @@ def _answer(operation_name: str, params: dict[str, Any], request_signer: Any) ->
     response_headers = handler.response_headers
     _memo.parses = {}
     try:
-        response = getattr(handler, camelcase_to_underscores(operation_name))()
+        # moto's in-process backend is not thread-safe (a Query iterating a partition
+        # while another thread writes to it fails with "dictionary changed size"):
+        # one request at a time reaches it, as each item is serialised in DynamoDB.
+        with _BACKEND_LOCK:
+            response = getattr(handler, camelcase_to_underscores(operation_name))()
     except ServiceException as error:
         status, error_headers, error_body = handler.serialized(ActionResult(error))
         error_headers["status"] = status
