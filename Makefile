@@ -86,6 +86,7 @@ bench: setup
 	$(BIN)/python benchmarks/dispatch.py --sizes 10,1000,10000
 	$(BIN)/python benchmarks/simulate_month.py --days 30 --members 1000
 	$(BIN)/python benchmarks/lottery_draw.py --sizes 10000,1000000
+	$(BIN)/python benchmarks/lottery_service.py --sizes 10000,1000000
 
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -69,6 +69,9 @@ def print_preview(rows: list[PreviewRow], out: TextIO | None = None) -> None:
     if not rows:
         out.write("nothing scheduled in this window\n")
         return
+    # Columns as wide as the longest value (lottery jobs: lottery.<id>.<step>).
+    job_width = max(18, *(len(r.job.id) for r in rows))
+    action_width = max(8, *(len(r.job.action) for r in rows))
     current = None
     for row in rows:
         tz = zone(row.community.timezone)
@@ -81,9 +84,9 @@ def print_preview(rows: list[PreviewRow], out: TextIO | None = None) -> None:
                 f"— {local:%Y-%m-%d %a}\n"
             )
         notes = row.notes()
-        out.write(
+        line = (
             f"  {local.strftime('%H:%M %Z'):<10} {iso_utc(row.occurrence.scheduled_utc)}  "
-            f"{row.job.id:<18} {row.job.action:<8}"
+            f"{row.job.id:<{job_width}} {row.job.action:<{action_width}}"
             + (f"  ⚠ {'; '.join(notes)}" if notes else "")
-            + "\n"
         )
+        out.write(line.rstrip() + "\n")

@@ -215,6 +215,22 @@ def test_preview_lists_the_lottery_steps() -> None:
     ]
 
 
+def test_preview_columns_fit_the_lottery_job_ids() -> None:
+    """lottery.<id>.<step> is longer than ops' job ids: the columns widen for it."""
+    import io
+
+    from autopilot_cli.preview import print_preview
+
+    config = validate(BASE).config
+    assert config is not None
+    out = io.StringIO()
+    print_preview(preview_rows(config, datetime(2026, 3, 1, tzinfo=UTC), 7), out)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("  ")]
+    assert len(lines) == 3
+    assert len({line.index("lottery_") for line in lines}) == 1  # the action column aligns
+    assert all(line == line.rstrip() for line in lines)
+
+
 def test_the_published_document_parses_to_the_same_lotteries() -> None:
     """Functions read the pushed JSON with parse_config: the same typed lotteries."""
     loaded = load_yaml_with_lines(BASE)
