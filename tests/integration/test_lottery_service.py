@@ -19,7 +19,7 @@ from autopilot.errors import (
     UnknownLottery,
 )
 from autopilot.lottery import draw as drawlib
-from autopilot.lottery.store import EntryRow, draw_pk
+from autopilot.lottery.store import EntryRow, FrozenChunk, draw_pk
 
 from .lottery_support import (
     CLOSES,
@@ -109,6 +109,29 @@ def test_a_weekly_cycle_opens_closes_draws_pays_and_publishes_a_verified_record(
     assert status["commitment"] in posts[0]
     assert status["entrants_hash"] in posts[1] and "12 人" in posts[1]
     assert all(w in posts[2] for w in winners)
+
+
+def test_the_close_freezes_the_list_in_chunks_the_draw_reads_back_exactly(stack, app, monkeypatch):
+    """The draw and rerolls read the frozen chunks, not the entry rows: they must hold
+    the eligible rows, in order, across chunk boundaries (small chunks here)."""
+    import autopilot.lottery.service as service_module
+
+    monkeypatch.setattr(service_module, "FROZEN_CHUNK_BYTES", 20)
+    lottery = make_lottery()
+    community = _week(stack, app, lottery)
+    rows = list(app.lottery_store.weighted_entrants(community.id, DRAW_ID))
+    frozen = list(app.lottery_store.frozen_entrants(community.id, DRAW_ID))
+    assert frozen == rows and len(rows) == len(MEMBERS)
+    chunks = list(
+        FrozenChunk.query(
+            draw_pk(community.id, DRAW_ID), FrozenChunk.sk.startswith("F#"), consistent_read=True
+        )
+    )
+    assert len(chunks) > 3 and sum(int(c.entrants) for c in chunks) == len(rows)
+    assert all(len(c.data) <= 20 for c in chunks)
+    assert app.lotteries.draw(ctx(community, lottery, "draw", DRAWS)).ok
+    record = app.lotteries.record(community, "weekly")
+    assert drawlib.verify_json(record["text"], iter(frozen)).verified
 
 
 def test_duplicate_and_concurrent_draw_occurrences_pay_once(stack, app):

@@ -76,6 +76,7 @@ from autopilot.lottery.prizes import (
 )
 from autopilot.lottery.schedule import cycle_opened_at
 from autopilot.lottery.store import (
+    FROZEN_CHUNK_BYTES,
     EntryRow,
     HolderItem,
     LotteryStore,
@@ -579,7 +580,7 @@ class LotteryService:
         assert meta is not None
         if not meta.entrants_hash:
             raise LotteryConflict(f"draw {meta.draw_id} is {meta.state}: no entrant list yet")
-        return self._entrant_pairs(community.id, meta.draw_id)
+        return self._store.frozen_entrants(community.id, meta.draw_id)
 
     def claim(
         self, community: Community, lottery_id: str, member_id: str, *, at_utc: datetime
@@ -885,10 +886,25 @@ class LotteryService:
             self._judge_entries(community, lottery, meta, window, closes)
         hasher = drawlib.EntrantsHasher()
         key = f"{RECORD_PREFIX}/{community.id}/{meta.draw_id}/entrants.tsv"
+        chunk, chunk_count, chunks = bytearray(), 0, 0
         with tempfile.TemporaryFile() as spool:
             for member_id, weight in self._entrant_pairs(community.id, meta.draw_id):
                 encoded = hasher.add(member_id, weight)
-                spool.write(b"%s\t%d\n" % (encoded, weight))
+                line = b"%s\t%d\n" % (encoded, weight)
+                spool.write(line)
+                if len(chunk) + len(line) > FROZEN_CHUNK_BYTES:
+                    self._store.put_frozen_chunk(
+                        community.id, meta.draw_id, chunks, bytes(chunk), chunk_count
+                    )
+                    chunk, chunk_count, chunks = bytearray(), 0, chunks + 1
+                chunk += line
+                chunk_count += 1
+            if chunk:
+                # The frozen list the draw and rerolls read (deterministic chunks: a
+                # rerun of the close writes the same items).
+                self._store.put_frozen_chunk(
+                    community.id, meta.draw_id, chunks, bytes(chunk), chunk_count
+                )
             spool.seek(0)
             self._s3.upload_fileobj(
                 spool,
@@ -917,7 +933,8 @@ class LotteryService:
         return self._store.meta(community.id, meta.draw_id) or meta
 
     def _entrant_pairs(self, community_id: str, draw_id: str) -> Iterator[tuple[str, int]]:
-        """The canonical entrant list, streamed from Query pages: eligible entries only."""
+        """The eligible entry rows as ``(member_id, weight)`` in canonical order, from
+        Query pages: what the close freezes (the draw and rerolls read the frozen list)."""
         return self._store.weighted_entrants(community_id, draw_id)
 
     def _auto_enter(
@@ -1044,7 +1061,7 @@ class LotteryService:
             )
         external = meta.external_value or ""
         record = drawlib.draw(
-            self._entrant_pairs(community.id, meta.draw_id),
+            self._store.frozen_entrants(community.id, meta.draw_id),
             seed=bytes.fromhex(seed_hex),
             entrants_hash=meta.entrants_hash or "",
             prizes=plan.draw_prizes(),
@@ -1309,7 +1326,7 @@ class LotteryService:
             try:
                 record = drawlib.reroll(
                     record,
-                    self._entrant_pairs(community.id, meta.draw_id),
+                    self._store.frozen_entrants(community.id, meta.draw_id),
                     replaces_rank=int(slot.rank),
                     reason=reason,
                 )

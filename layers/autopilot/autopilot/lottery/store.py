@@ -12,6 +12,9 @@
     the entry is pending or when it was excluded at the close), the eligibility
     verdict (``Eligibility.to_json``). A Query of ``begins_with(sk, "E#")`` returns
     entries in member-id byte order: the canonical entrant-list order.
+  * ``sk = F#<chunk:06d>`` — the frozen entrant list, written by the close: at most
+    ``FROZEN_CHUNK_BYTES`` of its canonical serialisation per item; the draw and
+    rerolls read these (Query pages of ``FROZEN_CHUNKS_PAGE``), never the rows.
   * ``sk = PAY#<slot:05d>`` — the prize of one slot: its current holder, rank,
     tier, ref, status (``pending|awaiting_claim|paid|short``), claim deadline and
     coupon code.
@@ -38,7 +41,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
@@ -46,8 +54,15 @@ from pynamodb.models import Model
 
 from autopilot.dynamo import bind_table, transaction
 from autopilot.ledger.store import StockItem
+from autopilot.lottery.draw import parse_entrants
 from autopilot.timeutil import iso_utc
 
+# The frozen entrant list is stored in chunks of at most this many bytes of its
+# canonical serialisation (well under DynamoDB's 400 KB item limit): a draw reads a
+# million entrants in ~25 Query pages of three chunks, and botocore decodes one
+# binary value per chunk instead of walking a structure per entrant (~80 us each).
+FROZEN_CHUNK_BYTES = 300_000
+FROZEN_CHUNKS_PAGE = 3
 # Entrants per Query page: DynamoDB also stops a page at 1 MB, whichever comes first.
 # The iterator holds one page at a time, so a draw's memory is bounded by this (and by
 # the winners), never by the number of entrants.
@@ -222,6 +237,18 @@ class WinItem(Model):
     draw_id = UnicodeAttribute()
 
 
+class FrozenChunk(Model):
+    """A piece of a closed draw's frozen entrant list, in its canonical serialisation."""
+
+    class Meta:
+        table_name = "LotteryTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # F#<chunk:06d>
+    data = BinaryAttribute(legacy_encoding=False)  # "member_id\tweight\n" lines
+    entrants = NumberAttribute()
+
+
 class SeedItem(Model):
     """A draw's secret seed (LotterySeedTable)."""
 
@@ -241,6 +268,7 @@ LOTTERY_MODELS: tuple[type[Model], ...] = (
     PointerItem,
     CodeItem,
     WinItem,
+    FrozenChunk,
 )
 
 
@@ -474,15 +502,55 @@ class LotteryStore:
         """The canonical entrant list: ``(member_id, weight)`` of each eligible entry in
         member-id byte order, streamed from Query pages reading only those attributes
         (the draw's memory stays O(winners); verdicts are never parsed here)."""
-        for item in EntryRow.query(
-            draw_pk(community_id, draw_id),
-            EntryRow.sk.startswith("E#"),
-            consistent_read=True,
-            page_size=ENTRANTS_PAGE,
-            attributes_to_get=["pk", "sk", "member_id", "weight", "excluded"],
-        ):
-            if item.weight is not None and not item.excluded:
-                yield item.member_id, int(item.weight)
+        # The raw pages, not models: building a PynamoDB model per row cost ~75 us, most
+        # of a million-entrant draw's CPU (docs/benchmarks.md, "Lottery").
+        connection = EntryRow._get_connection()
+        start: dict[str, Any] | None = None
+        while True:
+            page = connection.query(
+                draw_pk(community_id, draw_id),
+                EntryRow.sk.startswith("E#"),
+                attributes_to_get=["member_id", "weight", "excluded"],
+                consistent_read=True,
+                exclusive_start_key=start,
+                limit=ENTRANTS_PAGE,
+            )
+            for raw in page.get("Items", ()):
+                weight = raw.get("weight")
+                if weight is not None and not raw.get("excluded", {}).get("BOOL", False):
+                    yield raw["member_id"]["S"], int(weight["N"])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def put_frozen_chunk(
+        self, community_id: str, draw_id: str, index: int, data: bytes, count: int
+    ) -> None:
+        """Write chunk ``index`` of the frozen entrant list (the same bytes on a rerun)."""
+        FrozenChunk(
+            draw_pk(community_id, draw_id), f"F#{index:06d}", data=data, entrants=count
+        ).save()
+
+    def frozen_entrants(self, community_id: str, draw_id: str) -> Iterator[tuple[str, int]]:
+        """The frozen entrant list, ``(member_id, weight)`` in canonical order, streamed
+        from Query pages of chunks (one page in memory at a time)."""
+        connection = FrozenChunk._get_connection()
+        start: dict[str, Any] | None = None
+        while True:
+            page = connection.query(
+                draw_pk(community_id, draw_id),
+                FrozenChunk.sk.startswith("F#"),
+                consistent_read=True,
+                exclusive_start_key=start,
+                # Three chunks fit DynamoDB's 1 MB page; saying so bounds the memory
+                # everywhere (moto has no page size limit).
+                limit=FROZEN_CHUNKS_PAGE,
+            )
+            for raw in page.get("Items", ()):
+                yield from parse_entrants(raw["data"]["B"].splitlines(keepends=True))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def save_entry(self, row: EntryRow, *, create: bool) -> bool:
         """Write an entry row (``create``: only if absent); False if it already exists."""
