@@ -1,0 +1,1 @@
+"""Reminders (提醒): who to remind, once, at a decent hour, found without scanning."""
