@@ -11,7 +11,8 @@ The rule:
    (``supports_direct`` of the channel class: Telegram, Slack, Discord, and the
    local console/file/SNS channels) *and* the member has a DM address. Its text
    is the member's own rendered text (``Recipient.direct_text``), or else the
-   group template with ``{mentions}`` replaced by the member's name.
+   group template with ``{mentions}`` replaced by the member's name (a template
+   without the placeholder is sent as it is).
 2. **Group messages** for everyone else: the template with ``{mentions}``
    replaced by the batch's mentions (a template without the placeholder gets
    them on a line of their own above the text). Each platform @mentions its way:
@@ -21,10 +22,12 @@ The rule:
              WeCom shows the @names itself. Markdown: ``<@userid>`` in the text.
    dingtalk  ``at.atUserIds`` / ``at.atMobiles`` *and* ``@userid`` / ``@mobile``
              in the text (DingTalk only highlights an @ that appears in it).
-   feishu    ``<at user_id="…">name</at>`` in a text message.
+   feishu    ``<at user_id="…">name</at>`` in a text message (always text,
+             whatever the channel's ``msgtype``: a post would need ``at`` tags).
    slack     ``<@U…>`` in the text.
-   discord   ``<@id>`` in ``content`` with ``allowed_mentions.users`` listing
-             exactly those ids (``parse`` empty: no @everyone, no roles).
+   discord   ``<@id>`` in ``content`` (also with ``msgtype`` embed) with
+             ``allowed_mentions.users`` listing exactly those ids (``parse``
+             empty: no @everyone, no roles).
    telegram  a text mention by name: a ``text_mention`` entity (no parse mode),
              ``<a href="tg://user?id=…">`` (HTML) or ``[name](tg://user?id=…)``
              (Markdown/MarkdownV2). Needs the numeric user id.
@@ -67,7 +70,8 @@ Limits (sizes are imported from the channels, never restated here):
   ``MessageEntity``) document no maximum: :data:`UNDOCUMENTED_MENTION_LIMIT`
   (50) is our conservative bound there — far under anything those platforms
   have been seen to enforce, and a message notifying more reads as spam.
-  Local channels notify nobody: no mention limit.
+  Local channels notify nobody: no mention limit (``max_mentions`` does not
+  batch them either).
 """
 
 from __future__ import annotations
