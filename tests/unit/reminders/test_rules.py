@@ -28,6 +28,7 @@ from autopilot.reminders.rules import (
     StreakAtRiskSpec,
     converted,
     draws_today,
+    index_partition,
     index_sort_key,
     member_today,
     member_zone,
@@ -35,6 +36,7 @@ from autopilot.reminders.rules import (
     plan_selection,
     quiet_decision,
     reminder_key,
+    shard_of,
     skipped_counter,
     still_due,
     streak_risk,
@@ -49,6 +51,7 @@ B4 = time(4, 0)
 MIDNIGHT = time(0, 0)
 ONE = timedelta(days=1)
 NIGHT = QuietHours(start=time(22, 0), end=time(8, 0))
+SHARDS_OF_SAMPLE = [1, 1, 3, 3]  # sha256 of the UTF-8 id, first 8 bytes, mod 4
 
 
 def utc(*args: int) -> datetime:
@@ -178,6 +181,21 @@ def test_a_member_key_falls_in_the_range_iff_its_day_does(offset, member, active
     # DynamoDB compares strings by UTF-8 bytes.
     inside = low.encode() <= key.encode() <= high.encode()
     assert inside == (plan.first_day <= day <= plan.last_day)
+
+
+def test_shards_are_stable_and_spread_members():
+    # Fixed values: a shard must not change between processes or releases.
+    assert [shard_of(m, 4) for m in ("m1", "m2", "m3", "用户")] == SHARDS_OF_SAMPLE
+    counts = [0] * 4
+    for n in range(4000):
+        counts[shard_of(f"member-{n}", 4)] += 1
+    assert min(counts) > 900
+    assert shard_of("m1", 1) == 0
+    assert index_partition("c1", shard_of("m1", 4)) == f"c1#{SHARDS_OF_SAMPLE[0]}"
+    with pytest.raises(ValueError, match="shards must be an integer >= 1"):
+        shard_of("m1", 0)
+    with pytest.raises(ValueError, match="community 'c#1'"):
+        index_partition("c#1", 0)
 
 
 def test_draws_today_only_before_the_draw_on_the_same_community_day():

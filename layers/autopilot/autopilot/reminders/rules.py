@@ -35,9 +35,11 @@ Kinds and specs
 Selection plans (no Scan)
 -------------------------
 Selection reads a **sparse index of members by last check-in day**: partition
-key ``<community>#<shard>`` (a few shards spread the write load of a busy day),
-sort key ``<last_day ISO>#<member id>`` (:func:`index_sort_key`); it projects the
-streak, freezes, zone and opt-outs so selection needs no GetItem per member.
+key ``<community>#<shard>`` (:func:`index_partition`; a member's shard is
+:func:`shard_of`, a stable hash of the member id, so a few shards spread the
+write load of a busy day), sort key ``<last_day ISO>#<member id>``
+(:func:`index_sort_key`); it projects the streak, freezes, zone and opt-outs so
+selection needs no GetItem per member.
 :func:`plan_selection` turns a spec into a :class:`SelectionPlan`: the inclusive
 range of last check-in days to Query in each shard (``BETWEEN`` the two strings of
 :meth:`SelectionPlan.sort_key_range`) and an optional post-filter.
@@ -60,6 +62,13 @@ Each Query returns up to 1 MB per page, so its cost is (number of shards) +
 (bytes of the items in the range / 1 MB) requests: proportional to the members
 in the range, never to the table. For ``not_checked_in`` and ``inactive`` the
 items read are exactly the recipients.
+
+The range is in the **community's** days (the day of the occurrence's scheduled
+instant); :func:`still_due` then judges each member on their own day. A member
+whose own zone runs a day *ahead* of the community's at the job's time, and who
+checked in on the community's today (their yesterday), sorts under ``today`` and
+is not selected that run (widening the range to ``today`` would read everyone who
+checked in today): a known limit, met only by members far east of their community.
 
 At most once
 ------------
@@ -101,6 +110,7 @@ Per job and day the outcomes are counted under :data:`SELECTED`, :data:`SENT`,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -296,6 +306,27 @@ class SelectionPlan:
         if self.first_day is None or self.last_day is None:
             raise ValueError(f"a {self.source.value} selection has no day range")
         return self.first_day.isoformat(), self.last_day.isoformat() + "$"
+
+
+def shard_of(member_id: str, shards: int) -> int:
+    """The member's shard of the last-day index, ``0 <= shard < shards``: the first
+    8 bytes of the SHA-256 of the UTF-8 member id, modulo ``shards``. Stable across
+    processes and Python versions (``hash()`` is salted per process)."""
+    _positive(shards, "shards")
+    if not member_id:
+        raise ValueError("member id is empty")
+    digest = hashlib.sha256(member_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def index_partition(community: str, shard: int) -> str:
+    """The partition key of one shard of a community's last-day index:
+    ``<community>#<shard>``."""
+    if not community or "#" in community:
+        raise ValueError(f"community {community!r} must be non-empty and contain no '#'")
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
+        raise ValueError(f"shard must be an integer >= 0, got {shard!r}")
+    return f"{community}#{shard}"
 
 
 def index_sort_key(last_day: date, member_id: str) -> str:
