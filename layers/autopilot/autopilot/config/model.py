@@ -488,17 +488,24 @@ def _pool(col: _Collector, raw: d.PoolDoc, path: Path) -> Pool:
     return Pool(id=raw.id, items=items)
 
 
-def _template(col: _Collector, template: str, path: Path) -> None:
+def _template(
+    col: _Collector,
+    template: str,
+    path: Path,
+    known: frozenset[str] = TEMPLATE_FIELDS,
+    what: str = "",
+) -> None:
+    """Report bad syntax and fields outside ``known`` (``what``: " for a lottery post")."""
     try:
         names = template_fields(template)
     except ValueError as exc:
         col.error(path, f"bad template: {exc}")
         return
     for name in names:
-        if name not in TEMPLATE_FIELDS:
+        if name not in known:
             col.error(
                 path,
-                f"unknown template field {{{name}}} (known: {', '.join(sorted(TEMPLATE_FIELDS))})",
+                f"unknown template field {{{name}}}{what} (known: {', '.join(sorted(known))})",
             )
 
 
@@ -650,21 +657,6 @@ def default_lottery_template(locale: str, name: str) -> str:
     return _LOTTERY_TEMPLATES.get(locale, _LOTTERY_TEMPLATES["en"])[name]
 
 
-def _lottery_template(col: _Collector, template: str, path: Path) -> None:
-    try:
-        names = template_fields(template)
-    except ValueError as exc:
-        col.error(path, f"bad template: {exc}")
-        return
-    for name in names:
-        if name not in LOTTERY_TEMPLATE_FIELDS:
-            col.error(
-                path,
-                f"unknown template field {{{name}}} for a lottery post (known: "
-                f"{', '.join(sorted(LOTTERY_TEMPLATE_FIELDS))})",
-            )
-
-
 def _keyword(word: str) -> str:
     """A keyword as the chat webhook compares it: trimmed and case-folded."""
     return word.strip().casefold()
@@ -789,7 +781,7 @@ def _lottery(col: _Collector, raw: d.LotteryDoc, path: Path, ctx: _LotteryContex
     for key in ("announce", "closed", "winners", "claim_dm"):
         written = getattr(raw.posts, key)
         if written is not None:
-            _lottery_template(col, written, (*ppath, key))
+            _template(col, written, (*ppath, key), LOTTERY_TEMPLATE_FIELDS, " for a lottery post")
 
     # Crons, then the schedule they make and what it implies for eligibility.
     spath = (*path, "schedule")
