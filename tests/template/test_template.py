@@ -266,6 +266,11 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     }
     assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi1"}) == {"dynamodb:Query"}
     assert grants({"Fn::GetAtt": ["WorkQueue", "Arn"]}) == {"sqs:SendMessage"}
+    # Reminders: selection by Query on the sparse last-day index, batches enqueued,
+    # the "selected" counter added once per occurrence.
+    assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi2"}) == {"dynamodb:Query"}
+    assert grants({"Fn::GetAtt": ["ReminderQueue", "Arn"]}) == {"sqs:SendMessage"}
+    assert grants({"Fn::GetAtt": ["ReminderTable", "Arn"]}) == {"dynamodb:UpdateItem"}
     assert grants({"Fn::GetAtt": ["LotteryTable", "Arn"]}) == {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
@@ -287,7 +292,7 @@ def test_dispatcher_policy_is_least_privilege() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert len(granted) == 13
+    assert len(granted) == 16
 
 
 def test_only_the_dispatcher_may_touch_the_lottery_seeds() -> None:
@@ -346,6 +351,10 @@ def test_api_policy_is_least_privilege() -> None:
             "dynamodb:UpdateItem",
         },
         json.dumps({"Fn::Sub": "${ExportBucket.Arn}/lotteries/*"}): {"s3:GetObject"},
+        json.dumps({"Fn::GetAtt": ["ReminderTable", "Arn"]}): {
+            "dynamodb:BatchGetItem",
+            "dynamodb:UpdateItem",
+        },
         **_CONFIG_READ,
         json.dumps({"Fn::GetAtt": ["ApiLogGroup", "Arn"]}): {
             "logs:CreateLogStream",
@@ -370,6 +379,10 @@ def test_chat_webhook_policy_is_least_privilege() -> None:
             "dynamodb:UpdateItem",
         },
         json.dumps(WEBHOOK_SECRETS_ARN, sort_keys=True): {"ssm:GetParameter"},
+        json.dumps({"Fn::GetAtt": ["ReminderTable", "Arn"]}): {
+            "dynamodb:BatchGetItem",
+            "dynamodb:UpdateItem",
+        },
         **_CONFIG_READ,
         json.dumps({"Fn::GetAtt": ["ChatWebhookLogGroup", "Arn"]}): {
             "logs:CreateLogStream",
@@ -409,6 +422,7 @@ def test_every_api_route_requires_the_scope_of_its_role() -> None:
     assert {r: a["AuthorizationScopes"] for r, a in scopes.items()} == {
         "POST /checkins": member,
         "GET /me": member,
+        "PUT /me/preferences": member,
         "POST /redemptions": member,
         "GET /ledger": finance,
         "GET /ledger/summary": finance,

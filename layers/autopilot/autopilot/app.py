@@ -28,6 +28,8 @@ from autopilot.members.service import MemberService
 from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
 from autopilot.posts.store import PostStore
+from autopilot.reminders.service import ReminderQueue, ReminderService
+from autopilot.reminders.store import ReminderStore
 from autopilot.scheduler.index import ALL, Shard
 from autopilot.scheduler.service import Dispatcher, TickReport
 from autopilot.scheduler.store import SchedulerStore
@@ -110,8 +112,22 @@ class App:
             settings.export_bucket,
             clock=clock,
         )
+        # Reminders: selected by the dispatcher, sent by the reminder function,
+        # converted at check-in.
+        self.reminder_store = ReminderStore(settings.reminder_table, settings.region)
+        self.reminder_queue = ReminderQueue(settings.reminder_queue_url, settings.region)
+        self.reminders = ReminderService(
+            self.reminder_store,
+            self.ledger_store,
+            self.reminder_queue,
+            self.channel_env,
+            self.config,
+            clock=clock,
+        )
+        self.checkins.on_checked_in = self.reminders.on_checkin
         actions = {
             "post": self.posts.run,
+            "reminder": self.reminders.select,
             **ledger_actions(self.work_queue),
             "lottery_open": self.lotteries.open,
             "lottery_close": self.lotteries.close,

@@ -28,6 +28,10 @@ class Settings:
     # Lotteries: draws, entries, payouts, coupon pools; the seeds only the dispatcher reads.
     lottery_table: str = ""
     lottery_seed_table: str = ""
+    # Reminders: the fan-out queue (dispatcher -> reminder function) and the
+    # markers/counters table.
+    reminder_queue_url: str = ""
+    reminder_table: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +63,6 @@ class Settings:
             work_queue_url=env.get("WORK_QUEUE_URL", ""),
             lottery_table=env.get("LOTTERY_TABLE", ""),
             lottery_seed_table=env.get("LOTTERY_SEED_TABLE", ""),
+            reminder_queue_url=env.get("REMINDER_QUEUE_URL", ""),
+            reminder_table=env.get("REMINDER_TABLE", ""),
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -302,6 +302,9 @@ class CheckinService:
         self._store = store
         self._members = members
         self.cache = cache or AccountCache()
+        # Called after each new (not repeated, not make-up) check-in with
+        # (community, member id, check-in day, instant): reminder conversions.
+        self.on_checked_in: Callable[[Community, str, date, datetime], Any] | None = None
 
     def _zone(self, community: Community, account: Account) -> ZoneInfo:
         """The member's own zone if set (and still valid), else the community's."""
@@ -462,6 +465,8 @@ class CheckinService:
                 new_state.streak,
                 result.points_awarded,
             )
+            if self.on_checked_in is not None and not makeup:
+                self.on_checked_in(community, member_id, outcome.day, at_utc)
             return result
         self.cache.forget(community.id, member_id)
         raise Conflict("too many concurrent changes to this member; retry")

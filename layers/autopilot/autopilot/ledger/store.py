@@ -48,7 +48,7 @@ from pynamodb.attributes import (
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from autopilot.checkins.rules import AccountState
@@ -102,6 +102,33 @@ def touch_pk(community_id: str, day: date, shard: int) -> str:
     return f"TOUCH#{community_id}#{day.isoformat()}#{shard}"
 
 
+class LastDayIndex(GlobalSecondaryIndex["AccountItem"]):
+    """Members by (community, shard), ordered by last check-in day (reminders' ``gsi2``).
+
+    Sparse: only members who have checked in and not left are in it
+    (:func:`last_day_index_keys`). Projects only what reminder selection reads.
+    """
+
+    class Meta:
+        index_name = "gsi2"
+        projection = IncludeProjection(
+            [
+                "member_id",
+                "display_name",
+                "streak",
+                "freezes",
+                "last_day",
+                "timezone",
+                "reminders_opt_out",
+                "reminder_opt_outs",
+                "dm_address",
+            ]
+        )
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
 class AccountItem(Model):
     """A member: profile and points/streak state."""
 
@@ -135,6 +162,12 @@ class AccountItem(Model):
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     by_member = MemberIndex()
+    # The sparse last-check-in-day index of reminders (``gsi2``): set only on
+    # members who have not left and have checked in at least once.
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    reminder_opt_outs = JSONAttribute(null=True)  # reminder kinds opted out of
+    by_last_day = LastDayIndex()
 
 
 class RefItem(Model):
@@ -325,6 +358,9 @@ class Account:
     referred_by: str | None = None
     joined_via: str | None = None
     exists: bool = True
+    # Reminder kinds (``autopilot.reminders.rules.ReminderKind`` values) the member
+    # opted out of; ``reminders_opt_out`` opts out of every kind.
+    reminder_opt_outs: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -358,10 +394,12 @@ def account_from_item(item: AccountItem) -> Account:
         item.dm_address,
         item.referred_by,
         item.joined_via,
+        reminder_opt_outs=tuple(item.reminder_opt_outs or ()),
     )
 
 
 def _account_item(account: Account, state: AccountState, now: datetime) -> AccountItem:
+    index = last_day_index_keys(account, state)
     return AccountItem(
         member_pk(account.community_id, account.member_id),
         "ACCOUNT",
@@ -388,7 +426,32 @@ def _account_item(account: Account, state: AccountState, now: datetime) -> Accou
         updated_at=iso_utc(now),
         gsi1pk=members_pk(account.community_id, shard_of(account.member_id, ENTRY_SHARDS)),
         gsi1sk=account.member_id,
+        reminder_opt_outs=sorted(account.reminder_opt_outs) or None,
+        gsi2pk=index["gsi2pk"],
+        gsi2sk=index["gsi2sk"],
     )
+
+
+#: Shards of the last-check-in-day index (``gsi2``): members spread over this many
+#: partitions per community, so a busy morning's index writes share the load.
+LAST_DAY_SHARDS = 4
+
+
+def last_day_index_keys(account: Account, state: AccountState) -> dict[str, str | None]:
+    """``gsi2pk``/``gsi2sk`` of the reminders' sparse index of members by last
+    check-in day (``autopilot.reminders.rules``): ``LD#<community>#<shard>`` /
+    ``<last day>#<member>``; both ``None`` (not indexed) for a member who left
+    or never checked in."""
+    from autopilot.reminders.rules import index_partition, index_sort_key
+    from autopilot.reminders.rules import shard_of as index_shard
+
+    if account.left_at is not None or state.last_day is None:
+        return {"gsi2pk": None, "gsi2sk": None}
+    shard = index_shard(account.member_id, LAST_DAY_SHARDS)
+    return {
+        "gsi2pk": "LD#" + index_partition(account.community_id, shard),
+        "gsi2sk": index_sort_key(state.last_day, account.member_id),
+    }
 
 
 def entry_from_item(item: EntryItem) -> Entry:
@@ -598,6 +661,32 @@ class LedgerStore:
                     found[member] = (account, recon)
                 keys = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
         return found
+
+    def members_by_last_day(
+        self,
+        community_id: str,
+        shard: int,
+        first: str,
+        last: str,
+        min_streak: int | None = None,
+    ) -> Iterator[AccountItem]:
+        """Members of one shard of the last-day index whose sort key is in
+        ``[first, last]`` (``<day>#<member>`` strings), with ``streak >= min_streak``
+        when given: Query pages of ``gsi2``, never a Scan."""
+        from autopilot.reminders.rules import index_partition
+
+        return AccountItem.by_last_day.query(
+            "LD#" + index_partition(community_id, shard),
+            AccountItem.gsi2sk.between(first, last),
+            filter_condition=(AccountItem.streak >= min_streak) if min_streak else None,
+        )
+
+    def accounts_of(self, community_id: str, member_ids: Sequence[str]) -> dict[str, Account]:
+        """The stored accounts of ``member_ids`` (BatchGetItem, 100 keys per request)."""
+        keys = [(member_pk(community_id, m), "ACCOUNT") for m in dict.fromkeys(member_ids)]
+        return {
+            item.member_id: account_from_item(item) for item in AccountItem.batch_get(keys)
+        }
 
     def checkpoint(self, community_id: str) -> CheckpointItem | None:
         """The community's reconciliation checkpoint (GetItem), if any."""

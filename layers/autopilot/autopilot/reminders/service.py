@@ -1,0 +1,613 @@
+"""Reminders: selection in the dispatcher, sending in the reminder function, conversion at check-in.
+
+**Selection** (:meth:`ReminderService.select`, the dispatcher's ``reminder``
+action): the job's spec becomes a :class:`~autopilot.reminders.rules.SelectionPlan`;
+each shard of the sparse last-check-in-day index (``gsi2`` of the ledger table) is
+read with one Query (pages of 1 MB) over the plan's day range, with the streak
+filter where the kind has one. The members found are enqueued on the reminder
+queue, :data:`RECIPIENTS_PER_MESSAGE` per message and ten messages per
+``SendMessageBatch``; the ``selected`` counter is added once per occurrence. No
+Scan, no read per member.
+
+**Sending** (:meth:`ReminderService.process`, one queue message): the members'
+current accounts are read (one ``BatchGetItem`` per 100) and each is rechecked
+(:func:`~autopilot.reminders.rules.still_due`): checked in since the selection,
+opted out, left, quiet hours... Then one transaction per 99 members writes each
+member's marker before anything is sent, ``claimed`` for those to remind and
+``skipped`` (with the reason, counted in the same transaction) for the others; a
+marker already there means an earlier delivery of this message (or a duplicated
+tick) handled the member, and nothing more happens for them. The claimed members
+are planned (:func:`~autopilot.reminders.mentions.plan_delivery`: a DM where the
+channel supports it and the member has an address, otherwise group messages with
+@mentions) and sent through the channel (its shared rate limit applies), and one
+more transaction per 99 records ``sent``/``failed`` with the counts. A send that
+fails is recorded ``failed`` and never retried; a worker that dies between the
+claim and the record leaves ``claimed`` markers: those members are not reminded
+again (at most once). Members deferred by quiet hours go back on the queue with
+``not_before``; a message running out of time releases its unsent claims and
+enqueues them again.
+
+**Conversion** (:meth:`ReminderService.on_checkin`): a check-in reads the member's
+markers of the day for the community's reminder jobs (one ``BatchGetItem``) and
+marks a reminder sent within its conversion window as converted, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from autopilot.channels.base import ChannelEnvironment, Deadline, Delivery, Message
+from autopilot.clock import Clock, get_clock
+from autopilot.config.model import Community, Config, Job
+from autopilot.ledger.store import LAST_DAY_SHARDS, Account, LedgerStore
+from autopilot.posts.context import _MONTHS_EN, _WEEKDAYS
+from autopilot.posts.rules import render
+from autopilot.reminders import rules
+from autopilot.reminders.mentions import MentionPlanError, Recipient, plan_delivery
+from autopilot.reminders.store import (
+    FAILED,
+    SENT,
+    SKIPPED,
+    Claim,
+    Outcome,
+    ReminderStore,
+)
+from autopilot.scheduler.service import ActionContext, ActionResult
+from autopilot.timeutil import iso_utc, parse_iso, zone
+
+logger = logging.getLogger(__name__)
+
+#: Members per queue message: one transaction of 99 markers plus the counter.
+RECIPIENTS_PER_MESSAGE = 99
+#: SendMessageBatch takes at most 10 messages.
+MESSAGES_PER_BATCH = 10
+#: SQS delays a message at most 15 minutes; a longer deferral is re-delayed.
+MAX_DELAY_S = 900
+#: Stop sending this long before the function's timeout, release and re-enqueue.
+RESERVE_MS = 15_000
+MESSAGE_VERSION = 1
+
+
+class BadReminderMessage(ValueError):
+    """A queue message that is not a reminder batch (it goes to the dead-letter queue)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One queue message: members of one job occurrence to remind.
+
+    ``recipients``: (member id, the member's day) pairs; the day is fixed at the
+    selection (the occurrence's scheduled instant), so every redelivery uses the
+    same marker keys. ``not_before``: a quiet-hours deferral.
+    """
+
+    community: str
+    job: str
+    occurrence: str
+    run_day: date
+    scheduled: datetime
+    recipients: tuple[tuple[str, date], ...]
+    not_before: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": MESSAGE_VERSION,
+            "community": self.community,
+            "job": self.job,
+            "occurrence": self.occurrence,
+            "run_day": self.run_day.isoformat(),
+            "scheduled": iso_utc(self.scheduled),
+            "recipients": [[m, d.isoformat()] for m, d in self.recipients],
+        }
+        if self.not_before is not None:
+            out["not_before"] = iso_utc(self.not_before)
+        return out
+
+    @staticmethod
+    def parse(body: str) -> Batch:
+        """Parse a message body; :class:`BadReminderMessage` says what is wrong."""
+        try:
+            raw = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadReminderMessage("message body is not JSON") from None
+        if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
+            raise BadReminderMessage(f"not a version {MESSAGE_VERSION} reminder batch")
+        try:
+            recipients = tuple(
+                (str(m), date.fromisoformat(d))
+                for m, d in raw["recipients"]
+                if isinstance(m, str) and m and isinstance(d, str)
+            )
+            for name in ("community", "job", "occurrence"):
+                if not isinstance(raw[name], str) or not raw[name]:
+                    raise ValueError(name)
+            return Batch(
+                raw["community"],
+                raw["job"],
+                raw["occurrence"],
+                date.fromisoformat(raw["run_day"]),
+                parse_iso(raw["scheduled"]),
+                recipients,
+                parse_iso(raw["not_before"]) if raw.get("not_before") else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadReminderMessage(f"malformed reminder batch ({exc})") from None
+
+
+class ReminderQueue:
+    """Sends reminder batches to the reminder queue (the SQS client is created lazily)."""
+
+    def __init__(self, queue_url: str, region: str, sqs: Any = None):
+        self.url = queue_url
+        self._region = region
+        self._sqs = sqs
+
+    def _client(self) -> Any:
+        if self._sqs is None:
+            from autopilot.aws import client
+
+            self._sqs = client("sqs", self._region)
+        return self._sqs
+
+    def send_all(self, batches: Sequence[Batch]) -> int:
+        """Enqueue ``batches``, ten per ``SendMessageBatch``; returns the requests made.
+
+        Entries SQS refuses are sent once more; still refused, the call raises
+        (the occurrence fails and its retry enqueues again: markers keep members
+        from being reminded twice).
+        """
+        requests = 0
+        sqs = self._client()
+        for start in range(0, len(batches), MESSAGES_PER_BATCH):
+            entries = [
+                {"Id": str(i), "MessageBody": json.dumps(b.to_json(), separators=(",", ":"))}
+                for i, b in enumerate(batches[start : start + MESSAGES_PER_BATCH])
+            ]
+            for _ in range(2):
+                answer = sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+                requests += 1
+                failed = {f["Id"] for f in answer.get("Failed") or []}
+                entries = [e for e in entries if e["Id"] in failed]
+                if not entries:
+                    break
+            if entries:
+                raise RuntimeError(f"SQS refused {len(entries)} reminder batch(es)")
+        return requests
+
+    def send_later(self, batch: Batch, delay_s: int) -> None:
+        """Enqueue one batch to be delivered after ``delay_s`` seconds (at most 900)."""
+        self._client().send_message(
+            QueueUrl=self.url,
+            MessageBody=json.dumps(batch.to_json(), separators=(",", ":")),
+            DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
+        )
+
+
+@dataclass
+class BatchReport:
+    """What processing one message did (logged; tests read it)."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    already: int = 0  # found a marker: handled by an earlier delivery
+    deferred: int = 0
+    requeued: int = 0
+    waiting: bool = False  # not_before still ahead: re-delayed untouched
+
+
+def reminder_jobs(community: Community) -> tuple[Job, ...]:
+    """The community's enabled reminder jobs."""
+    return tuple(j for j in community.jobs if j.action == "reminder" and j.enabled)
+
+
+def spec_of(job: Job) -> rules.ReminderSpec:
+    """The typed spec of a reminder job's normalized params."""
+    return rules.parse_spec(job.params["kind"], dict(job.params.get("spec") or {}))
+
+
+def _platform_id(member_id: str, channel_type: str) -> str | None:
+    """A chat member's platform user id on ``channel_type`` (ids ``<platform>:<user>``)."""
+    prefix = f"{channel_type}:"
+    return member_id[len(prefix) :] or None if member_id.startswith(prefix) else None
+
+
+def _date_text(day: date, locale: str) -> tuple[str, str]:
+    weekday = _WEEKDAYS.get(locale, _WEEKDAYS["en"])[day.weekday()]
+    if locale.startswith("zh"):
+        return f"{day.year}年{day.month}月{day.day}日", weekday
+    return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}", weekday
+
+
+def _freeze_note(risk: rules.StreakRisk, locale: str) -> str:
+    if not risk.freeze_covers:
+        return ""
+    if locale.startswith("zh"):
+        return "（你有补签卡，今晚错过也不会断签）"
+    return " (a streak freeze would cover tonight)"
+
+
+class ReminderService:
+    """Selects, sends and converts reminders (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ReminderStore,
+        ledger: LedgerStore,
+        queue: ReminderQueue,
+        channel_env: ChannelEnvironment,
+        config: Callable[[], Config],
+        *,
+        clock: Clock | None = None,
+        shards: int = LAST_DAY_SHARDS,
+    ):
+        self.store = store
+        self.ledger = ledger
+        self.queue = queue
+        self.channel_env = channel_env
+        self._config = config
+        self._clock = clock
+        self.shards = shards
+
+    def _now(self) -> datetime:
+        return (self._clock or get_clock()).now()
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self, ctx: ActionContext) -> ActionResult:
+        """The dispatcher's ``reminder`` action: select the recipients and enqueue them."""
+        if not self.queue.url or not self.store.table:
+            return ActionResult(ok=False, error="REMINDER_QUEUE_URL/REMINDER_TABLE are not set")
+        community, job = ctx.community, ctx.job
+        spec = spec_of(job)
+        tz = zone(community.timezone)
+        at = ctx.occurrence.scheduled_utc
+        plan = rules.plan_selection(spec, at, tz, community.day_boundary)
+        if plan.source is not rules.SelectionSource.ACTIVE_BY_LAST_DAY:
+            return ActionResult(
+                ok=False,
+                error=f"{spec.kind.value} reminders to {plan.source.value} are not supported",
+            )
+        lo, hi = plan.sort_key_range()
+        min_streak = (
+            plan.threshold if plan.post_filter is rules.PostFilter.STREAK_AT_LEAST else None
+        )
+        recipients: list[tuple[str, date]] = []
+        for shard in range(self.shards):
+            for item in self.ledger.members_by_last_day(community.id, shard, lo, hi, min_streak):
+                day = rules.member_today(at, item.timezone, tz, community.day_boundary)
+                recipients.append((item.member_id, day))
+        batches = [
+            Batch(
+                community.id,
+                job.id,
+                ctx.occurrence.id,
+                plan.today,
+                at,
+                tuple(recipients[i : i + RECIPIENTS_PER_MESSAGE]),
+            )
+            for i in range(0, len(recipients), RECIPIENTS_PER_MESSAGE)
+        ]
+        self.queue.send_all(batches)
+        self.store.add_selected(
+            community.id, plan.today, job.id, ctx.occurrence.id, len(recipients)
+        )
+        return ActionResult(
+            ok=True,
+            detail={
+                "kind": spec.kind.value,
+                "day": plan.today.isoformat(),
+                "selected": len(recipients),
+                "messages": len(batches),
+            },
+        )
+
+    # ------------------------------------------------------------------ sending
+
+    def process(self, body: str, remaining_ms: Callable[[], int] | None = None) -> BatchReport:
+        """Handle one queue message (safe to receive any number of times)."""
+        batch = Batch.parse(body)
+        now = self._now()
+        report = BatchReport()
+        if batch.not_before is not None and batch.not_before > now + timedelta(seconds=1):
+            self.queue.send_later(batch, int((batch.not_before - now).total_seconds()) + 1)
+            report.waiting = True
+            return report
+        community, job = self._find(batch)
+        if community is None or job is None:
+            logger.warning(
+                "reminder batch for %s/%s: the job is no longer configured; dropped",
+                batch.community,
+                batch.job,
+            )
+            return report
+        spec = spec_of(job)
+        params = job.params
+        channel_spec = community.channel(params["channel"])
+        from autopilot.channels.registry import build_channel
+
+        channel = build_channel(channel_spec, self.channel_env)
+        tz = zone(community.timezone)
+        accounts = self.ledger.accounts_of(community.id, [m for m, _ in batch.recipients])
+        claims: list[Claim] = []
+        deferred: dict[datetime, list[tuple[str, date]]] = {}
+        due: dict[str, Account] = {}
+        for member_id, day in batch.recipients:
+            key = rules.reminder_key(community.id, job.id, member_id, day)
+            account = accounts.get(member_id)
+            if account is None:
+                claims.append(Claim(key, member_id, day, SKIPPED, rules.SkipReason.LEFT.value))
+                continue
+            direct = bool(channel.supports_direct and account.dm_address)
+            verdict = rules.still_due(
+                spec.kind,
+                spec,
+                _facts(account),
+                now,
+                reminder_day=day,
+                community_zone=tz,
+                boundary=community.day_boundary,
+                quiet=community.quiet_hours,
+                quiet_policy=job.quiet_hours if job.quiet_hours in ("defer", "drop") else "defer",
+                direct=direct,
+            )
+            if verdict.due:
+                claims.append(Claim(key, member_id, day))
+                due[member_id] = account
+            elif verdict.action is rules.QuietAction.DEFER and verdict.until_utc is not None:
+                deferred.setdefault(verdict.until_utc, []).append((member_id, day))
+            else:
+                assert verdict.reason is not None
+                claims.append(Claim(key, member_id, day, SKIPPED, verdict.reason.value))
+        for until, members in sorted(deferred.items()):
+            later = replace(batch, recipients=tuple(members), not_before=until)
+            self.queue.send_later(later, int((until - now).total_seconds()) + 1)
+            report.deferred += len(members)
+        claimed = self.store.claim(
+            community.id,
+            job.id,
+            batch.run_day,
+            claims,
+            now,
+            channel_id=channel_spec.id,
+            occurrence_id=batch.occurrence,
+        )
+        report.already = len(claimed.existing)
+        to_send: list[Claim] = []
+        for claim in claimed.written:
+            if claim.status == SKIPPED:
+                report.skipped[claim.reason or ""] = report.skipped.get(claim.reason or "", 0) + 1
+            else:
+                to_send.append(claim)
+        if to_send:
+            self._send(
+                batch, community, job, spec, channel, to_send, due, now, remaining_ms, report
+            )
+        logger.info(
+            "reminders %s/%s %s: sent %d failed %d skipped %s already %d deferred %d requeued %d",
+            community.id,
+            job.id,
+            batch.run_day,
+            report.sent,
+            report.failed,
+            report.skipped,
+            report.already,
+            report.deferred,
+            report.requeued,
+        )
+        return report
+
+    def _find(self, batch: Batch) -> tuple[Community | None, Job | None]:
+        for community in self._config().communities:
+            if community.id == batch.community:
+                for job in reminder_jobs(community):
+                    if job.id == batch.job:
+                        return community, job
+                return community, None
+        return None, None
+
+    def _send(
+        self,
+        batch: Batch,
+        community: Community,
+        job: Job,
+        spec: rules.ReminderSpec,
+        channel: Any,
+        to_send: Sequence[Claim],
+        accounts: Mapping[str, Account],
+        now: datetime,
+        remaining_ms: Callable[[], int] | None,
+        report: BatchReport,
+    ) -> None:
+        params = job.params
+        claim_of = {c.member_id: c for c in to_send}
+        recipients = [
+            self._recipient(community, params, spec, accounts[c.member_id], c.member_day, channel)
+            for c in to_send
+        ]
+        date_text, weekday = _date_text(batch.run_day, community.locale)
+        group_template = string.Formatter().vformat(
+            params["group_template"],
+            (),
+            _Keep(
+                {
+                    "community": community.name,
+                    "date": date_text,
+                    "weekday": weekday,
+                    "lottery": "",
+                    "draw_time": "",
+                }
+            ),
+        )
+        window = timedelta(seconds=int(params.get("conversion_window_s") or 4 * 3600))
+        outcomes: list[Outcome] = []
+        try:
+            planned = plan_delivery(
+                channel.type,
+                recipients,
+                group_template,
+                options=channel.spec.options,
+                max_mentions=params.get("max_mentions"),
+            )
+        except MentionPlanError as exc:
+            outcomes = [Outcome(c.key, FAILED, error=str(exc)) for c in to_send]
+            planned = []
+        deadline = Deadline(remaining_ms, reserve_ms=RESERVE_MS)
+        for index, message in enumerate(planned):
+            if remaining_ms is not None and remaining_ms() < 2 * RESERVE_MS:
+                # Out of time before this send: give its members (and the rest) back.
+                rest = [claim_of[m] for p in planned[index:] for m in p.member_ids]
+                self.store.release(c.key for c in rest)
+                later = replace(batch, recipients=tuple((c.member_id, c.member_day) for c in rest))
+                self.queue.send_later(later, 0)
+                report.requeued += len(rest)
+                break
+            send_at = self._now()
+            text_message = Message(
+                text=message.text,
+                key=f"reminder#{batch.community}#{batch.job}#{batch.run_day}#{message.member_ids[0]}",
+                community_id=community.id,
+                job_id=job.id,
+                idempotency_key=f"{batch.occurrence}#{message.member_ids[0]}",
+            )
+            try:
+                delivery: Delivery = channel.send_planned(
+                    message, text_message, now=send_at, deadline=deadline
+                )
+            except Exception as exc:  # misconfiguration: recorded, never retried
+                logger.exception("reminder send on %s failed", channel.id)
+                delivery = Delivery(channel.id, False, iso_utc(send_at), error=repr(exc))
+            for member_id in message.member_ids:
+                key = claim_of[member_id].key
+                if delivery.ok:
+                    outcomes.append(
+                        Outcome(key, SENT, message.kind, convert_until=send_at + window)
+                    )
+                else:
+                    outcomes.append(Outcome(key, FAILED, message.kind, error=delivery.error))
+        self.store.record(community.id, job.id, batch.run_day, outcomes, self._now())
+        for o in outcomes:
+            if o.status == SENT:
+                report.sent += 1
+            else:
+                report.failed += 1
+
+    def _recipient(
+        self,
+        community: Community,
+        params: Mapping[str, Any],
+        spec: rules.ReminderSpec,
+        account: Account,
+        day: date,
+        channel: Any,
+    ) -> Recipient:
+        state = account.state
+        name = account.display_name or account.member_id
+        risk = rules.streak_risk(state.last_day, state.streak, state.freezes, day)
+        date_text, weekday = _date_text(day, community.locale)
+        fields = {
+            "community": community.name,
+            "date": date_text,
+            "weekday": weekday,
+            "name": name,
+            "streak": state.streak,
+            "freezes": state.freezes,
+            "freeze_note": _freeze_note(risk, community.locale),
+            "days_since": (day - state.last_day).days if state.last_day else 0,
+            "lottery": "",
+            "draw_time": "",
+        }
+        direct_text = None
+        address = account.dm_address if channel.supports_direct else None
+        if address:
+            direct_text = render(params["template"], fields)
+        return Recipient(
+            member_id=account.member_id,
+            display_name=name,
+            platform_user_id=_platform_id(account.member_id, channel.type),
+            dm_address=address,
+            direct_text=direct_text,
+        )
+
+    # ------------------------------------------------------------------ conversion
+
+    def on_checkin(
+        self, community: Community, member_id: str, day: date, at: datetime
+    ) -> list[str]:
+        """Mark today's reminders of the member converted (returns the job ids converted).
+
+        Never raises: a failure here must not fail the check-in (it is logged).
+        """
+        jobs = reminder_jobs(community)
+        if not jobs or not self.store.table:
+            return []
+        try:
+            keys = [rules.reminder_key(community.id, j.id, member_id, day) for j in jobs]
+            converted = []
+            for marker in self.store.markers(keys):
+                if marker.status != SENT or marker.converted_at is not None:
+                    continue
+                if marker.sent_at is None or marker.convert_until is None:
+                    continue
+                if not marker.sent_at <= at < marker.convert_until:
+                    continue
+                if self.store.convert(community.id, marker, at):
+                    converted.append(marker.job_id)
+            return converted
+        except Exception:
+            logger.exception("reminder conversion of %s/%s failed", community.id, member_id)
+            return []
+
+
+class _Keep(dict[str, Any]):
+    """Template fields that leave ``{mentions}`` in place for the planner."""
+
+    def __missing__(self, key: str) -> str:
+        if key == "mentions":
+            return "{mentions}"
+        raise KeyError(f"template field {{{key}}} has no value")
+
+
+def _facts(account: Account) -> rules.MemberFacts:
+    kinds = {k.value for k in rules.ReminderKind} if account.reminders_opt_out else set()
+    kinds.update(account.reminder_opt_outs)
+    state = account.state
+    return rules.MemberFacts(
+        member_id=account.member_id,
+        last_day=state.last_day,
+        streak=state.streak,
+        freezes=state.freezes,
+        zone=account.timezone,
+        opted_out=frozenset(kinds),
+        left=account.left_at is not None,
+    )
+
+
+def counters_of(
+    store: ReminderStore, community: Community, days: Iterable[date]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """``{job: {day: counters}}`` for the community's reminder jobs (reports, simulate)."""
+    jobs = [j.id for j in reminder_jobs(community)]
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for day in days:
+        for job_id, counts in store.counters(community.id, day, jobs).items():
+            out.setdefault(job_id, {})[day.isoformat()] = counts
+    return out
+
+
+__all__ = [
+    "BadReminderMessage",
+    "Batch",
+    "BatchReport",
+    "ReminderQueue",
+    "ReminderService",
+    "counters_of",
+    "reminder_jobs",
+    "spec_of",
+]
