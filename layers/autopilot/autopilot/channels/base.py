@@ -10,6 +10,11 @@ can still spend on them. It is a hard bound on the whole send — every socket
 operation of every attempt, the retries, the rate-limit waits, an SNS publish —
 so the caller always has its reserve left to record the outcome. A send cut off
 by it reports an unknown outcome (the platform may have accepted the message).
+
+A planned reminder (``autopilot.reminders.mentions.PlannedMessage``) goes out
+with :meth:`Channel.send_planned`: a direct one through ``send_to_member``, a
+group one as the planner's whole platform body where the channel posts bodies
+(the chat platforms), as its text everywhere else.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -28,6 +33,7 @@ from autopilot.timeutil import iso_utc
 if TYPE_CHECKING:  # only for annotations: keeps urllib/http.client off the import path
     from autopilot.channels.http import HttpClient
     from autopilot.channels.ratelimit import RateLimiter
+    from autopilot.reminders.mentions import PlannedMessage
     from autopilot.secrets import SecretStore
 
 
@@ -170,3 +176,52 @@ class Channel(ABC):
             iso_utc(now),
             error=f"channel type {self.type!r} cannot send direct messages",
         )
+
+    def send_planned(
+        self,
+        planned: PlannedMessage,
+        message: Message,
+        *,
+        now: datetime,
+        deadline: Deadline = UNLIMITED,
+    ) -> Delivery:
+        """Send one message of a reminder's delivery plan (``plan_delivery``).
+
+        ``message`` carries what the plan does not: the send's ``key``, the
+        community, the title and the ``idempotency_key``; its text is replaced by
+        the plan's. A "direct" plan is ``send_to_member`` to its address (a failed
+        delivery where the channel has no DMs); a "group" plan is
+        :meth:`send_group`. Never raises for a bad plan: it answers a failed
+        delivery saying what is wrong, like any other send.
+        """
+        if planned.kind == "direct":
+            if not planned.address:
+                return self._refused(now, "a direct planned message without an address")
+            return self.send_to_member(
+                planned.address, replace(message, text=planned.text), now=now, deadline=deadline
+            )
+        if planned.kind == "group":
+            return self.send_group(planned, message, now=now, deadline=deadline)
+        return self._refused(now, f"unknown planned message kind {planned.kind!r}")
+
+    def send_group(
+        self,
+        planned: PlannedMessage,
+        message: Message,
+        *,
+        now: datetime,
+        deadline: Deadline = UNLIMITED,
+    ) -> Delivery:
+        """Post a "group" planned message: here its text, as a community message.
+
+        Right for channels without mention fields (console, file, SNS: the plan
+        names members as ``@name`` in the text). Chat platforms override this to
+        post the plan's ``payload`` as it is, as one platform message.
+        """
+        return self.send_to_community(
+            replace(message, text=planned.text), now=now, deadline=deadline
+        )
+
+    def _refused(self, now: datetime, error: str) -> Delivery:
+        """A send that was not attempted: nothing reached the platform."""
+        return Delivery(self.id, False, iso_utc(now), attempts=0, error=error)

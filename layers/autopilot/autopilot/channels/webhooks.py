@@ -10,6 +10,11 @@ Webhook URLs, tokens and signing secrets come from the channel's SSM parameter
 (``autopilot.secrets``); the config only holds non-secret options (message type,
 mentions, parse mode). docs/channels.md describes each platform's setup, limits
 and failures.
+
+A planned reminder's group message (``autopilot.reminders.mentions``) arrives
+as the platform's whole body with its mention fields: ``group_steps`` posts it
+as it is — never split, never rebuilt — through the same route, signature,
+rate limit, retries and answer reading as a community post.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 from autopilot.channels.base import (
@@ -53,6 +58,9 @@ from autopilot.config.model import Channel as ChannelSpec
 from autopilot.errors import ChannelError
 from autopilot.secrets import ChannelSecret, redact, register_secret
 from autopilot.timeutil import iso_utc
+
+if TYPE_CHECKING:  # annotations only: mentions imports the channels
+    from autopilot.reminders.mentions import PlannedMessage
 
 DEFAULT_MAX_PARTS = 4
 
@@ -89,6 +97,16 @@ def part_key(
         (message.idempotency_key, message.community_id, channel_id, address or "", str(index))
     )
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:length]
+
+
+def group_scope(planned: PlannedMessage) -> str:
+    """The recipient part of a planned group message's idempotency key (``part_key``).
+
+    One reminder posts several group messages under the same occurrence: naming
+    the batch's members gives each its own key, and a rerun that plans the same
+    batch again computes the same key (the platform then posts nothing new).
+    """
+    return "group:" + "\x1f".join(planned.member_ids)
 
 
 def with_title(message: Message, text: str | None = None) -> str:
@@ -142,11 +160,47 @@ class HttpChannel(Channel):
         """The requests that send ``message`` to one member."""
         raise ChannelError(f"channel type {self.type!r} cannot send direct messages")
 
+    @abstractmethod
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        """The request that posts a planned group message's ``payload`` as it is.
+
+        Exactly one message step, to the community's route, with only what the
+        transport adds (signature, chat id, ``nonce``/``uuid`` keyed by ``scope``,
+        see :func:`group_scope`). A payload over the platform's limit raises
+        :class:`ChannelError` (see :meth:`one_message`).
+        """
+
     # -- shared machinery ------------------------------------------------------------
 
     def parts(self, text: str, limit: TextLimit | None = None) -> list[str]:
         """``text`` split to fit (see ``autopilot.channels.split``)."""
         return split_text(text, limit or self.limit(), self.max_parts)
+
+    def one_message(
+        self, payload: Mapping[str, Any], path: tuple[str, ...], limit: TextLimit
+    ) -> dict[str, Any]:
+        """``payload`` as a dict, if its text at ``path`` fits one platform message.
+
+        A planned group message is never split (a split would cut the mentions
+        off their text or send the mention fields twice): a text over the limit
+        is a planner bug, refused before any request.
+        """
+        value: Any = payload
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        where = ".".join(path)
+        if not isinstance(value, str) or not value:
+            raise ChannelError(f"planned {self.type} group message has no text at {where!r}")
+        size = limit.measure(value)
+        if size > limit.max_length:
+            raise ChannelError(
+                f"planned {self.type} group message is {size} {limit.unit} at {where!r}, over "
+                f"the limit of {limit.max_length} {limit.unit} for one message; a group "
+                "message is never split (plan_delivery should have made smaller batches)"
+            )
+        return dict(payload)
 
     def _secret(self, community_id: str) -> ChannelSecret:
         if self.env.secrets is None:
@@ -165,17 +219,34 @@ class HttpChannel(Channel):
             return super().send_to_member(address, message, now=now, deadline=deadline)
         return self._deliver(message, now, deadline, address)
 
+    def send_group(
+        self,
+        planned: PlannedMessage,
+        message: Message,
+        *,
+        now: datetime,
+        deadline: Deadline = UNLIMITED,
+    ) -> Delivery:
+        """Post the plan's ``payload`` as one message, like a community post (``group_steps``)."""
+        return self._deliver(message, now, deadline, None, planned)
+
     def _deliver(
-        self, message: Message, now: datetime, deadline: Deadline, address: str | None
+        self,
+        message: Message,
+        now: datetime,
+        deadline: Deadline,
+        address: str | None,
+        group: PlannedMessage | None = None,
     ) -> Delivery:
         at = iso_utc(now)
         try:
             secret = self._secret(message.community_id)
-            steps = (
-                self.community_steps(secret, message)
-                if address is None
-                else self.member_steps(secret, address, message)
-            )
+            if group is not None:
+                steps = self.group_steps(secret, group.payload, message, group_scope(group))
+            elif address is None:
+                steps = self.community_steps(secret, message)
+            else:
+                steps = self.member_steps(secret, address, message)
         except ChannelError as exc:
             return Delivery(self.id, False, at, attempts=0, error=redact(exc))
         rate = self.community_rate if address is None else (self.direct_rate or self.community_rate)
@@ -268,9 +339,22 @@ class WeComChannel(HttpChannel):
     RETRY_CODES = frozenset({-1, 45009})  # system busy; api freq out of limit
 
     def limit(self) -> TextLimit:
-        if self.spec.options.get("msgtype") == "markdown":
+        return self._limit(self.spec.options.get("msgtype"))
+
+    @staticmethod
+    def _limit(msgtype: object) -> TextLimit:
+        if msgtype == "markdown":
             return TextLimit(4096, utf8_bytes, "bytes")
         return TextLimit(2048, utf8_bytes, "bytes")
+
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        url = secret.require("webhook_url", "the robot's webhook address")
+        msgtype = str(payload.get("msgtype"))
+        body = self.one_message(payload, (msgtype, "content"), self._limit(msgtype))
+        interpret: Interpret = partial(errcode_verdict, retry_codes=self.RETRY_CODES)
+        return [Step(partial(HttpRequest.json, url, body), interpret)]
 
     def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
         url = secret.require("webhook_url", "the robot's webhook address")
@@ -351,17 +435,7 @@ class DingTalkChannel(HttpChannel):
         markdown = options.get("msgtype") == "markdown"
         text = message.text if markdown else with_title(message)
         title = (message.title or message.text.strip().split("\n", 1)[0])[:64] or "-"
-
-        def signed_request(payload: dict[str, Any]) -> HttpRequest:
-            # Signed per attempt: DingTalk refuses a timestamp more than an hour old.
-            if not signing_secret:
-                return HttpRequest.json(url, payload)
-            timestamp_ms = int(self._wall() * 1000)
-            sign = dingtalk_sign(signing_secret, timestamp_ms)
-            return HttpRequest.json(
-                _add_query(url, f"timestamp={timestamp_ms}&sign={sign}"), payload
-            )
-
+        signed_request = partial(self._signed_request, url, signing_secret)
         interpret: Interpret = partial(errcode_verdict, retry_codes=self.RETRY_CODES)
         steps = []
         for index, part in enumerate(self.parts(text)):
@@ -374,6 +448,27 @@ class DingTalkChannel(HttpChannel):
                 payload["at"] = at
             steps.append(Step(partial(signed_request, payload), interpret))
         return steps
+
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        url = secret.require("webhook_url", "the robot's webhook address")
+        signing_secret = secret.get("secret", "").strip()
+        markdown = payload.get("msgtype") == "markdown"
+        field = ("markdown", "text") if markdown else ("text", "content")
+        body = self.one_message(payload, field, self.LIMIT)
+        interpret: Interpret = partial(errcode_verdict, retry_codes=self.RETRY_CODES)
+        return [Step(partial(self._signed_request, url, signing_secret, body), interpret)]
+
+    def _signed_request(
+        self, url: str, signing_secret: str, payload: dict[str, Any]
+    ) -> HttpRequest:
+        # Signed per attempt: DingTalk refuses a timestamp more than an hour old.
+        if not signing_secret:
+            return HttpRequest.json(url, payload)
+        timestamp_ms = int(self._wall() * 1000)
+        sign = dingtalk_sign(signing_secret, timestamp_ms)
+        return HttpRequest.json(_add_query(url, f"timestamp={timestamp_ms}&sign={sign}"), payload)
 
 
 # --------------------------------------------------------------------------- Feishu / Lark
@@ -467,7 +562,7 @@ class FeishuChannel(HttpChannel):
 
     def community_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
         if secret.get("app_id", "").strip():
-            return self._app_steps(secret, message)
+            return self._app_steps(secret, message, self._contents(message), None)
         url = secret.require("webhook_url", "the bot's webhook address")
         signing_secret = secret.get("secret", "").strip()
         payloads = [
@@ -475,20 +570,40 @@ class FeishuChannel(HttpChannel):
             {"msg_type": kind, "content": {"post": content} if kind == "post" else content}
             for kind, content in self._contents(message)
         ]
-
-        def request(payload: dict[str, Any]) -> HttpRequest:
-            if signing_secret:
-                timestamp_s = int(self._wall())
-                payload = {
-                    "timestamp": str(timestamp_s),
-                    "sign": feishu_sign(signing_secret, timestamp_s),
-                    **payload,
-                }
-            return HttpRequest.json(url, payload)
-
+        request = partial(self._hook_request, url, signing_secret)
         return [Step(partial(request, p), feishu_verdict) for p in payloads]
 
-    def _app_steps(self, secret: ChannelSecret, message: Message) -> list[Step]:
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        """A text message (``<at user_id=…>`` in its text), by the app or the custom bot."""
+        body = self.one_message(payload, ("content", "text"), self.LIMIT)
+        if secret.get("app_id", "").strip():
+            content = dict(body["content"])
+            return self._app_steps(secret, message, [(str(body["msg_type"]), content)], scope)
+        url = secret.require("webhook_url", "the bot's webhook address")
+        signing_secret = secret.get("secret", "").strip()
+        return [Step(partial(self._hook_request, url, signing_secret, body), feishu_verdict)]
+
+    def _hook_request(self, url: str, signing_secret: str, payload: dict[str, Any]) -> HttpRequest:
+        """A custom bot request, signed per attempt (timestamp and sign in the body)."""
+        if signing_secret:
+            timestamp_s = int(self._wall())
+            payload = {
+                "timestamp": str(timestamp_s),
+                "sign": feishu_sign(signing_secret, timestamp_s),
+                **payload,
+            }
+        return HttpRequest.json(url, payload)
+
+    def _app_steps(
+        self,
+        secret: ChannelSecret,
+        message: Message,
+        contents: list[tuple[str, dict[str, Any]]],
+        scope: str | None,
+    ) -> list[Step]:
+        """The app API's requests for ``contents`` (``_contents``); ``scope`` keys the uuids."""
         app_id = secret.require("app_id", "the app's App ID (cli_…)")
         app_secret = secret.require("app_secret", "the app's App Secret")
         chat_id = secret.require("chat_id", "the group's chat id (oc_…)")
@@ -559,8 +674,8 @@ class FeishuChannel(HttpChannel):
                 {"Authorization": f"Bearer {token.get('value', '')}"},
             )
 
-        for index, (kind, content) in enumerate(self._contents(message)):
-            uuid = part_key(message, self.id, None, index, self.UUID_LENGTH)
+        for index, (kind, content) in enumerate(contents):
+            uuid = part_key(message, self.id, scope, index, self.UUID_LENGTH)
             steps.append(
                 Step(
                     partial(request, kind, content, uuid),
@@ -651,6 +766,14 @@ class SlackChannel(HttpChannel):
             for p in self._payloads(message)
         ]
 
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        """The incoming webhook, like community posts (``<@U…>`` mentions work there)."""
+        url = secret.require("webhook_url", "the incoming webhook's address")
+        body = self.one_message(payload, ("text",), self.TEXT_LIMIT)
+        return [Step(partial(HttpRequest.json, url, body), slack_webhook_verdict)]
+
     def member_steps(self, secret: ChannelSecret, address: str, message: Message) -> list[Step]:
         token = secret.require("bot_token", "a bot token (xoxb-…) with chat:write, for DMs")
         api = secret.get("api_base", "https://slack.com/api").rstrip("/")
@@ -702,6 +825,7 @@ class DiscordChannel(HttpChannel):
         return self.EMBED_LIMIT if embed else self.CONTENT_LIMIT
 
     NONCE_LENGTH = 25  # Discord: a nonce is at most 25 characters
+    MENTION_LIMIT = 100  # Discord: allowed_mentions.users holds at most 100 ids
 
     def _payloads(
         self, message: Message, *, mentions: bool, username: bool
@@ -780,6 +904,30 @@ class DiscordChannel(HttpChannel):
             Step(partial(HttpRequest.json, url, p), discord_verdict)
             for p in self._payloads(message, mentions=True, username=True)
         ]
+
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        """The community's route: the bot (with a ``nonce``) when ``channel_id`` is set."""
+        body = self.one_message(payload, ("content",), self.CONTENT_LIMIT)
+        allowed = body.get("allowed_mentions")
+        users = allowed.get("users") if isinstance(allowed, Mapping) else None
+        if isinstance(users, list) and len(users) > self.MENTION_LIMIT:
+            raise ChannelError(
+                f"planned discord group message mentions {len(users)} users, over Discord's "
+                f"limit of {self.MENTION_LIMIT} (allowed_mentions.users); it is never split"
+            )
+        channel_id = secret.get("channel_id", "").strip()
+        if channel_id:
+            token = secret.require("bot_token", "a bot token, to post to channel_id")
+            api = secret.get("api_base", "https://discord.com/api/v10").rstrip("/")
+            return self._bot_steps(
+                [body], message, scope, lambda: channel_id, api, {"Authorization": f"Bot {token}"}
+            )
+        url = _add_query(secret.require("webhook_url", "the webhook's address"), "wait=true")
+        if self.spec.options.get("username"):  # the same name as the community's posts
+            body["username"] = str(self.spec.options["username"])
+        return [Step(partial(HttpRequest.json, url, body), discord_verdict)]
 
     def member_steps(self, secret: ChannelSecret, address: str, message: Message) -> list[Step]:
         token = secret.require("bot_token", "a bot token, for DMs")
@@ -901,6 +1049,19 @@ class TelegramChannel(HttpChannel):
 
     def member_steps(self, secret: ChannelSecret, address: str, message: Message) -> list[Step]:
         return self._steps(secret, address, message)
+
+    def group_steps(
+        self, secret: ChannelSecret, payload: Mapping[str, Any], message: Message, scope: str
+    ) -> list[Step]:
+        """``sendMessage`` to the group's ``chat_id``; entities or parse mode as planned."""
+        token = secret.require("bot_token", "the bot's token from @BotFather")
+        chat_id = secret.require("chat_id", "the group's chat id")
+        api = secret.get("api_base", "https://api.telegram.org").rstrip("/")
+        body = {**self.one_message(payload, ("text",), self.LIMIT), "chat_id": chat_id}
+        if self.spec.options.get("disable_notification"):
+            body["disable_notification"] = True
+        url = f"{api}/bot{token}/sendMessage"
+        return [Step(partial(HttpRequest.json, url, body), telegram_verdict)]
 
 
 WEBHOOK_CHANNELS: tuple[type[HttpChannel], ...] = (
