@@ -30,6 +30,9 @@ WEEKEND_FACTOR = 0.8
 REDEEM_PROBABILITY = 0.03
 # After a check-in, the chance a member who has not entered this week's draw enters it.
 LOTTERY_ENTRY_PROBABILITY = 0.5
+# The chance a reminded member checks in after the reminder, and how soon (minutes).
+REMINDER_RESPONSE_PROBABILITY = 0.35
+REMINDER_RESPONSE_MINUTES = (2, 150)
 
 
 @dataclass
@@ -103,3 +106,13 @@ def wants_to_redeem(rng: random.Random) -> bool:
 def wants_to_enter_lottery(rng: random.Random) -> bool:
     """Whether a member, on this visit, enters the open lottery they have not entered."""
     return rng.random() < LOTTERY_ENTRY_PROBABILITY
+
+
+def reminder_response(rng: random.Random) -> int | None:
+    """Minutes after a reminder at which a member checks in (None: ignores it).
+
+    Answers are spread over the evening, within the default 4-hour conversion window.
+    """
+    if rng.random() >= REMINDER_RESPONSE_PROBABILITY:
+        return None
+    return rng.randint(*REMINDER_RESPONSE_MINUTES)

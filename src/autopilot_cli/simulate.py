@@ -17,6 +17,7 @@ read back from the tables at the end, not accumulated while running.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -43,6 +44,7 @@ from autopilot_cli.population import (
     SimMember,
     checkin_time,
     population,
+    reminder_response,
     wants_to_enter_lottery,
     wants_to_redeem,
 )
@@ -156,6 +158,7 @@ def run_simulation(
         "refused": 0,
         "lottery_entries": 0,
         "lottery_refused": 0,
+        "reminder_responses": 0,
     }
     work = {"batches": 0, "errors": 0}
     meter = Progress(progress, start, days) if progress is not None else None
@@ -194,6 +197,11 @@ def run_simulation(
             entered: set[tuple[str, str, str]] = set()
             # Its own stream, so lottery choices never shift the members' other choices.
             lottery_rng = random.Random(f"{seed}/lottery")
+            reminder_rng = random.Random(f"{seed}/reminders")
+            people = {
+                c.id: population(members, seed, c.id, max(1, (end - start).days))
+                for c in config.communities
+            }
             now = start
             pending_tick: datetime | None = None
             index = 0
@@ -235,8 +243,19 @@ def run_simulation(
                 assert pending_tick is not None
                 clock.set(pending_tick)
                 with contextlib.redirect_stdout(console_log):
-                    runtime.invoke(DISPATCHER, scheduled_event(pending_tick))
+                    tick_report = runtime.invoke(DISPATCHER, scheduled_event(pending_tick))
                     _deliver_work(runtime, work, console_log)
+                for at, community, member in _reminder_responses(
+                    runtime, config, tick_report, people, reminder_rng, end
+                ):
+                    # A reminded member answers: a check-in later this evening.
+                    bisect.insort(
+                        planned,
+                        (at, community, member),
+                        lo=index,
+                        key=lambda p: (p[0], p[1].id, p[2].id),
+                    )
+                    stats["reminder_responses"] += 1
                 ticks += 1
                 now, pending_tick = pending_tick, None
             summary = collect_summary(
@@ -246,6 +265,7 @@ def run_simulation(
             summary["worker"] = work
             summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
             summary["lotteries"] = collect_lotteries(runtime, config, cycles)
+            summary["reminders"] = collect_reminders(runtime, config, start, end)
     finally:
         if meter is not None:
             meter.close()
@@ -515,6 +535,87 @@ def collect_lotteries(
     return draws
 
 
+def _reminder_store(runtime: LocalRuntime) -> Any:
+    from autopilot.reminders.store import ReminderStore
+
+    return ReminderStore(runtime.function_env(DISPATCHER)["REMINDER_TABLE"], runtime.region)
+
+
+def _reminder_responses(
+    runtime: LocalRuntime,
+    config: Config,
+    tick_report: Any,
+    people: dict[str, list[SimMember]],
+    rng: random.Random,
+    end: datetime,
+) -> list[tuple[datetime, Community, SimMember]]:
+    """The check-ins members make in answer to the reminders this tick sent.
+
+    Reads the markers of the tick's fired reminder occurrences for the community's
+    simulated members (BatchGetItem: a harness read, not the product's), and rolls
+    each reminded member's answer (``reminder_response``) in the seed's own stream.
+    """
+    from autopilot.reminders.rules import member_today, reminder_key
+    from autopilot.reminders.store import SENT
+
+    fired = [o for o in (tick_report or {}).get("occurrences", []) if o.get("status") == "fired"]
+    answers: list[tuple[datetime, Community, SimMember]] = []
+    store = None
+    for occ in fired:
+        community = next((c for c in config.communities if c.id == occ["community"]), None)
+        if community is None:
+            continue
+        job = next((j for j in community.jobs if j.id == occ["job"]), None)
+        if job is None or job.action != "reminder":
+            continue
+        store = store or _reminder_store(runtime)
+        scheduled = parse_iso(occ["scheduled_utc"])
+        day = member_today(scheduled, None, zone(community.timezone), community.day_boundary)
+        by_key = {reminder_key(community.id, job.id, m.id, day): m for m in people[community.id]}
+        for marker in sorted(store.markers(list(by_key)), key=lambda m: m.key):
+            if marker.status != SENT or marker.sent_at is None:
+                continue
+            minutes = reminder_response(rng)
+            if minutes is None:
+                continue
+            at = marker.sent_at + timedelta(minutes=minutes, seconds=rng.randrange(60))
+            if at < end:
+                answers.append((at, community, by_key[marker.key]))
+    return answers
+
+
+def collect_reminders(
+    runtime: LocalRuntime, config: Config, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Per community, job and local day: selected, sent, skipped by reason, failed,
+    converted (the reminder counters; ``uncertain``: claimed with no recorded outcome)."""
+    from autopilot.reminders.rules import OUTCOME_COUNTERS, SKIPPED_PREFIX
+    from autopilot.reminders.service import counters_of
+
+    store = _reminder_store(runtime)
+    out: dict[str, Any] = {}
+    for community in config.communities:
+        tz = zone(community.timezone)
+        first = start.astimezone(tz).date()
+        days = [first + timedelta(days=i) for i in range((end - start).days + 1)]
+        for job_id, per_day in sorted(counters_of(store, community, days).items()):
+            rows = out.setdefault(community.id, {}).setdefault(job_id, {})
+            for day, counts in sorted(per_day.items()):
+                skipped = {
+                    name[len(SKIPPED_PREFIX) :]: counts[name]
+                    for name in OUTCOME_COUNTERS
+                    if name.startswith(SKIPPED_PREFIX) and counts.get(name)
+                }
+                rows[day] = {
+                    "selected": counts.get("selected", 0),
+                    "sent": counts.get("sent", 0),
+                    "skipped": skipped,
+                    "failed": counts.get("failed", 0),
+                    "converted": counts.get("converted", 0),
+                }
+    return out
+
+
 def _get(
     runtime: LocalRuntime, path: str, query: dict[str, str], claims: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -671,6 +772,22 @@ def _work_note(work: dict[str, Any] | None) -> str:
     return " → " + ", ".join(parts)
 
 
+def _reminder_note(summary: dict[str, Any], community_id: str, occ: dict[str, Any]) -> str:
+    """What a reminder occurrence did, in a few words (empty for other jobs)."""
+    day = summary.get("reminders", {}).get(community_id, {}).get(occ["job"], {})
+    row = day.get(occ["scheduled_local"][:10])
+    if not row or occ["status"] != "fired":
+        return ""
+    skipped = sum(row["skipped"].values())
+    note = f" → {row['selected']} selected, {row['sent']} reminded"
+    if skipped:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(row["skipped"].items()))
+        note += f", {skipped} skipped ({reasons})"
+    if row["failed"]:
+        note += f", {row['failed']} FAILED"
+    return note + f", {row['converted']} checked in after it"
+
+
 def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None = None) -> None:
     """A readable account of the simulated days, per community in its local time."""
     out = out if out is not None else sys.stdout  # bound at call time, not import
@@ -704,6 +821,7 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
                 if occ["reason"]:
                     line += f" ({occ['reason']})"
                 line += _work_note(occ.get("work"))
+                line += _reminder_note(summary, cid, occ)
                 out.write(line + "\n")
     for draw in summary.get("lotteries", []):
         winners = ", ".join(f"{w['member']} ({w['prize']})" for w in draw["winners"])
@@ -725,6 +843,19 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
             f"{ledger['awarded']} points awarded, {ledger['redeemed']} redeemed, "
             f"{ledger['outstanding']} outstanding; reconciled: "
             f"{'yes' if ledger['reconciled'] else 'NO'}\n"
+        )
+    totals: Counter[str] = Counter()
+    for jobs in summary.get("reminders", {}).values():
+        for days in jobs.values():
+            for row in days.values():
+                totals.update({k: row[k] for k in ("selected", "sent", "failed", "converted")})
+                totals["skipped"] += sum(row["skipped"].values())
+    if totals:
+        rate = totals["converted"] / totals["sent"] if totals["sent"] else 0.0
+        out.write(
+            f"Reminders: {totals['selected']} selected, {totals['sent']} sent, "
+            f"{totals['skipped']} skipped, {totals['failed']} failed; "
+            f"{totals['converted']} checked in after one ({rate:.0%}).\n"
         )
 
 
