@@ -1,5 +1,5 @@
-"""HTTP API (API Gateway HTTP API, JWT authorizer): check-ins, a member's account,
-redemptions, lotteries, and the finance (ledger) and ops (members, adjustments,
+"""HTTP API (API Gateway HTTP API, JWT authorizer): check-ins, a member's account
+and preferences, redemptions, lotteries, and the finance (ledger) and ops (members, adjustments,
 lottery changes) routes.
 
 API Gateway has verified the token and the route's scopes before this runs;
@@ -69,6 +69,18 @@ def me() -> dict[str, Any]:
     who = _caller(MEMBER)
     query = req.query(api.current_event.raw_event, {"community"}, {"community"})
     return app.checkins.me(_community(who, query["community"]), who.member).to_json()
+
+
+@api.put("/me/preferences")
+def put_preferences() -> dict[str, Any]:
+    who = _caller(MEMBER)
+    body = req.fields(
+        req.json_object(api.current_event.raw_event),
+        {"community": Field(str, required=True)},
+        allow_extra=True,  # reminders, timezone, dm_address: MemberService validates them
+    )
+    community = _community(who, body.pop("community"))
+    return app.members.set_preferences(community, who.member, body, get_clock().now()).to_json()
 
 
 @api.post("/redemptions")

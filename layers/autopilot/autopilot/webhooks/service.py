@@ -20,8 +20,16 @@ case-folded, with a Telegram ``@BotName`` suffix removed; config validation keep
 them from clashing, and check-in keywords win if they ever do. The answer says
 what happened in the community's language: entered (tickets, weight, rules still
 to meet by the close), or why not (not eligible and the reasons, not open);
-claimed (the prize, a coupon code) or nothing to claim. Any other text gets a
-short help answer and writes nothing.
+claimed (the prize, a coupon code) or nothing to claim.
+
+Reminder preferences: ``退订提醒`` or ``/stop`` opts the member out of every
+reminder kind, ``退订提醒 <kind>`` / ``/stop <kind>`` out of one; ``开启提醒`` or
+``/remind`` (and, on Telegram, a bare ``/start``: the message a bot gets when a
+member opens its chat) opts back in, to every kind or to ``<kind>``. Kinds are
+named by id (``lottery``) or a short name (``抽奖``, see :data:`KIND_NAMES`); an
+unknown one gets an answer listing them and writes nothing. These words are fixed,
+and a community's configured check-in and lottery keywords win over them. Any
+other text gets a short help answer and writes nothing.
 
 Replays: a verified request sent again (Slack and the generic scheme only within
 their 300 s window) is harmless, because a check-in is idempotent per member and
@@ -55,11 +63,13 @@ from autopilot.config.model import Community, Lottery
 from autopilot.errors import (
     BadRequest,
     LotteryNotOpen,
+    NotAMember,
     NotEligible,
     NothingToClaim,
     RequestError,
 )
 from autopilot.lottery.eligibility import MemberFacts, WeightMode, weight_of
+from autopilot.members.service import REMINDER_KINDS, MemberPreferences, MemberService
 from autopilot.webhooks.signatures import (
     InvalidSignature,
     verify_generic,
@@ -144,6 +154,95 @@ def lottery_keyword(
             return lottery, LotteryAction.ENTER
         if lottery.claim_window is not None and is_keyword(message, lottery.claim_keywords):
             return lottery, LotteryAction.CLAIM
+    return None
+
+
+class PreferenceAction(StrEnum):
+    """What a reminder-preference keyword asks for."""
+
+    STOP = "stop"  # opt out
+    START = "start"  # opt back in
+
+
+#: Opt-out and opt-in words (compared case-folded; a kind may follow after a space,
+#: or directly after the Chinese words: ``退订提醒抽奖``).
+STOP_WORDS: tuple[str, ...] = ("退订提醒", "/stop")
+START_WORDS: tuple[str, ...] = ("开启提醒", "/remind")
+#: Telegram sends ``/start`` when a member opens the bot's chat: bare, it opts back in.
+TELEGRAM_START = "/start"
+#: Each kind's names in chat, Chinese first: the answers use them and they are
+#: accepted after a keyword, as are the kind's id and the id with hyphens.
+KIND_NAMES: dict[str, tuple[str, ...]] = {
+    "not_checked_in": ("打卡", "打卡提醒", "未打卡", "checkin", "check-in"),
+    "streak_at_risk": ("断签", "断签提醒", "连续打卡", "streak"),
+    "inactive": ("回归", "回归提醒", "不活跃", "comeback"),
+    "lottery": ("抽奖", "抽奖提醒"),
+}
+_ALL_WORDS = ("all", "全部", "所有")
+_KIND_ALIASES: dict[str, str] = {
+    alias.casefold(): kind
+    for kind in REMINDER_KINDS
+    for alias in (kind, kind.replace("_", "-"), *KIND_NAMES.get(kind, ()))
+}
+_EN_KIND_NAMES = {
+    "not_checked_in": "check-in",
+    "streak_at_risk": "streak-at-risk",
+    "inactive": "come-back",
+    "lottery": "lottery",
+}
+
+
+@dataclass(frozen=True)
+class PreferenceCommand:
+    """A reminder-preference keyword: the action, for one ``kind`` or every kind
+    (``None``); ``unknown`` is an argument that names no kind (nothing is changed)."""
+
+    action: PreferenceAction
+    kind: str | None = None
+    unknown: str | None = None
+
+
+def _preference_of(platform: str, text: str) -> PreferenceCommand | None:
+    words = text.split(maxsplit=1)
+    if not words:
+        return None
+    head, rest = words[0], (words[1].strip() if len(words) > 1 else "")
+    found = _BOT_SUFFIX.match(head)
+    if found:
+        head = found.group(1)
+    head = head.casefold()
+    for word in (*STOP_WORDS, *START_WORDS):
+        if not word.startswith("/") and head.startswith(word) and head != word and not rest:
+            head, rest = word, head[len(word) :].strip()
+    bare_start = platform == TELEGRAM and head == TELEGRAM_START and not rest
+    if head in STOP_WORDS:
+        action = PreferenceAction.STOP
+    elif head in START_WORDS or bare_start:
+        action = PreferenceAction.START
+    else:
+        return None
+    if not rest or rest.casefold() in _ALL_WORDS:
+        return PreferenceCommand(action)
+    kind = _KIND_ALIASES.get(rest.casefold())
+    if kind is None:
+        return PreferenceCommand(action, unknown=rest[:40])
+    return PreferenceCommand(action, kind)
+
+
+def preference_command(platform: str, message: ChatMessage) -> PreferenceCommand | None:
+    """The reminder-preference keyword of the message, if it is one.
+
+    Slack sends the command and its text apart (``/stop`` + ``lottery``): the two
+    joined are tried first, then each alone (``/autopilot`` + ``退订提醒``).
+    """
+    candidates = [t for t in message.texts if t.strip()]
+    if platform == SLACK and len(candidates) == 2:
+        text, command = candidates
+        candidates.insert(0, f"{command} {text}")
+    for candidate in candidates:
+        command_found = _preference_of(platform, candidate)
+        if command_found is not None:
+            return command_found
     return None
 
 
@@ -260,6 +359,9 @@ def answer_text(community: Community, result: CheckinResult | None, keywords: Se
                     if zh
                     else f" Send {word} to enter {lottery.title}."
                 )
+        help_text += (
+            "发送「退订提醒」不再接收提醒。" if zh else " Send /stop to get no more reminders."
+        )
         return help_text
     if result.repeat:
         return (
@@ -366,6 +468,89 @@ def lottery_refusal_text(community: Community, lottery: Lottery, exc: RequestErr
     return str(exc)
 
 
+def _kind_name(kind: str, zh: bool) -> str:
+    return KIND_NAMES[kind][0] if zh else _EN_KIND_NAMES[kind]
+
+
+def _kinds_list(zh: bool) -> str:
+    if zh:
+        return "、".join(f"{KIND_NAMES[k][0]}（{k}）" for k in REMINDER_KINDS)
+    return ", ".join(f"{k} ({_EN_KIND_NAMES[k]})" for k in REMINDER_KINDS)
+
+
+def preference_answer_text(
+    community: Community, command: PreferenceCommand, preferences: MemberPreferences
+) -> str:
+    """What a reminder-preference keyword changed, in the community's language.
+
+    The same keyword again gives the same answer (the state is the same).
+    """
+    zh = community.locale.startswith("zh")
+    kind = command.kind
+    if command.action is PreferenceAction.STOP:
+        if kind is None:
+            return (
+                "已退订所有提醒，发送「开启提醒」可恢复。"
+                if zh
+                else "You will get no more reminders. Send /remind to turn them back on."
+            )
+        if zh:
+            name = _kind_name(kind, zh)
+            return f"已退订{name}提醒，发送「开启提醒 {name}」可恢复。"
+        return (
+            f"You will get no more {_kind_name(kind, zh)} reminders. "
+            f"Send /remind {kind} to turn them back on."
+        )
+    if kind is None:
+        return (
+            "已开启所有提醒，发送「退订提醒」可随时退订。"
+            if zh
+            else "Reminders are on again. Send /stop to turn them off."
+        )
+    text = (
+        f"已开启{_kind_name(kind, zh)}提醒。"
+        if zh
+        else f"{_kind_name(kind, zh).capitalize()} reminders are on again."
+    )
+    still_off = [k for k in REMINDER_KINDS if k in preferences.opted_out]
+    if still_off:
+        text += (
+            "仍已退订：" + "、".join(_kind_name(k, zh) for k in still_off) + "。"
+            if zh
+            else " Still off: " + ", ".join(_kind_name(k, zh) for k in still_off) + "."
+        )
+    return text
+
+
+def unknown_kind_text(community: Community, command: PreferenceCommand) -> str:
+    """The answer to a preference keyword naming no reminder kind: the kinds there are."""
+    zh = community.locale.startswith("zh")
+    # Echoed back: without the characters Slack reads as markup (<!channel>, &...).
+    word = re.sub(r"[<>&@]", "", command.unknown or "")
+    if zh:
+        verb = "退订提醒" if command.action is PreferenceAction.STOP else "开启提醒"
+        return (
+            f"没有「{word}」这种提醒。可选：{_kinds_list(zh)}。"
+            f"例如「{verb} 抽奖」；只发「{verb}」则对所有提醒生效。"
+        )
+    verb = "/stop" if command.action is PreferenceAction.STOP else "/remind"
+    return (
+        f"There is no {word!r} reminder. Kinds: {_kinds_list(zh)}. "
+        f"For example {verb} lottery; {verb} alone applies to every kind."
+    )
+
+
+def not_a_member_text(community: Community) -> str:
+    """The answer to a preference keyword from someone who has never checked in."""
+    zh = community.locale.startswith("zh")
+    word = community.chat_keywords[0] if community.chat_keywords else ("打卡" if zh else "checkin")
+    return (
+        f"你还没有加入本社群，还不会收到提醒；发送「{word}」打卡即可加入。"
+        if zh
+        else f"You are not a member yet, so you get no reminders. Send {word} to check in and join."
+    )
+
+
 def _reply(
     platform: str, message: ChatMessage | None, text: str, status: int = 200
 ) -> WebhookReply:
@@ -384,13 +569,21 @@ def _reply(
 
 class WebhookService:
     """Verifies a platform's request, checks the member in (or enters or claims a
-    lottery) and words the answer."""
+    lottery, or opts them out of or back into reminders) and words the answer."""
 
-    def __init__(self, checkins: CheckinService, secrets: SecretsLookup, lotteries: Any = None):
+    def __init__(
+        self,
+        checkins: CheckinService,
+        secrets: SecretsLookup,
+        lotteries: Any = None,
+        members: MemberService | None = None,
+    ):
         self._checkins = checkins
         self._secrets = secrets
         # The LotteryService (None: lottery keywords get the help answer).
         self._lotteries = lotteries
+        # Reminder preferences: the MemberService the check-ins use unless given.
+        self._members: MemberService | None = members or getattr(checkins, "_members", None)
 
     def handle(
         self,
@@ -442,6 +635,9 @@ class WebhookService:
             named = lottery_keyword(community, message) if self._lotteries else None
             if named is not None:
                 return self._lottery(community, platform, message, member, *named, now)
+            wanted = preference_command(platform, message) if self._members else None
+            if wanted is not None:
+                return self._preferences(community, platform, message, member, wanted, now)
             return _reply(platform, message, answer_text(community, None, community.chat_keywords))
         name = (message.display_name or "").strip()[:MAX_NAME] or None
         try:
@@ -499,6 +695,41 @@ class WebhookService:
         reply = _reply(platform, message, lottery_answer_text(community, lottery, result))
         if platform not in (SLACK, TELEGRAM) and reply.body is not None:
             return WebhookReply(reply.status, {**reply.body, "lottery": document})
+        return reply
+
+    def _preferences(
+        self,
+        community: Community,
+        platform: str,
+        message: ChatMessage,
+        member: str,
+        command: PreferenceCommand,
+        now: datetime,
+    ) -> WebhookReply:
+        """Opt the member out of (or back into) reminders and word the answer."""
+        assert self._members is not None
+        if command.unknown is not None:
+            # Help, not an error: nothing is read or written.
+            return _reply(platform, message, unknown_kind_text(community, command))
+        receives = command.action is PreferenceAction.START
+        choice: bool | dict[str, bool] = (
+            receives if command.kind is None else {command.kind: receives}
+        )
+        try:
+            preferences = self._members.set_preferences(
+                community, member, {"reminders": choice}, now
+            )
+        except RequestError as exc:
+            text = not_a_member_text(community) if isinstance(exc, NotAMember) else str(exc)
+            reply = _reply(platform, message, text, exc.status)
+            if platform not in (SLACK, TELEGRAM) and reply.body is not None:
+                return WebhookReply(
+                    reply.status, {**reply.body, "preferences": {"error": exc.code}}
+                )
+            return reply
+        reply = _reply(platform, message, preference_answer_text(community, command, preferences))
+        if platform not in (SLACK, TELEGRAM) and reply.body is not None:
+            return WebhookReply(reply.status, {**reply.body, "preferences": preferences.to_json()})
         return reply
 
 
