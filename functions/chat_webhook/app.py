@@ -34,6 +34,7 @@ webhooks = WebhookService(
     app.checkins,
     WebhookSecrets(SecretStore(settings.channel_secrets_prefix, settings.region)),
     lotteries=app.lotteries,
+    members=app.members,
 )
 api = APIGatewayHttpResolver(serializer=to_json)
 

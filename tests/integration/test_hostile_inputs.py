@@ -70,6 +70,7 @@ BAD_BODIES: list[tuple[str, bytes, str]] = [
     ("oversized", json.dumps({"community": "sunrise", "x": "y" * 17000}).encode(), "bytes"),
 ]
 BODY_ROUTES = [
+    ("PUT", "/me/preferences", ()),
     ("POST", "/checkins", ()),
     ("POST", "/redemptions", ()),
     ("PUT", "/members/mia", ("ops",)),

@@ -132,7 +132,7 @@ def queued(stack) -> list[Batch]:
 
 
 def test_not_checked_in_reminds_the_active_members_once_by_group_mention(stack):
-    app, _ = setup_members(stack)
+    _app, _ = setup_members(stack)
     report = tick(stack, AT_20)
     assert report["counts"]["fired"] == 1
     (batch,) = queued(stack)
@@ -190,7 +190,7 @@ def test_a_member_who_checks_in_after_selection_and_an_opted_out_member_are_skip
 
 
 def test_opting_out_of_every_kind_skips_every_reminder(stack):
-    app, _ = setup_members(stack)
+    _app, _ = setup_members(stack)
     for member in ("bob", "carol", "dave"):
         item = AccountItem.get(member_pk("sunrise", member), "ACCOUNT")
         item.update(actions=[AccountItem.reminders_opt_out.set(True)])
@@ -201,7 +201,7 @@ def test_opting_out_of_every_kind_skips_every_reminder(stack):
 
 
 def test_streak_at_risk_names_the_streak_and_whether_a_freeze_covers_it(stack):
-    app, c = setup_members(stack, jobs=(STREAK,))
+    _app, _c = setup_members(stack, jobs=(STREAK,))
     for member in ("bob", "carol"):
         item = AccountItem.get(member_pk("sunrise", member), "ACCOUNT")
         item.update(actions=[AccountItem.dm_address.set(f"dm-{member}")])
@@ -233,7 +233,7 @@ def test_a_check_in_within_the_window_converts_once(stack):
 
 
 def test_a_crash_after_the_claim_never_reminds_twice(stack, monkeypatch):
-    app, _ = setup_members(stack, jobs=(NUDGE,))
+    _app, _ = setup_members(stack, jobs=(NUDGE,))
     tick(stack, AT_20)
     (batch,) = queued(stack)
     from autopilot.reminders.store import ReminderStore
@@ -256,7 +256,9 @@ def test_a_crash_after_the_claim_never_reminds_twice(stack, monkeypatch):
     url = stack.runtime.physical_id("ReminderQueue")
     # Redelivery after the visibility timeout (made visible now).
     for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
     drain(stack)
     assert len(group_messages(stack)) == 1  # sent once, before the crash
     assert marker("nudge", "bob")["status"] == "claimed"  # outcome unknown, never resent
@@ -264,7 +266,7 @@ def test_a_crash_after_the_claim_never_reminds_twice(stack, monkeypatch):
 
 
 def test_partial_batch_failure_reports_only_the_bad_message(stack):
-    app, _ = setup_members(stack, jobs=(NUDGE,))
+    _app, _ = setup_members(stack, jobs=(NUDGE,))
     tick(stack, AT_20)
     (batch,) = queued(stack)
     event = stack.runtime.sqs_event(
@@ -280,7 +282,7 @@ def test_partial_batch_failure_reports_only_the_bad_message(stack):
 
 
 def test_quiet_hours_defer_a_dm_to_the_members_morning_or_drop_it(stack, monkeypatch):
-    app, c = setup_members(stack, jobs=(NUDGE,))
+    app, _c = setup_members(stack, jobs=(NUDGE,))
     # dave lives in Los Angeles: 20:00 in Shanghai is 04:00 there, inside 00:00-07:00.
     item = AccountItem.get(member_pk("sunrise", "dave"), "ACCOUNT")
     item.update(
@@ -317,7 +319,7 @@ def test_quiet_hours_defer_a_dm_to_the_members_morning_or_drop_it(stack, monkeyp
 
 def test_quiet_hours_drop_policy_skips_the_dm(stack):
     drop = {**NUDGE, "quiet_hours": "drop"}
-    app, c = setup_members(stack, jobs=(drop,))
+    _app, _c = setup_members(stack, jobs=(drop,))
     item = AccountItem.get(member_pk("sunrise", "dave"), "ACCOUNT")
     item.update(
         actions=[
@@ -332,7 +334,7 @@ def test_quiet_hours_drop_policy_skips_the_dm(stack):
 
 
 def test_selection_costs_one_query_per_shard_and_no_scan(stack):
-    app, c = setup_members(stack, jobs=(NUDGE,))
+    _app, _c = setup_members(stack, jobs=(NUDGE,))
     stack.clock.set(AT_20)
     with RequestCounter() as counter:
         tick(stack, AT_20)
@@ -356,7 +358,7 @@ _POLLING = {("sqs", "ReceiveMessage"), ("sqs", "DeleteMessageBatch")}
 
 
 def test_every_aws_call_of_the_reminder_function_is_granted(stack, repo_root):
-    app, c = setup_members(stack, jobs=(NUDGE,))
+    _app, _c = setup_members(stack, jobs=(NUDGE,))
     tick(stack, AT_20)
     stack.runtime.reset_containers()
     with RequestCounter() as counter:
@@ -375,3 +377,110 @@ def test_every_aws_call_of_the_reminder_function_is_granted(stack, repo_root):
         action = statement["Action"]
         granted.update([action] if isinstance(action, str) else action)
     assert used <= granted, f"called but not granted: {sorted(used - granted)}"
+
+
+def test_inactive_nudges_members_whose_last_check_in_was_exactly_d_days_ago(stack):
+    winback = {
+        "id": "winback",
+        "cron": "30 19 * * *",
+        "action": "reminder",
+        "params": {
+            "kind": "inactive",
+            "days": 7,
+            "channel": "group",
+            "template": "{name}，{days_since} 天没见啦",
+        },
+    }
+    _app, _c = setup_members(stack, jobs=(winback,))
+    item = AccountItem.get(member_pk("sunrise", "dave"), "ACCOUNT")
+    item.update(actions=[AccountItem.dm_address.set("dm-dave")])
+    tick(stack, datetime(2026, 11, 27, 11, 30, 5, tzinfo=UTC))
+    drain(stack)
+    # dave last checked in on the 20th: exactly 7 days; erin (the 10th) is not nudged
+    # again, so a member hears from a win-back job once per absence.
+    assert [(m["to"], m["text"]) for m in group_messages(stack)] == [
+        ("dm-dave", "dave，7 天没见啦")
+    ]
+    assert counters("winback") == {"selected": 1, "sent": 1}
+
+
+LOTTERY = {
+    "id": "weekly",
+    "title": "周五抽奖",
+    "schedule": {"opens": "0 0 * * 1", "closes": "55 19 * * 5", "draws": "0 20 * * 5"},
+    "entry": {"mode": "enter", "keywords": ["抽奖"]},
+    "eligibility": {"min_checkins": 1},
+    "prizes": [{"id": "first", "title": "一等奖", "count": 1, "points": 100}],
+    "posts": {"channels": ["group"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("audience", "expected"), [("eligible_non_entrants", ["bob"]), ("entrants", ["ann"])]
+)
+def test_lottery_reminders_go_to_entrants_or_eligible_non_entrants_on_draw_day(
+    stack, audience, expected
+):
+    from autopilot.config.model import lottery_job_id
+    from autopilot.scheduler.rules import Occurrence
+    from autopilot.scheduler.service import ActionContext
+
+    job = {
+        "id": "draw-tonight",
+        "cron": "0 18 * * *",
+        "action": "reminder",
+        "params": {
+            "kind": "lottery",
+            "lottery": "weekly",
+            "audience": audience,
+            "channel": "group",
+            "template": "{name}，今晚 {draw_time} 开奖「{lottery}」",
+            "group_template": "{mentions} 今晚 {draw_time} 开奖「{lottery}」，快来参加！",
+        },
+    }
+    stack.push(make_config(jobs=[job], lotteries=[LOTTERY], published_at="2026-11-29T15:00:00Z"))
+    app = stack.app()
+    c = app.config().communities[0]
+    opens = datetime(2026, 11, 29, 16, 0, tzinfo=UTC)  # Monday 00:00 in Shanghai
+    tick(stack, opens + timedelta(seconds=5))
+    stack.clock.set(opens + timedelta(hours=2))
+    for member in ("ann", "bob"):
+        app.checkins.check_in(c, member, opens + timedelta(hours=2))
+    app.lotteries.enter(c, "weekly", "ann", request_id="r1", at_utc=opens + timedelta(hours=3))
+
+    def run_on(day: datetime) -> int:
+        occ = Occurrence(c.id, "draw-tonight", day.replace(tzinfo=None), day, day)
+        stack.clock.set(day)
+        context = ActionContext(c, c.job("draw-tonight"), occ, now_utc=day, attempt=1)
+        result = app.reminders.select(context)
+        assert result.ok, result.error
+        return int(result.detail["selected"])
+
+    # Thursday 18:00: the draw is tomorrow, nobody is selected.
+    assert run_on(datetime(2026, 12, 3, 10, 0, tzinfo=UTC)) == 0
+    # Friday 18:00 (10:00Z): the draw is tonight at 20:00.
+    assert run_on(datetime(2026, 12, 4, 10, 0, tzinfo=UTC)) == 1
+    drain(stack)
+    (message,) = group_messages(stack)
+    assert message["text"] == f"@{expected[0]} 今晚 20:00 开奖「周五抽奖」，快来参加！"
+    assert lottery_job_id("weekly", "draw") != "draw-tonight"
+
+
+def test_out_of_time_releases_unsent_claims_and_enqueues_them_again(stack):
+    app, _c = setup_members(stack, jobs=(NUDGE,))
+    for member in ("bob", "carol", "dave"):
+        item = AccountItem.get(member_pk("sunrise", member), "ACCOUNT")
+        item.update(actions=[AccountItem.dm_address.set(f"dm-{member}")])
+    tick(stack, AT_20)
+    (batch,) = queued(stack)
+    drain_body = json.dumps(batch.to_json())
+    client("sqs", "us-east-1").purge_queue(QueueUrl=stack.runtime.physical_id("ReminderQueue"))
+    left = iter([60_000, 1_000, 1_000, 1_000])  # time for one DM, then none
+    report = app.reminders.process(drain_body, remaining_ms=lambda: next(left, 1_000))
+    assert report.sent == 1 and report.requeued == 2
+    (again,) = queued(stack)
+    assert [m for m, _ in again.recipients] == ["carol", "dave"]
+    assert marker("nudge", "carol") == {}  # released: claimed afresh by the next delivery
+    drain(stack)
+    assert sorted(m["to"] for m in group_messages(stack)) == ["dm-bob", "dm-carol", "dm-dave"]
+    assert counters("nudge") == {"selected": 3, "sent": 3}

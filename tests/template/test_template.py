@@ -573,3 +573,61 @@ def test_worker_queue_outlives_the_worker_and_redrives_to_a_dead_letter_queue() 
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert worker["MemorySize"] >= 512 and worker["Timeout"] > 60
+
+
+def test_reminder_policy_is_least_privilege() -> None:
+    """Pinned; tests/integration/test_reminders.py checks the real calls are granted."""
+    assert _grants_of("ReminderFunction") == {
+        json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}): {"dynamodb:BatchGetItem"},
+        json.dumps({"Fn::GetAtt": ["LotteryTable", "Arn"]}): {"dynamodb:BatchGetItem"},
+        json.dumps({"Fn::GetAtt": ["ReminderTable", "Arn"]}): {
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        },
+        json.dumps({"Fn::GetAtt": ["PostsTable", "Arn"]}): {"dynamodb:UpdateItem"},
+        json.dumps({"Ref": "PostsTopic"}): {"sns:Publish"},
+        json.dumps(CHANNEL_SECRETS_ARN, sort_keys=True): {"ssm:GetParameter"},
+        json.dumps({"Fn::GetAtt": ["ReminderQueue", "Arn"]}): {
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        },
+        **_CONFIG_READ,
+        json.dumps({"Fn::GetAtt": ["ReminderLogGroup", "Arn"]}): {
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        },
+    }
+
+
+def test_reminder_queue_has_a_dead_letter_queue_an_alarm_and_a_fitting_timeout() -> None:
+    queue = RESOURCES["ReminderQueue"]["Properties"]
+    function = RESOURCES["ReminderFunction"]["Properties"]
+    # Lambda's guidance for SQS event sources: visibility >= 6 x the function timeout.
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ReminderDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    (event,) = function["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    alarm = RESOURCES["ReminderDeadLetterAlarm"]["Properties"]
+    assert alarm["Namespace"] == "AWS/SQS"
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ReminderDeadLetterQueue", "QueueName"]}}
+    ]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+
+
+def test_the_last_day_index_projects_what_selection_reads() -> None:
+    from autopilot.ledger.store import LastDayIndex
+
+    table = RESOURCES["LedgerTable"]["Properties"]
+    (gsi2,) = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "gsi2"]
+    assert gsi2["Projection"]["ProjectionType"] == "INCLUDE"
+    projected = set(gsi2["Projection"]["NonKeyAttributes"])
+    assert projected == set(LastDayIndex.Meta.projection.non_key_attributes)

@@ -122,6 +122,7 @@ class App:
             self.reminder_queue,
             self.channel_env,
             self.config,
+            lotteries=self.lottery_store,
             clock=clock,
         )
         self.checkins.on_checked_in = self.reminders.on_checkin

@@ -498,6 +498,13 @@ class LotteryStore:
                 continue
             yield _entrant(item)
 
+    def entered(self, community_id: str, draw_id: str, member_ids: Sequence[str]) -> set[str]:
+        """Which of ``member_ids`` have an entry in the draw (BatchGetItem, 100 keys each)."""
+        keys = [(draw_pk(community_id, draw_id), f"E#{m}") for m in dict.fromkeys(member_ids)]
+        return {
+            item.member_id for item in EntryRow.batch_get(keys, attributes_to_get=["member_id"])
+        }
+
     def weighted_entrants(self, community_id: str, draw_id: str) -> Iterator[tuple[str, int]]:
         """The canonical entrant list: ``(member_id, weight)`` of each eligible entry in
         member-id byte order, streamed from Query pages reading only those attributes

@@ -46,6 +46,8 @@ from autopilot.channels.base import ChannelEnvironment, Deadline, Delivery, Mess
 from autopilot.clock import Clock, get_clock
 from autopilot.config.model import Community, Config, Job
 from autopilot.ledger.store import LAST_DAY_SHARDS, Account, LedgerStore
+from autopilot.lottery.schedule import Cycle, cycle_at
+from autopilot.lottery.store import LotteryStore
 from autopilot.posts.context import _MONTHS_EN, _WEEKDAYS
 from autopilot.posts.rules import render
 from autopilot.reminders import rules
@@ -59,7 +61,7 @@ from autopilot.reminders.store import (
     ReminderStore,
 )
 from autopilot.scheduler.service import ActionContext, ActionResult
-from autopilot.timeutil import iso_utc, parse_iso, zone
+from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ class Batch:
     scheduled: datetime
     recipients: tuple[tuple[str, date], ...]
     not_before: datetime | None = None
+    # Lottery reminders: the cycle they are about (draw id, close and draw instants).
+    lottery: tuple[str, datetime, datetime] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +111,9 @@ class Batch:
         }
         if self.not_before is not None:
             out["not_before"] = iso_utc(self.not_before)
+        if self.lottery is not None:
+            draw_id, closes, draws = self.lottery
+            out["lottery"] = [draw_id, iso_utc(closes), iso_utc(draws)]
         return out
 
     @staticmethod
@@ -127,6 +134,10 @@ class Batch:
             for name in ("community", "job", "occurrence"):
                 if not isinstance(raw[name], str) or not raw[name]:
                     raise ValueError(name)
+            lottery = None
+            if raw.get("lottery") is not None:
+                draw_id, closes, draws = raw["lottery"]
+                lottery = (str(draw_id), parse_iso(closes), parse_iso(draws))
             return Batch(
                 raw["community"],
                 raw["job"],
@@ -135,6 +146,7 @@ class Batch:
                 parse_iso(raw["scheduled"]),
                 recipients,
                 parse_iso(raw["not_before"]) if raw.get("not_before") else None,
+                lottery,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadReminderMessage(f"malformed reminder batch ({exc})") from None
@@ -244,9 +256,11 @@ class ReminderService:
         channel_env: ChannelEnvironment,
         config: Callable[[], Config],
         *,
+        lotteries: LotteryStore | None = None,
         clock: Clock | None = None,
         shards: int = LAST_DAY_SHARDS,
     ):
+        self.lotteries = lotteries
         self.store = store
         self.ledger = ledger
         self.queue = queue
@@ -269,20 +283,37 @@ class ReminderService:
         tz = zone(community.timezone)
         at = ctx.occurrence.scheduled_utc
         plan = rules.plan_selection(spec, at, tz, community.day_boundary)
-        if plan.source is not rules.SelectionSource.ACTIVE_BY_LAST_DAY:
-            return ActionResult(
-                ok=False,
-                error=f"{spec.kind.value} reminders to {plan.source.value} are not supported",
-            )
-        lo, hi = plan.sort_key_range()
-        min_streak = (
-            plan.threshold if plan.post_filter is rules.PostFilter.STREAK_AT_LEAST else None
-        )
+        lottery_info: tuple[str, datetime, datetime] | None = None
+        entrants: set[str] = set()
+        if isinstance(spec, rules.LotterySpec):
+            cycle = self._cycle_drawing_today(community, spec, at)
+            if cycle is None:
+                self.store.add_selected(community.id, plan.today, job.id, ctx.occurrence.id, 0)
+                return ActionResult(
+                    ok=True,
+                    detail={"kind": spec.kind.value, "selected": 0, "reason": "no draw today"},
+                )
+            lottery_info = (cycle.draw_id, cycle.closes_utc, cycle.draws_utc)
+            assert self.lotteries is not None
+            entrants = {e.member_id for e in self.lotteries.entries(community.id, cycle.draw_id)}
         recipients: list[tuple[str, date]] = []
-        for shard in range(self.shards):
-            for item in self.ledger.members_by_last_day(community.id, shard, lo, hi, min_streak):
-                day = rules.member_today(at, item.timezone, tz, community.day_boundary)
-                recipients.append((item.member_id, day))
+        if plan.source is rules.SelectionSource.LOTTERY_ENTRIES:
+            # Entrants: the cycle's entries partition, read by Query pages. Their day is
+            # the community's (the draw is tonight in the community's time).
+            recipients = [(m, plan.today) for m in sorted(entrants)]
+        else:
+            lo, hi = plan.sort_key_range()
+            min_streak = (
+                plan.threshold if plan.post_filter is rules.PostFilter.STREAK_AT_LEAST else None
+            )
+            for shard in range(self.shards):
+                for item in self.ledger.members_by_last_day(
+                    community.id, shard, lo, hi, min_streak
+                ):
+                    if item.member_id in entrants:
+                        continue
+                    day = rules.member_today(at, item.timezone, tz, community.day_boundary)
+                    recipients.append((item.member_id, day))
         batches = [
             Batch(
                 community.id,
@@ -291,6 +322,7 @@ class ReminderService:
                 plan.today,
                 at,
                 tuple(recipients[i : i + RECIPIENTS_PER_MESSAGE]),
+                lottery=lottery_info,
             )
             for i in range(0, len(recipients), RECIPIENTS_PER_MESSAGE)
         ]
@@ -335,6 +367,15 @@ class ReminderService:
         channel = build_channel(channel_spec, self.channel_env)
         tz = zone(community.timezone)
         accounts = self.ledger.accounts_of(community.id, [m for m, _ in batch.recipients])
+        cycle = None
+        entered: set[str] = set()
+        if batch.lottery is not None:
+            draw_id, closes, draws = batch.lottery
+            cycle = rules.LotteryCycle(closes_at_utc=closes, draw_at_utc=draws)
+            if self.lotteries is not None:
+                entered = self.lotteries.entered(
+                    community.id, draw_id, [m for m, _ in batch.recipients]
+                )
         claims: list[Claim] = []
         deferred: dict[datetime, list[tuple[str, date]]] = {}
         due: dict[str, Account] = {}
@@ -348,7 +389,7 @@ class ReminderService:
             verdict = rules.still_due(
                 spec.kind,
                 spec,
-                _facts(account),
+                _facts(account, member_id in entered if cycle is not None else None),
                 now,
                 reminder_day=day,
                 community_zone=tz,
@@ -356,6 +397,7 @@ class ReminderService:
                 quiet=community.quiet_hours,
                 quiet_policy=job.quiet_hours if job.quiet_hours in ("defer", "drop") else "defer",
                 direct=direct,
+                lottery=cycle,
             )
             if verdict.due:
                 claims.append(Claim(key, member_id, day))
@@ -403,6 +445,22 @@ class ReminderService:
         )
         return report
 
+    def _cycle_drawing_today(
+        self, community: Community, spec: rules.LotterySpec, at: datetime
+    ) -> Cycle | None:
+        """The lottery's current cycle when it draws later on the community's day of ``at``."""
+        try:
+            lottery = community.lottery(spec.lottery_id)
+        except KeyError:
+            return None
+        if not lottery.enabled:
+            return None
+        tz = zone(community.timezone)
+        cycle = cycle_at(lottery, tz, at)
+        if cycle is None or not rules.draws_today(cycle.draws_utc, at, tz, community.day_boundary):
+            return None
+        return cycle
+
     def _find(self, batch: Batch) -> tuple[Community | None, Job | None]:
         for community in self._config().communities:
             if community.id == batch.community:
@@ -428,10 +486,18 @@ class ReminderService:
         params = job.params
         claim_of = {c.member_id: c for c in to_send}
         recipients = [
-            self._recipient(community, params, spec, accounts[c.member_id], c.member_day, channel)
+            self._recipient(
+                community,
+                params,
+                accounts[c.member_id],
+                c.member_day,
+                channel,
+                self._lottery_fields(community, spec, batch),
+            )
             for c in to_send
         ]
         date_text, weekday = _date_text(batch.run_day, community.locale)
+        lottery_fields = self._lottery_fields(community, spec, batch)
         group_template = string.Formatter().vformat(
             params["group_template"],
             (),
@@ -440,8 +506,7 @@ class ReminderService:
                     "community": community.name,
                     "date": date_text,
                     "weekday": weekday,
-                    "lottery": "",
-                    "draw_time": "",
+                    **lottery_fields,
                 }
             ),
         )
@@ -498,14 +563,28 @@ class ReminderService:
             else:
                 report.failed += 1
 
+    @staticmethod
+    def _lottery_fields(
+        community: Community, spec: rules.ReminderSpec, batch: Batch
+    ) -> dict[str, str]:
+        """``{lottery}`` (its title) and ``{draw_time}`` (local HH:MM) of a lottery reminder."""
+        if not isinstance(spec, rules.LotterySpec) or batch.lottery is None:
+            return {"lottery": "", "draw_time": ""}
+        try:
+            title = community.lottery(spec.lottery_id).title
+        except KeyError:
+            title = spec.lottery_id
+        draws = local_wall(batch.lottery[2], zone(community.timezone))
+        return {"lottery": title, "draw_time": f"{draws:%H:%M}"}
+
     def _recipient(
         self,
         community: Community,
         params: Mapping[str, Any],
-        spec: rules.ReminderSpec,
         account: Account,
         day: date,
         channel: Any,
+        lottery_fields: Mapping[str, str],
     ) -> Recipient:
         state = account.state
         name = account.display_name or account.member_id
@@ -520,8 +599,7 @@ class ReminderService:
             "freezes": state.freezes,
             "freeze_note": _freeze_note(risk, community.locale),
             "days_since": (day - state.last_day).days if state.last_day else 0,
-            "lottery": "",
-            "draw_time": "",
+            **lottery_fields,
         }
         direct_text = None
         address = account.dm_address if channel.supports_direct else None
@@ -574,7 +652,7 @@ class _Keep(dict[str, Any]):
         raise KeyError(f"template field {{{key}}} has no value")
 
 
-def _facts(account: Account) -> rules.MemberFacts:
+def _facts(account: Account, lottery_entered: bool | None = None) -> rules.MemberFacts:
     kinds = {k.value for k in rules.ReminderKind} if account.reminders_opt_out else set()
     kinds.update(account.reminder_opt_outs)
     state = account.state
@@ -586,6 +664,7 @@ def _facts(account: Account) -> rules.MemberFacts:
         zone=account.timezone,
         opted_out=frozenset(kinds),
         left=account.left_at is not None,
+        lottery_entered=lottery_entered,
     )
 
 
