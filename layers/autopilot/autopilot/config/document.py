@@ -62,6 +62,8 @@ ENUM_NOUNS = {
     "version": "config version",
     "mode": "entry mode",
     "weight": "weight mode",
+    "kind": "reminder kind",
+    "audience": "lottery audience",
 }
 
 #: What an empty list that needs entries is told, by key (default: "must not be empty").
@@ -467,7 +469,8 @@ QuietPolicy = Annotated[
     Meta(
         description="What the job does with an occurrence inside the community's quiet hours. "
         "defer: send it when quiet hours end. drop: skip it (recorded as skipped). ignore: "
-        "send anyway. Default: defer for jobs that send messages (post), ignore for others."
+        "send anyway (refused for reminders: they are never sent at night). Default: defer "
+        "for jobs that send messages (post, reminder), ignore for others."
     ),
 ]
 JobId = Annotated[
@@ -520,10 +523,174 @@ class LedgerReconcileJob(_Job, tag="ledger_reconcile", kw_only=True, forbid_unkn
     quiet_hours: QuietPolicy = "ignore"
 
 
-JobDoc = PostJob | LedgerExportJob | LedgerReconcileJob
+# --------------------------------------------------------------------------- reminder jobs
+
+#: Bounds of a reminder's conversion window (a check-in within it counts as converted).
+DEFAULT_CONVERSION_WINDOW = "4h"
+MIN_CONVERSION_WINDOW_S = 10 * 60
+MAX_CONVERSION_WINDOW_S = 24 * 60 * 60
+
+ReminderTemplate = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="The direct message each member gets (where the channel supports DMs and "
+        "the member has an address), with {field} placeholders (Python str.format syntax; "
+        "{{ and }} for literal braces). Fields: community, date, weekday, name, streak, "
+        "freezes, freeze_note, days_since; lottery and draw_time for kind lottery only "
+        "(docs/config.md#reminder-jobs).",
+    ),
+]
+ReminderGroupTemplate = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="The group message that @mentions the members who get no DM: {mentions} "
+        "(at most once) is replaced by the mentions of one batch; without it they go on a "
+        "line above the text. Fields: community, date, weekday, mentions; lottery and "
+        "draw_time for kind lottery only. Default: a text per kind in the community's locale.",
+    ),
+]
+ActiveDays = Annotated[
+    int,
+    Meta(
+        ge=1,
+        description="Active members are those whose last check-in day is within the last N "
+        "days (default 7).",
+    ),
+]
+
+
+class _ReminderParams(_Doc, tag_field="kind", kw_only=True, forbid_unknown_fields=True):
+    """Parameters of a reminder job; ``kind`` says whom it selects and which keys it takes."""
+
+    channel: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="ONE channel of the community. A member with a DM address gets a "
+            "direct message where the channel's type supports them (Telegram, Slack, Discord, "
+            "local channels); everyone else is @mentioned in group messages on it.",
+        ),
+    ]
+    template: ReminderTemplate
+    group_template: ReminderGroupTemplate | None = None
+    conversion_window: (
+        Annotated[
+            str,
+            Meta(
+                pattern=DURATION_RE,
+                description="A check-in within this long after the reminder counts as "
+                "converted: 10m to 24h, default 4h.",
+            ),
+        ]
+        | None
+    ) = None
+    max_mentions: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="Most members @mentioned in one group message, below the "
+                "platform's own limit (Discord 100, 50 elsewhere). Default: the platform's.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class NotCheckedInParams(
+    _ReminderParams, tag="not_checked_in", kw_only=True, forbid_unknown_fields=True
+):
+    """not_checked_in: active members who have not checked in today."""
+
+    active_days: ActiveDays = 7
+
+
+class StreakAtRiskParams(
+    _ReminderParams, tag="streak_at_risk", kw_only=True, forbid_unknown_fields=True
+):
+    """streak_at_risk: members whose streak ends tonight unless they check in today."""
+
+    min_streak: Annotated[
+        int,
+        Meta(ge=1, description="Only streaks of at least this many days (default 3)."),
+    ] = 3
+
+
+class InactiveParams(_ReminderParams, tag="inactive", kw_only=True, forbid_unknown_fields=True):
+    """inactive: members whose last check-in day is exactly `days` days ago (win-back)."""
+
+    days: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Days since the last check-in day (default 7); a member is nudged at "
+            "most once per that many days.",
+        ),
+    ] = 7
+
+
+class LotteryReminderParams(
+    _ReminderParams, tag="lottery", kw_only=True, forbid_unknown_fields=True
+):
+    """lottery: the entrants or the eligible non-entrants of a lottery that draws today."""
+
+    lottery: Annotated[
+        str, Meta(pattern=ID_RE, description="Id of a lottery of this community (lotteries).")
+    ]
+    audience: Annotated[
+        Literal["entrants", "eligible_non_entrants"],
+        Meta(
+            description="entrants: members who entered today's draw. eligible_non_entrants "
+            "(default): active members who have not entered."
+        ),
+    ] = "eligible_non_entrants"
+    active_days: ActiveDays = 7
+
+
+ReminderParams = NotCheckedInParams | StreakAtRiskParams | InactiveParams | LotteryReminderParams
+_REMINDER_PARAMS: tuple[type[_ReminderParams], ...] = (
+    NotCheckedInParams,
+    StreakAtRiskParams,
+    InactiveParams,
+    LotteryReminderParams,
+)
+#: The reminder kinds (``autopilot.reminders.rules.ReminderKind``; a test pins them).
+REMINDER_KINDS: tuple[str, ...] = tuple(tag_of(c) for c in _REMINDER_PARAMS)
+#: The keys of each kind's own parameters, as ``parse_spec`` takes them except
+#: ``lottery``, which is its ``lottery_id`` (a test pins them to the rules).
+REMINDER_SPEC_KEYS: dict[str, tuple[str, ...]] = {
+    tag_of(c): tuple(
+        name for name in c.__struct_fields__ if name not in _ReminderParams.__struct_fields__
+    )
+    for c in _REMINDER_PARAMS
+}
+
+
+class ReminderJob(_Job, tag="reminder", kw_only=True, forbid_unknown_fields=True):
+    """reminder: remind the members a kind selects, by DM or @mention on one channel."""
+
+    params: Annotated[
+        ReminderParams,
+        Meta(
+            description="Whom to remind (kind and its own keys), on which channel, with which "
+            "texts (docs/config.md#reminder-jobs)."
+        ),
+    ]
+    # The same type as every job's (the schema checks it even under an unknown
+    # action); ``ignore`` is refused by the model, with the reason.
+    quiet_hours: QuietPolicy = "defer"
+
+
+JobDoc = PostJob | ReminderJob | LedgerExportJob | LedgerReconcileJob
 #: Actions whose jobs talk to members (and so obey quiet hours).
-MESSAGE_ACTIONS = frozenset({"post"})
-ACTIONS: tuple[str, ...] = tuple(tag_of(c) for c in (PostJob, LedgerExportJob, LedgerReconcileJob))
+MESSAGE_ACTIONS = frozenset({"post", "reminder"})
+ACTIONS: tuple[str, ...] = tuple(
+    tag_of(c) for c in (PostJob, ReminderJob, LedgerExportJob, LedgerReconcileJob)
+)
 
 
 # --------------------------------------------------------------------------- check-ins

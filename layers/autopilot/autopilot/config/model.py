@@ -33,6 +33,7 @@ from autopilot.config.document import (
     MAX_PARTS_LIMIT,
     MAX_TEMPLATE_CHARS,
     MESSAGE_ACTIONS,
+    REMINDER_KINDS,
     SCHEMA_VERSION,
     SECRET_CHANNEL_KEYS,
 )
@@ -51,6 +52,11 @@ __all__ = [
     "MAX_PARTS_LIMIT",
     "MAX_TEMPLATE_CHARS",
     "MESSAGE_ACTIONS",
+    "REMINDER_ACTION",
+    "REMINDER_FIELDS",
+    "REMINDER_GROUP_FIELDS",
+    "REMINDER_KINDS",
+    "REMINDER_LOTTERY_FIELDS",
     "SCHEMA_VERSION",
     "SECRET_CHANNEL_KEYS",
     "Channel",
@@ -65,8 +71,10 @@ __all__ = [
     "QuietHours",
     "Reward",
     "collect_issues",
+    "default_reminder_group_template",
     "lottery_job_id",
     "parse_config",
+    "reminder_jobs",
     "semantic_issues",
     "template_fields",
     "validate_cron",
@@ -265,6 +273,10 @@ def lottery_jobs(lottery: Lottery) -> tuple[Job, ...]:
     )
 
 
+#: The action of reminder jobs (``jobs:`` with ``action: reminder``).
+REMINDER_ACTION = "reminder"
+
+
 @dataclass(frozen=True)
 class Community:
     """One community: its zone, day boundary, quiet hours, channels, pools and jobs."""
@@ -317,6 +329,17 @@ class Community:
             if job.id == job_id:
                 return job
         raise KeyError(job_id)
+
+
+def reminder_jobs(community: Community) -> tuple[Job, ...]:
+    """The community's enabled reminder jobs, in config order.
+
+    Their ``params`` are the normalized mapping :func:`_reminder_params` builds
+    (``kind``, ``spec``, ``channel``, ``template``, ``group_template``,
+    ``conversion_window_s``, ``max_mentions``). The check-in path reads them to know
+    which reminders a check-in may have converted; a paused job reminds nobody.
+    """
+    return tuple(j for j in community.jobs if j.enabled and j.action == REMINDER_ACTION)
 
 
 @dataclass(frozen=True)
@@ -440,7 +463,8 @@ def _shape_issue(exc: msgspec.ValidationError, doc: Any) -> ConfigIssue:
         )
     if enum_match and path and isinstance(path[-1], str):
         noun = d.ENUM_NOUNS.get(path[-1], path[-1])
-        return ConfigIssue(path, f"unknown {noun} {enum_match.group(1)}")
+        known = f" (known: {', '.join(REMINDER_KINDS)})" if path[-1] == "kind" else ""
+        return ConfigIssue(path, f"unknown {noun} {enum_match.group(1)}{known}")
     return ConfigIssue(path, text[:1].lower() + text[1:])
 
 
@@ -510,7 +534,14 @@ def _template(
 
 
 def _job(
-    col: _Collector, raw: d.JobDoc, path: Path, channel_ids: set[str], pools: Mapping[str, Pool]
+    col: _Collector,
+    raw: d.JobDoc,
+    path: Path,
+    channel_ids: set[str],
+    pools: Mapping[str, Pool],
+    *,
+    locale: str = "en",
+    lottery_ids: frozenset[str] = frozenset(),
 ) -> Job:
     problem = validate_cron(raw.cron)
     if problem:
@@ -538,6 +569,21 @@ def _job(
         if post.title is not None:
             _template(col, post.title, (*ppath, "title"))
         params = msgspec.to_builtins(post)
+    elif isinstance(raw, d.ReminderJob):
+        if raw.quiet_hours == "ignore":
+            col.error(
+                (*path, "quiet_hours"),
+                "quiet_hours 'ignore' is not allowed for a reminder: reminders are never sent "
+                "during quiet hours (use defer, the default, or drop)",
+            )
+        params = _reminder_params(
+            col,
+            raw.params,
+            (*path, "params"),
+            channel_ids=channel_ids,
+            lottery_ids=lottery_ids,
+            locale=locale,
+        )
     return Job(
         id=raw.id,
         cron=raw.cron,
@@ -548,6 +594,156 @@ def _job(
         enabled=raw.enabled,
         description=raw.description or "",
     )
+
+
+# --------------------------------------------------------------------------- reminders
+
+#: Fields of a reminder's direct message, rendered per member by the reminder
+#: service: the community's name, the local ``date`` and ``weekday`` of the
+#: reminder's day, the member's display ``name``, ``streak`` (days), ``freezes``
+#: held, ``freeze_note`` (empty, or a sentence saying a freeze would cover tonight's
+#: miss), ``days_since`` (days since the last check-in day), and for kind lottery
+#: the lottery's title (``lottery``) and its local ``draw_time``.
+REMINDER_FIELDS = frozenset(
+    {
+        "community",
+        "date",
+        "weekday",
+        "name",
+        "streak",
+        "freezes",
+        "freeze_note",
+        "days_since",
+        "lottery",
+        "draw_time",
+    }
+)
+#: Fields of a reminder's group message: ``mentions`` is one batch's @mentions.
+REMINDER_GROUP_FIELDS = frozenset(
+    {"community", "date", "weekday", "mentions", "lottery", "draw_time"}
+)
+#: Fields only a reminder of kind ``lottery`` has (the others have no lottery).
+REMINDER_LOTTERY_FIELDS = frozenset({"lottery", "draw_time"})
+MENTIONS_FIELD = "mentions"
+
+#: Default group texts by language and kind (``lottery_entrants`` for the lottery
+#: kind's ``entrants`` audience, who need no invitation to enter).
+_REMINDER_GROUP_TEMPLATES: dict[str, dict[str, str]] = {
+    "zh": {
+        "not_checked_in": "{mentions} 今天还没打卡哦，别忘了～",
+        "streak_at_risk": "{mentions} 你们的连续打卡今晚就要断了，快来打卡！",
+        "inactive": "{mentions} 好久没见到你们打卡啦，回来打个卡吧～",
+        "lottery": "{mentions} 「{lottery}」今天 {draw_time} 开奖，快来参加！",
+        "lottery_entrants": "{mentions} 「{lottery}」今天 {draw_time} 开奖，祝你们好运！",
+    },
+    "en": {
+        "not_checked_in": "{mentions} you haven't checked in today — there's still time!",
+        "streak_at_risk": "{mentions} your check-in streak ends tonight — check in to keep it!",
+        "inactive": "{mentions} we haven't seen you check in for a while — come back today!",
+        "lottery": "{mentions} {lottery} draws today at {draw_time} — join in while you can!",
+        "lottery_entrants": "{mentions} {lottery} draws today at {draw_time} — good luck!",
+    },
+}
+
+
+def default_reminder_group_template(locale: str, kind: str, audience: str | None = None) -> str:
+    """The group text a reminder of ``kind`` gets when it sets no ``group_template``:
+    Chinese for a ``zh*`` locale, English otherwise (``audience`` for kind lottery)."""
+    texts = _REMINDER_GROUP_TEMPLATES["zh" if locale.startswith("zh") else "en"]
+    if kind == "lottery" and audience == "entrants":
+        return texts["lottery_entrants"]
+    return texts[kind]
+
+
+def _reminder_template(
+    col: _Collector, template: str, path: Path, *, kind: str, group: bool
+) -> None:
+    """A reminder text: syntax and known fields, lottery fields for kind lottery only,
+    ``{mentions}`` at most once (group text)."""
+    known = REMINDER_GROUP_FIELDS if group else REMINDER_FIELDS
+    where = " in a reminder's group_template" if group else " in a reminder's template"
+    try:
+        names = template_fields(template)
+    except ValueError as exc:
+        col.error(path, f"bad template: {exc}")
+        return
+    for name in dict.fromkeys(names):
+        if name in REMINDER_LOTTERY_FIELDS and kind != "lottery":
+            col.error(
+                path,
+                f"template field {{{name}}} is only for reminders of kind lottery "
+                f"(this one is {kind})",
+            )
+        elif name not in known:
+            fields = sorted(known - REMINDER_LOTTERY_FIELDS if kind != "lottery" else known)
+            hint = ""
+            if name == MENTIONS_FIELD:
+                hint = " ({mentions} belongs in group_template; a DM names one member: {name})"
+            col.error(
+                path,
+                f"unknown template field {{{name}}}{where} (known: {', '.join(fields)}){hint}",
+            )
+    if group and names.count(MENTIONS_FIELD) > 1:
+        col.error(
+            path,
+            f"{{mentions}} appears {names.count(MENTIONS_FIELD)} times: a group message "
+            "@mentions its members once (write it at most once)",
+        )
+
+
+def _reminder_params(
+    col: _Collector,
+    raw: d.ReminderParams,
+    path: Path,
+    *,
+    channel_ids: set[str],
+    lottery_ids: frozenset[str],
+    locale: str,
+) -> dict[str, Any]:
+    """The normalized parameters of a reminder job, every problem at its path.
+
+    ``spec`` holds the kind's own parameters with every default filled, as
+    :func:`autopilot.reminders.rules.parse_spec` takes them (``lottery`` becomes
+    ``lottery_id``). That module imports this one, so it is not called here: the
+    Structs of :mod:`autopilot.config.document` check the same keys, types and
+    bounds, and a test pins the two together.
+    """
+    kind = d.tag_of(type(raw))
+    if raw.channel not in channel_ids:
+        known = ", ".join(sorted(channel_ids)) or "none defined"
+        col.error((*path, "channel"), f"unknown channel {raw.channel!r} (channels: {known})")
+    spec: dict[str, Any] = {}
+    audience: str | None = None
+    for key in d.REMINDER_SPEC_KEYS[kind]:
+        spec["lottery_id" if key == "lottery" else key] = getattr(raw, key)
+    if isinstance(raw, d.LotteryReminderParams):
+        audience = raw.audience
+        if raw.lottery not in lottery_ids:
+            known = ", ".join(sorted(lottery_ids)) or "none defined"
+            col.error((*path, "lottery"), f"unknown lottery {raw.lottery!r} (lotteries: {known})")
+    _reminder_template(col, raw.template, (*path, "template"), kind=kind, group=False)
+    if raw.group_template is not None:
+        _reminder_template(
+            col, raw.group_template, (*path, "group_template"), kind=kind, group=True
+        )
+    window = parse_duration(raw.conversion_window or d.DEFAULT_CONVERSION_WINDOW)
+    seconds = int(window.total_seconds())
+    if not d.MIN_CONVERSION_WINDOW_S <= seconds <= d.MAX_CONVERSION_WINDOW_S:
+        col.error(
+            (*path, "conversion_window"),
+            f"conversion_window {raw.conversion_window!r} is out of range: use 10m to 24h "
+            "(a check-in within it counts as converted by the reminder)",
+        )
+    return {
+        "kind": kind,
+        "spec": spec,
+        "channel": raw.channel,
+        "template": raw.template,
+        "group_template": raw.group_template
+        or default_reminder_group_template(locale, kind, audience),
+        "conversion_window_s": seconds,
+        "max_mentions": raw.max_mentions,
+    }
 
 
 def _checkins(col: _Collector, raw: d.CheckinsDoc | None, path: Path) -> CheckinRules:
@@ -916,8 +1112,17 @@ def _community(
     }
     skip = _check_ids(col, [j.id for j in raw.jobs], (*path, "jobs"), "job", "jobs[{}]")
     channel_ids = {c.id for c in channels}
+    lottery_ids = frozenset(lot.id for lot in raw.lotteries)
     jobs = tuple(
-        _job(col, j, (*path, "jobs", i), channel_ids, pools)
+        _job(
+            col,
+            j,
+            (*path, "jobs", i),
+            channel_ids,
+            pools,
+            locale=raw.locale,
+            lottery_ids=lottery_ids,
+        )
         for i, j in enumerate(raw.jobs)
         if i not in skip
     )
