@@ -30,6 +30,10 @@ WEEKEND_FACTOR = 0.8
 REDEEM_PROBABILITY = 0.03
 # After a check-in, the chance a member who has not entered this week's draw enters it.
 LOTTERY_ENTRY_PROBABILITY = 0.5
+# The chance a member, at their first check-in, opts out of the streak reminders
+# (PUT /me/preferences), and of every reminder.
+OPT_OUT_STREAK_PROBABILITY = 0.08
+OPT_OUT_ALL_PROBABILITY = 0.04
 # The chance a reminded member checks in after the reminder, and how soon (minutes).
 REMINDER_RESPONSE_PROBABILITY = 0.35
 REMINDER_RESPONSE_MINUTES = (2, 150)
@@ -116,3 +120,13 @@ def reminder_response(rng: random.Random) -> int | None:
     if rng.random() >= REMINDER_RESPONSE_PROBABILITY:
         return None
     return rng.randint(*REMINDER_RESPONSE_MINUTES)
+
+
+def reminder_preferences(rng: random.Random) -> dict[str, object] | None:
+    """The ``reminders`` a member sets at their first check-in (None: keeps the default)."""
+    roll = rng.random()
+    if roll < OPT_OUT_ALL_PROBABILITY:
+        return {"reminders": False}
+    if roll < OPT_OUT_ALL_PROBABILITY + OPT_OUT_STREAK_PROBABILITY:
+        return {"reminders": {"streak_at_risk": False}}
+    return None

@@ -44,6 +44,7 @@ from autopilot_cli.population import (
     SimMember,
     checkin_time,
     population,
+    reminder_preferences,
     reminder_response,
     wants_to_enter_lottery,
     wants_to_redeem,
@@ -159,6 +160,7 @@ def run_simulation(
         "lottery_entries": 0,
         "lottery_refused": 0,
         "reminder_responses": 0,
+        "reminder_opt_outs": 0,
     }
     work = {"batches": 0, "errors": 0}
     meter = Progress(progress, start, days) if progress is not None else None
@@ -198,6 +200,8 @@ def run_simulation(
             # Its own stream, so lottery choices never shift the members' other choices.
             lottery_rng = random.Random(f"{seed}/lottery")
             reminder_rng = random.Random(f"{seed}/reminders")
+            preferences_rng = random.Random(f"{seed}/preferences")
+            visited: set[tuple[str, str]] = set()
             people = {
                 c.id: population(members, seed, c.id, max(1, (end - start).days))
                 for c in config.communities
@@ -236,6 +240,9 @@ def run_simulation(
                     clock.set(at)
                     with contextlib.redirect_stdout(console_log):
                         _member_visit(runtime, community, member, at, balances, member_rng, stats)
+                        if (community.id, member.id) not in visited:
+                            visited.add((community.id, member.id))
+                            _set_preferences(runtime, community, member, at, preferences_rng, stats)
                         _enter_lotteries(
                             runtime, community, member, at, cycles, entered, lottery_rng, stats
                         )
@@ -533,6 +540,24 @@ def collect_lotteries(
                     row["differences"] = list(result.differences)
             draws.append(row)
     return draws
+
+
+def _set_preferences(
+    runtime: LocalRuntime,
+    community: Community,
+    member: SimMember,
+    at: datetime,
+    rng: random.Random,
+    stats: dict[str, int],
+) -> None:
+    """After their first check-in some members opt out of reminders, as members do."""
+    changes = reminder_preferences(rng)
+    if changes is None:
+        return
+    claims = {"sub": member.id, "roles": "member", "scope": "autopilot/member"}
+    body = {"community": community.id, **changes}
+    if _call(runtime, "PUT", "/me/preferences", body, claims, at) is not None:
+        stats["reminder_opt_outs"] += 1
 
 
 def _reminder_store(runtime: LocalRuntime) -> Any:

@@ -105,8 +105,32 @@ DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
     (DW, "lottery.weekly.open", "2027-03-08T08:00", EST, "2027-03-08T13:00:00Z", F),
     (DW, "lottery.weekly.close", "2027-03-12T19:55", EST, "2027-03-13T00:55:00Z", F),
     (DW, "lottery.weekly.draw", "2027-03-12T20:00", EST, "2027-03-13T01:00:00Z", F),
+    # Reminders: 晨读社 20:00 (12:00Z) and 21:30 (13:30Z) every day, the 8th to the 14th.
+    *[
+        (SR, "evening-nudge", f"2027-03-{d:02d}T20:00", CN, f"2027-03-{d:02d}T12:00:00Z", F)
+        for d in range(8, 15)
+    ],
+    *[
+        (SR, "streak-rescue", f"2027-03-{d:02d}T21:30", CN, f"2027-03-{d:02d}T13:30:00Z", F)
+        for d in range(8, 15)
+    ],
+    # Daybreak Writers 20:00 EST is 01:00Z the next day, 21:30 is 02:30Z, from Sunday
+    # the 7th; on daylight time (the 14th) 20:00 EDT is 00:00Z on the 15th, the
+    # window's end (included), and 21:30 EDT is after it.
+    *[
+        (DW, "checkin-nudge", f"2027-03-{d:02d}T20:00", EST, f"2027-03-{d + 1:02d}T01:00:00Z", F)
+        for d in range(7, 14)
+    ],
+    (DW, "checkin-nudge", "2027-03-14T20:00", EDT, "2027-03-15T00:00:00Z", F),
+    *[
+        (DW, "streak-rescue", f"2027-03-{d:02d}T21:30", EST, f"2027-03-{d + 1:02d}T02:30:00Z", F)
+        for d in range(7, 14)
+    ],
 ]
 
+
+JAN_26_FEB_1 = [f"2027-01-{d}" for d in range(26, 32)] + ["2027-02-01"]
+JAN_25_31 = list(zip(range(25, 32), JAN_26_FEB_1, strict=True))  # (local day, next UTC day)
 
 # Tuesday 2027-01-26 00:00Z to Tuesday 2027-02-02 00:00Z: the month ends in Shanghai
 # at 2027-01-31T16:00Z; New York is on standard time all week.
@@ -159,6 +183,12 @@ MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
     (DW, "lottery.weekly.close", "2027-01-29T19:55", EST, "2027-01-30T00:55:00Z", F),
     (DW, "lottery.weekly.draw", "2027-01-29T20:00", EST, "2027-01-30T01:00:00Z", F),
     (DW, "lottery.weekly.open", "2027-02-01T08:00", EST, "2027-02-01T13:00:00Z", F),
+    # Reminders: 晨读社 from the 26th to February 1st; Daybreak Writers from the 25th
+    # (20:00 EST is 01:00Z on the 26th) to the 31st (February 1st's is after the window).
+    *[(SR, "evening-nudge", f"{d}T20:00", CN, f"{d}T12:00:00Z", F) for d in JAN_26_FEB_1],
+    *[(SR, "streak-rescue", f"{d}T21:30", CN, f"{d}T13:30:00Z", F) for d in JAN_26_FEB_1],
+    *[(DW, "checkin-nudge", f"2027-01-{d}T20:00", EST, f"{n}T01:00:00Z", F) for d, n in JAN_25_31],
+    *[(DW, "streak-rescue", f"2027-01-{d}T21:30", EST, f"{n}T02:30:00Z", F) for d, n in JAN_25_31],
 ]
 
 
@@ -269,8 +299,42 @@ def test_group_log_file_holds_each_post_once(week):
         lines += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     keys = [line["key"] for line in lines]
     assert len(keys) == len(set(keys))
+    posts = [line for line in lines if not line["key"].startswith("reminder#")]
     file_posts = [p for p in week.summary["posts"] if p["channel"] == "group-log"]
-    assert len(lines) == len(file_posts)
+    assert len(posts) == len(file_posts)
+    # The reminders' group messages share the file (the example's reminder channel).
+    reminders = [line for line in lines if line["key"].startswith("reminder#")]
+    assert reminders and {line["job"] for line in reminders} <= {
+        "evening-nudge",
+        "checkin-nudge",
+        "streak-rescue",
+    }
+
+
+def test_reminders_go_out_once_and_members_answer_them(week):
+    rows = [
+        (community, job, day, row)
+        for community, jobs in week.summary["reminders"].items()
+        for job, days in jobs.items()
+        for day, row in days.items()
+    ]
+    assert {(c, j) for c, j, _, _ in rows} == {
+        ("sunrise-readers", "evening-nudge"),
+        ("sunrise-readers", "streak-rescue"),
+        ("daybreak-writers", "checkin-nudge"),
+        ("daybreak-writers", "streak-rescue"),
+    }
+    for community, job, day, row in rows:
+        # No quiet hours at 20:00/21:30 and no member in another zone: every selected
+        # member is sent to or skipped with a reason, nobody is left in between.
+        skipped = sum(row["skipped"].values())
+        assert row["selected"] == row["sent"] + skipped + row["failed"], (community, job, day)
+        assert row["failed"] == 0 and row["converted"] <= row["sent"]
+    sent = {job: sum(r["sent"] for _, j, _, r in rows if j == job) for _, job, _, _ in rows}
+    assert sent["streak-rescue"] > 0 and sent["evening-nudge"] > 0 and sent["checkin-nudge"] > 0
+    converted = sum(r["converted"] for *_, r in rows)
+    assert 0 < converted <= week.summary["member_activity"]["checkins"]
+    assert week.summary["member_activity"]["reminder_responses"] > 0
 
 
 def test_same_seed_same_week(week, aws_env, repo_root, tmp_path):

@@ -69,8 +69,8 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    # 8 jobs ops wrote, then each community's weekly lottery as 3 derived jobs.
-    assert sum(len(c.jobs) for c in report.config.communities) == 8 + 2 * 3
+    # 12 jobs ops wrote (4 of them reminders), then each community's weekly lottery as 3 derived jobs.
+    assert sum(len(c.jobs) for c in report.config.communities) == 12 + 2 * 3
     zh = report.config.communities[0]
     assert [j.action for j in zh.jobs][-5:] == [
         "ledger_export",
@@ -142,7 +142,12 @@ def test_example_config_has_the_content_the_playbook_asks_for() -> None:
         "lottery_open",
         "lottery_close",
         "lottery_draw",
+        "reminder",
     }
+    # Each community: a not_checked_in reminder at 20:00 and a streak_at_risk at 21:30.
+    for community in config.communities:
+        reminders = {j.params["kind"]: j.cron for j in community.jobs if j.action == "reminder"}
+        assert reminders == {"not_checked_in": "0 20 * * *", "streak_at_risk": "30 21 * * *"}
 
     for community in config.communities:
         texts = [item.text for pool in community.pools for item in pool.items]
@@ -528,7 +533,7 @@ def test_cmd_validate_ok_prints_warnings_then_summary() -> None:
 
     lines = out.getvalue().splitlines()
     assert code == 0
-    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 8 jobs, 2 lotteries), 2 warnings"
+    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 12 jobs, 2 lotteries), 2 warnings"
     assert all(re.match(rf"^{re.escape(str(EXAMPLE))}:\d+:\d+: warning: ", ln) for ln in lines[:-1])
     assert len(lines) == 3
 

@@ -303,8 +303,11 @@ class CheckinService:
         self._members = members
         self.cache = cache or AccountCache()
         # Called after each new (not repeated, not make-up) check-in with
-        # (community, member id, check-in day, instant): reminder conversions.
-        self.on_checked_in: Callable[[Community, str, date, datetime], Any] | None = None
+        # (community, member id, check-in day, instant, the member's own zone name):
+        # reminder conversions.
+        self.on_checked_in: Callable[[Community, str, date, datetime, str | None], Any] | None = (
+            None
+        )
 
     def _zone(self, community: Community, account: Account) -> ZoneInfo:
         """The member's own zone if set (and still valid), else the community's."""
@@ -466,7 +469,7 @@ class CheckinService:
                 result.points_awarded,
             )
             if self.on_checked_in is not None and not makeup:
-                self.on_checked_in(community, member_id, outcome.day, at_utc)
+                self.on_checked_in(community, member_id, outcome.day, at_utc, account.timezone)
             return result
         self.cache.forget(community.id, member_id)
         raise Conflict("too many concurrent changes to this member; retry")

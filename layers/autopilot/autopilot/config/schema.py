@@ -84,7 +84,7 @@ def _tag_of(definition: dict[str, Any]) -> str | None:
             isinstance(schema, dict)
             and list(schema) in (["enum"], ["enum", "description"])
             and len(schema["enum"]) == 1
-            and prop in ("type", "action")
+            and prop in ("type", "action", "kind")
         ):
             return prop
     return None

@@ -44,7 +44,7 @@ from typing import Any
 
 from autopilot.channels.base import ChannelEnvironment, Deadline, Delivery, Message
 from autopilot.clock import Clock, get_clock
-from autopilot.config.model import Community, Config, Job
+from autopilot.config.model import Community, Config, Job, reminder_jobs
 from autopilot.ledger.store import LAST_DAY_SHARDS, Account, LedgerStore
 from autopilot.lottery.schedule import Cycle, cycle_at
 from autopilot.lottery.store import LotteryStore
@@ -60,6 +60,7 @@ from autopilot.reminders.store import (
     Outcome,
     ReminderStore,
 )
+from autopilot.scheduler.rules import occurrences_scheduled_between
 from autopilot.scheduler.service import ActionContext, ActionResult
 from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
@@ -212,11 +213,6 @@ class BatchReport:
     deferred: int = 0
     requeued: int = 0
     waiting: bool = False  # not_before still ahead: re-delayed untouched
-
-
-def reminder_jobs(community: Community) -> tuple[Job, ...]:
-    """The community's enabled reminder jobs."""
-    return tuple(j for j in community.jobs if j.action == "reminder" and j.enabled)
 
 
 def spec_of(job: Job) -> rules.ReminderSpec:
@@ -616,13 +612,23 @@ class ReminderService:
     # ------------------------------------------------------------------ conversion
 
     def on_checkin(
-        self, community: Community, member_id: str, day: date, at: datetime
+        self,
+        community: Community,
+        member_id: str,
+        day: date,
+        at: datetime,
+        zone_name: str | None = None,
     ) -> list[str]:
         """Mark today's reminders of the member converted (returns the job ids converted).
 
-        Never raises: a failure here must not fail the check-in (it is logged).
+        Only jobs that fired earlier on the member's day ``day`` (their own zone
+        ``zone_name`` when set) can have reminded them today: a morning check-in
+        before the evening's reminders costs no request. Never raises: a failure
+        here must not fail the check-in (it is logged).
         """
-        jobs = reminder_jobs(community)
+        jobs = [
+            j for j in reminder_jobs(community) if self._fired_on(community, j, day, at, zone_name)
+        ]
         if not jobs or not self.store.table:
             return []
         try:
@@ -641,6 +647,21 @@ class ReminderService:
         except Exception:
             logger.exception("reminder conversion of %s/%s failed", community.id, member_id)
             return []
+
+    @staticmethod
+    def _fired_on(
+        community: Community, job: Job, day: date, at: datetime, zone_name: str | None
+    ) -> bool:
+        """Whether ``job`` had an occurrence at or before ``at`` on the member's ``day``
+        (pure: the cron's firings of the last 36 hours)."""
+        tz = zone(community.timezone)
+        fired = occurrences_scheduled_between(
+            community.id, job, tz, None, at - timedelta(hours=36), at
+        )
+        return any(
+            rules.member_today(o.scheduled_utc, zone_name, tz, community.day_boundary) == day
+            for o in fired
+        )
 
 
 class _Keep(dict[str, Any]):
