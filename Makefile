@@ -87,6 +87,7 @@ bench: setup
 	$(BIN)/python benchmarks/simulate_month.py --days 30 --members 1000
 	$(BIN)/python benchmarks/lottery_draw.py --sizes 10000,1000000
 	$(BIN)/python benchmarks/lottery_service.py --sizes 10000,1000000
+	$(BIN)/python benchmarks/reminders.py --sizes 1000,10000 --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache .mypy_cache .hypothesis

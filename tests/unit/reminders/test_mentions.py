@@ -405,3 +405,17 @@ def test_every_recipient_exactly_once_and_every_message_within_limits(
 
 def test_measures_match_the_channels():
     assert DiscordChannel.CONTENT_LIMIT.measure is utf16_units
+
+
+@pytest.mark.parametrize(
+    ("template", "content"),
+    [
+        ("{mentions} 今天还没打卡哦～", "今天还没打卡哦～"),
+        ("你好 {mentions}，今天还没打卡", "你好，今天还没打卡"),
+        ("Hi {mentions} there", "Hi there"),
+    ],
+)
+def test_wecom_text_closes_the_gap_the_mentions_leave(template: str, content: str) -> None:
+    # WeCom notifies through mentioned_list: nobody is named in the text itself.
+    (message,) = plan_delivery("wecom", [Recipient("m", "张三", "zhangsan")], template)
+    assert message.payload["text"] == {"content": content, "mentioned_list": ["zhangsan"]}

@@ -356,6 +356,10 @@ def _telegram_entities(mentions: Sequence[_Mention], before: str) -> list[dict[s
 # --------------------------------------------------------------------------- planning
 
 
+# Punctuation that follows a word without a space (Chinese and Latin).
+_CLOSING = frozenset("，。！？、；：,.!?;:）)」』～~")
+
+
 @dataclass(frozen=True)
 class _Template:
     before: str
@@ -378,6 +382,12 @@ class _Template:
     def render(self, mentions_text: str) -> str:
         if not mentions_text and self.after.startswith("\n") and not self.before:
             return self.after[1:]  # nobody named in text (WeCom lists): no empty first line
+        if not mentions_text:
+            # Nobody named in the text (WeCom's mentioned_list notifies): close the gap
+            # the placeholder leaves, keeping one space between two words.
+            left, right = self.before.rstrip(), self.after.lstrip()
+            spaced = (left != self.before or right != self.after) and left and right
+            return left + (" " if spaced and right[0] not in _CLOSING else "") + right
         return self.before + mentions_text + self.after
 
 
