@@ -69,7 +69,7 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    # 12 jobs ops wrote (4 of them reminders), then each community's weekly lottery as 3 derived jobs.
+    # 12 jobs ops wrote (4 reminders), then each weekly lottery as 3 derived jobs.
     assert sum(len(c.jobs) for c in report.config.communities) == 12 + 2 * 3
     zh = report.config.communities[0]
     assert [j.action for j in zh.jobs][-5:] == [

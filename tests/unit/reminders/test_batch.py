@@ -6,7 +6,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from autopilot.reminders.service import Batch, BadReminderMessage
+from autopilot.reminders.service import BadReminderMessage, Batch
 
 BATCH = Batch(
     "sunrise",
