@@ -684,9 +684,7 @@ class LedgerStore:
     def accounts_of(self, community_id: str, member_ids: Sequence[str]) -> dict[str, Account]:
         """The stored accounts of ``member_ids`` (BatchGetItem, 100 keys per request)."""
         keys = [(member_pk(community_id, m), "ACCOUNT") for m in dict.fromkeys(member_ids)]
-        return {
-            item.member_id: account_from_item(item) for item in AccountItem.batch_get(keys)
-        }
+        return {item.member_id: account_from_item(item) for item in AccountItem.batch_get(keys)}
 
     def checkpoint(self, community_id: str) -> CheckpointItem | None:
         """The community's reconciliation checkpoint (GetItem), if any."""
