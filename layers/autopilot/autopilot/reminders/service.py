@@ -62,6 +62,7 @@ from autopilot.reminders.store import (
 )
 from autopilot.scheduler.rules import occurrences_scheduled_between
 from autopilot.scheduler.service import ActionContext, ActionResult
+from autopilot.secrets import redact
 from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
 logger = logging.getLogger(__name__)
@@ -543,7 +544,7 @@ class ReminderService:
                 )
             except Exception as exc:  # misconfiguration: recorded, never retried
                 logger.exception("reminder send on %s failed", channel.id)
-                delivery = Delivery(channel.id, False, iso_utc(send_at), error=repr(exc))
+                delivery = Delivery(channel.id, False, iso_utc(send_at), error=redact(repr(exc)))
             for member_id in message.member_ids:
                 key = claim_of[member_id].key
                 if delivery.ok:
