@@ -247,10 +247,12 @@ def test_dispatcher_policy_is_least_privilege() -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     }
+    # The daily snapshot reads the day's post log by Query.
     assert grants({"Fn::GetAtt": ["PostsTable", "Arn"]}) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:Query",
     }
     assert grants({"Fn::Sub": "${ConfigBucket.Arn}/*"}) == {"s3:GetObject", "s3:GetObjectVersion"}
     assert grants({"Fn::GetAtt": ["ConfigBucket", "Arn"]}) == {"s3:ListBucketVersions"}
@@ -270,7 +272,15 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     # the "selected" counter added once per occurrence.
     assert grants({"Fn::Sub": "${LedgerTable.Arn}/index/gsi2"}) == {"dynamodb:Query"}
     assert grants({"Fn::GetAtt": ["ReminderQueue", "Arn"]}) == {"sqs:SendMessage"}
-    assert grants({"Fn::GetAtt": ["ReminderTable", "Arn"]}) == {"dynamodb:UpdateItem"}
+    assert grants({"Fn::GetAtt": ["ReminderTable", "Arn"]}) == {
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",
+    }
+    # Daily metric snapshots: the previous day's read, the day's written once.
+    assert grants({"Fn::GetAtt": ["MetricsTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    }
     assert grants({"Fn::GetAtt": ["LotteryTable", "Arn"]}) == {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
@@ -292,7 +302,7 @@ def test_dispatcher_policy_is_least_privilege() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert len(granted) == 16
+    assert len(granted) == 17
 
 
 def test_only_the_dispatcher_may_touch_the_lottery_seeds() -> None:
@@ -467,7 +477,7 @@ def test_tables_are_on_demand_encrypted_recoverable_with_ttl() -> None:
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["SSESpecification"]["SSEEnabled"] is True
         assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-        if logical_id in ("LedgerTable", "LotteryTable", "LotterySeedTable"):
+        if logical_id in ("LedgerTable", "LotteryTable", "LotterySeedTable", "MetricsTable"):
             # Ledger entries are immutable and kept; a lottery's entries, payouts and
             # seed are what its published record is checked against: no TTL, retained.
             assert "TimeToLiveSpecification" not in properties

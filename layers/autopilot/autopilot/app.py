@@ -17,7 +17,7 @@ from autopilot.checkins.fields import CHECKIN_FIELDS
 from autopilot.checkins.rules import checkin_day
 from autopilot.checkins.service import CheckinService
 from autopilot.clock import Clock, get_clock
-from autopilot.config.model import Config
+from autopilot.config.model import METRICS_ACTION, Config
 from autopilot.config.store import ConfigStore
 from autopilot.ledger.jobs import Worker, WorkQueue, ledger_actions
 from autopilot.ledger.service import LedgerService
@@ -25,6 +25,8 @@ from autopilot.ledger.store import LedgerStore
 from autopilot.lottery.service import LotteryService
 from autopilot.lottery.store import LotteryStore
 from autopilot.members.service import MemberService
+from autopilot.metrics.service import MetricsService
+from autopilot.metrics.store import MetricsStore
 from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
 from autopilot.posts.store import PostStore
@@ -126,8 +128,17 @@ class App:
             clock=clock,
         )
         self.checkins.on_checked_in = self.reminders.on_checkin
+        # Daily metric snapshots (the derived metrics.daily job of every community).
+        self.metrics = MetricsService(
+            MetricsStore(settings.metrics_table, settings.region),
+            posts=self.post_store,
+            reminders=self.reminder_store,
+            lotteries=self.lottery_store,
+            clock=clock,
+        )
         actions = {
             "post": self.posts.run,
+            METRICS_ACTION: self.metrics.snapshot_action,
             "reminder": self.reminders.select,
             **ledger_actions(self.work_queue),
             "lottery_open": self.lotteries.open,

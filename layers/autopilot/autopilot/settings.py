@@ -32,6 +32,8 @@ class Settings:
     # markers/counters table.
     reminder_queue_url: str = ""
     reminder_table: str = ""
+    # Daily metric snapshots.
+    metrics_table: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,4 +67,5 @@ class Settings:
             lottery_seed_table=env.get("LOTTERY_SEED_TABLE", ""),
             reminder_queue_url=env.get("REMINDER_QUEUE_URL", ""),
             reminder_table=env.get("REMINDER_TABLE", ""),
+            metrics_table=env.get("METRICS_TABLE", ""),
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -49,8 +49,16 @@ from autopilot.errors import (
     RequestError,
 )
 from autopilot.ledger.rules import Entry, Posting, Reason, build_entries
-from autopilot.ledger.store import Account, Duplicate, LedgerStore, Movement, StaleAccount
+from autopilot.ledger.store import (
+    Account,
+    Duplicate,
+    LedgerStore,
+    MetricsDelta,
+    Movement,
+    StaleAccount,
+)
 from autopilot.members.service import MemberProfile, MemberService
+from autopilot.metrics.rules import checkin_counters, merge, metrics_day, money_counters
 from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
 logger = logging.getLogger(__name__)
@@ -82,6 +90,13 @@ class AccountCache:
 
     def forget(self, community_id: str, member_id: str) -> None:
         self._items.pop((community_id, member_id), None)
+
+
+def _by_reason(entries: Sequence[Entry]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for entry in entries:
+        totals[entry.reason] = totals.get(entry.reason, 0) + entry.amount
+    return totals
 
 
 def _marker(day: date) -> str:
@@ -430,6 +445,22 @@ class CheckinService:
                 seq=account.state.version + 1,
             )
             result = _result(community, account, outcome, entries, at_utc, CheckinSource(source))
+            day = metrics_day(at_utc, community.timezone, boundary)
+            metrics = MetricsDelta(
+                day,
+                merge(
+                    checkin_counters(
+                        account.last_metric_day,
+                        day,
+                        outcome.state.streak,
+                        makeup=makeup,
+                        joined=not account.exists,
+                    ),
+                    money_counters(_by_reason(entries)),
+                ),
+            )
+            # The account as written: its last metrics day moves to this one.
+            account = replace(account, last_metric_day=max(day, account.last_metric_day or day))
             try:
                 new_state = self._store.commit(
                     Movement(
@@ -443,6 +474,7 @@ class CheckinService:
                         checkin_day=outcome.day,
                         tier_change=outcome.tier_change,
                         require_active=True,
+                        metrics=metrics,
                     ),
                     at_utc,
                 )

@@ -16,7 +16,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import msgspec
@@ -270,6 +270,34 @@ def lottery_jobs(lottery: Lottery) -> tuple[Job, ...]:
             description=f"lottery {lottery.id}: {step}",
         )
         for step, cron in crons.items()
+    )
+
+
+#: The derived job that snapshots each community's metrics day after it ends.
+METRICS_JOB_ID = "metrics.daily"
+METRICS_ACTION = "metrics_snapshot"
+#: Minutes after the community's day boundary at which the day is snapshotted.
+METRICS_DELAY_MINUTES = 30
+
+
+def metrics_jobs(day_boundary: time) -> tuple[Job, ...]:
+    """The daily snapshot job of a community (docs/metrics.md): 30 minutes after its
+    day ends, misfire ``all`` within a week (missed days are backfilled, oldest
+    first), ignoring quiet hours (it talks to nobody)."""
+    at = (
+        datetime.combine(date(2000, 1, 1), day_boundary) + timedelta(minutes=METRICS_DELAY_MINUTES)
+    ).time()
+    return (
+        Job(
+            id=METRICS_JOB_ID,
+            cron=f"{at.minute} {at.hour} * * *",
+            action=METRICS_ACTION,
+            params={},
+            misfire=MisfirePolicy("all", timedelta(days=7)),
+            quiet_hours="ignore",
+            enabled=True,
+            description="daily metric snapshot of the day that just ended",
+        ),
     )
 
 
@@ -1144,8 +1172,13 @@ def _community(
         quiet_hours=quiet,
         channels=channels,
         pools=tuple(pools.values()),
-        # Ops' jobs first, then the lotteries' derived ones (ids lottery.<id>.<step>).
-        jobs=(*jobs, *(job for lottery in lotteries for job in lottery_jobs(lottery))),
+        # Ops' jobs first, then the lotteries' derived ones (ids lottery.<id>.<step>),
+        # then the daily metric snapshot (metrics.daily).
+        jobs=(
+            *jobs,
+            *(job for lottery in lotteries for job in lottery_jobs(lottery)),
+            *metrics_jobs(parse_hhmm(raw.day_boundary)),
+        ),
         checkins=checkins,
         rewards=rewards,
         chat_keywords=keywords,

@@ -53,11 +53,13 @@ from autopilot.ledger.store import (
     EntryItem,
     ExtraItem,
     LedgerStore,
+    MetricsDelta,
     Movement,
     OutOfStock,
     StaleAccount,
     entry_from_item,
 )
+from autopilot.metrics.rules import metrics_day, money_counters
 from autopilot.timeutil import iso_utc, local_wall, parse_iso, zone
 
 logger = logging.getLogger(__name__)
@@ -318,6 +320,10 @@ class LedgerService:
                         stock=stock,
                         require_active=move.require_active,
                         extra_items=move.extra_items,
+                        metrics=MetricsDelta(
+                            metrics_day(at_utc, community.timezone, community.day_boundary),
+                            money_counters({entry.reason: entry.amount}),
+                        ),
                     ),
                     at_utc,
                 )

@@ -167,6 +167,7 @@ class AccountItem(Model):
     gsi2pk = UnicodeAttribute(null=True)
     gsi2sk = UnicodeAttribute(null=True)
     reminder_opt_outs = JSONAttribute(null=True)  # reminder kinds opted out of
+    last_metric_day = UnicodeAttribute(null=True)  # metrics day of the last check-in
     by_last_day = LastDayIndex()
 
 
@@ -252,6 +253,66 @@ class AggItem(Model):
         }
 
 
+def _metric_counter_names() -> tuple[str, ...]:
+    from autopilot.metrics.rules import COUNTERS
+
+    return (*COUNTERS, "members", *(f"r_{reason.value}" for reason in Reason))
+
+
+class MetricItem(Model):
+    """A community's metric counters of one metrics day (or ``ALL``), sharded.
+
+    ``pk = MET#<community>#<day|ALL>#<shard>``: every counter of
+    :data:`autopilot.metrics.rules.COUNTERS` and ``r_<reason>``, added in the
+    transaction of the event they count (docs/metrics.md); ``ALL`` holds
+    ``members`` (registrations minus leaves) and ``net`` since counting began.
+    """
+
+    class Meta:
+        table_name = "LedgerTable"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="TOTALS")
+    for _name in _metric_counter_names():
+        locals()[_name] = NumberAttribute(default=0)
+    del _name
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of the item (absent ones are 0)."""
+        return {
+            name: int(getattr(self, name) or 0)
+            for name in self.get_attributes()
+            if name not in ("pk", "sk")
+        }
+
+
+def metric_pk(community_id: str, period: str, shard: int) -> str:
+    """Partition of one shard of a community's metric counters for ``period``."""
+    return f"MET#{community_id}#{period}#{shard}"
+
+
+@dataclass(frozen=True)
+class MetricsDelta:
+    """What one event adds to its metrics day's counters (``autopilot.metrics.rules``)."""
+
+    day: date
+    counters: Mapping[str, int]
+
+    def updates(self) -> dict[str, list[Action]]:
+        """The ``ADD`` actions on the day's item and on ``ALL``."""
+        day = [getattr(MetricItem, name).add(value) for name, value in self.counters.items()]
+        members = int(self.counters.get("joined", 0)) - int(self.counters.get("left", 0))
+        total: list[Action] = []
+        if members:
+            total.append(MetricItem.members.add(members))  # type: ignore[attr-defined]
+        if self.counters.get("net"):
+            total.append(MetricItem.net.add(int(self.counters["net"])))  # type: ignore[attr-defined]
+        out = {self.day.isoformat(): day} if day else {}
+        if total:
+            out["ALL"] = total
+        return out
+
+
 class StockItem(Model):
     """Redemptions of one reward so far."""
 
@@ -335,6 +396,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TierItem,
     AggItem,
     StockItem,
+    MetricItem,
     TouchItem,
     ReconItem,
     CheckpointItem,
@@ -361,6 +423,8 @@ class Account:
     # Reminder kinds (``autopilot.reminders.rules.ReminderKind`` values) the member
     # opted out of; ``reminders_opt_out`` opts out of every kind.
     reminder_opt_outs: tuple[str, ...] = ()
+    # The metrics day (community's check-in day) of the member's last check-in.
+    last_metric_day: date | None = None
 
     @property
     def active(self) -> bool:
@@ -395,6 +459,7 @@ def account_from_item(item: AccountItem) -> Account:
         item.referred_by,
         item.joined_via,
         reminder_opt_outs=tuple(item.reminder_opt_outs or ()),
+        last_metric_day=date.fromisoformat(item.last_metric_day) if item.last_metric_day else None,
     )
 
 
@@ -427,6 +492,7 @@ def _account_item(account: Account, state: AccountState, now: datetime) -> Accou
         gsi1pk=members_pk(account.community_id, shard_of(account.member_id, ENTRY_SHARDS)),
         gsi1sk=account.member_id,
         reminder_opt_outs=sorted(account.reminder_opt_outs) or None,
+        last_metric_day=account.last_metric_day.isoformat() if account.last_metric_day else None,
         gsi2pk=index["gsi2pk"],
         gsi2sk=index["gsi2sk"],
     )
@@ -514,6 +580,8 @@ class Movement:
     extra: dict[str, Any] = field(default_factory=dict)
     # Written in the same transaction, after the ledger's own items (see ExtraItem).
     extra_items: Sequence[ExtraItem] = ()
+    # The metric counters this movement adds (docs/metrics.md).
+    metrics: MetricsDelta | None = None
 
 
 class Duplicate(Exception):
@@ -824,8 +892,18 @@ class LedgerStore:
         )
 
     # -- writes ---------------------------------------------------------------
-    def put_account(self, account: Account, now: datetime, *, create: bool) -> Account:
-        """Create or update a profile (no points move here)."""
+    def put_account(
+        self,
+        account: Account,
+        now: datetime,
+        *,
+        create: bool,
+        metrics: MetricsDelta | None = None,
+    ) -> Account:
+        """Create or update a profile (no points move here).
+
+        ``metrics``: a registration or a leave, counted in the same transaction.
+        """
         state = account.state
         new_state = AccountState(**{**state.__dict__, "version": state.version + 1})
         item = _account_item(account, new_state, now)
@@ -833,9 +911,24 @@ class LedgerStore:
             AccountItem.pk.does_not_exist() if create else AccountItem.version == state.version
         )
         try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if metrics is None:
+                item.save(condition=condition)
+            else:
+                shard = shard_of(account.member_id, AGG_SHARDS)
+                with transaction(AccountItem) as tx:
+                    tx.save(item, condition=condition)
+                    for period, actions in metrics.updates().items():
+                        tx.update(
+                            MetricItem(metric_pk(account.community_id, period, shard)),
+                            actions=actions,
+                        )
+        except (PutError, TransactWriteError) as exc:
+            code = exc.cause_response_code
+            reasons = getattr(exc, "cancellation_reasons", None) or []
+            failed = code == "ConditionalCheckFailedException" or any(
+                r is not None and r.code == "ConditionalCheckFailed" for r in reasons
+            )
+            if failed:
                 raise StaleAccount(self.account(account.community_id, account.member_id)) from exc
             raise
         account.state = new_state
@@ -920,6 +1013,13 @@ class LedgerStore:
                         actions=actions,
                     )
                     updates.append("aggregate")
+                if movement.metrics is not None:
+                    for period, actions in movement.metrics.updates().items():
+                        tx.update(
+                            MetricItem(metric_pk(account.community_id, period, agg_shard)),
+                            actions=actions,
+                        )
+                        updates.append("metrics")
                 if movement.stock is not None:
                     reward_id, limit = movement.stock
                     tx.update(

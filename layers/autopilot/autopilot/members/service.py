@@ -23,7 +23,8 @@ from autopilot.api.requests import member_id, plain_text
 from autopilot.checkins.rules import AccountState
 from autopilot.config.model import Community
 from autopilot.errors import BadRequest, Conflict, NotAMember
-from autopilot.ledger.store import Account, LedgerStore, StaleAccount
+from autopilot.ledger.store import Account, LedgerStore, MetricsDelta, StaleAccount
+from autopilot.metrics.rules import membership_counters, metrics_day
 from autopilot.reminders.rules import ReminderKind
 from autopilot.timeutil import MAX_ZONE_NAME, iso_utc, zone
 
@@ -328,9 +329,18 @@ class MemberService:
             create = account is None
             if account is None:
                 account = self.new_account(community, member_id, now, via)
+            joined = create or account.left_at is not None  # a rejoin counts as joining
             account = replace(account, left_at=None, **clean)
+            metrics = (
+                MetricsDelta(
+                    metrics_day(now, community.timezone, community.day_boundary),
+                    membership_counters(joined=True),
+                )
+                if joined
+                else None
+            )
             try:
-                return self._store.put_account(account, now, create=create)
+                return self._store.put_account(account, now, create=create, metrics=metrics)
             except StaleAccount:
                 continue
         raise Conflict("the member changed concurrently; retry")
@@ -378,7 +388,13 @@ class MemberService:
                 return account
             try:
                 return self._store.put_account(
-                    replace(account, left_at=iso_utc(now)), now, create=False
+                    replace(account, left_at=iso_utc(now)),
+                    now,
+                    create=False,
+                    metrics=MetricsDelta(
+                        metrics_day(now, community.timezone, community.day_boundary),
+                        membership_counters(left=True),
+                    ),
                 )
             except StaleAccount:
                 continue

@@ -1,0 +1,1 @@
+"""Metric counters, daily snapshots and their store (docs/metrics.md)."""
