@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_START ?= 2027-03-08T00:00:00Z
 
-.PHONY: setup schema demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
+.PHONY: setup browser schema demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
 
 $(STAMP): requirements-dev.txt layers/autopilot/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,30 @@ demo: setup
 	$(BIN)/autopilot simulate --config config/communities.yaml --start $(DEMO_START) \
 		--days 7 --members 200 --seed 7 --out out/demo
 
+## Debian's Chromium (and CJK fonts for its screenshots), which the report's browser
+## tests (tests/integration/test_report_browser.py) run headless: installed with
+## apt-get when missing and apt-get is there; otherwise those tests fail saying how.
+browser:
+	@missing=""; \
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+		&& ! command -v google-chrome >/dev/null 2>&1 && [ -z "$$AUTOPILOT_CHROMIUM" ]; then \
+		missing=" chromium"; fi; \
+	if command -v dpkg-query >/dev/null 2>&1 \
+		&& ! dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q "ok installed"; then \
+		missing="$$missing fonts-noto-cjk"; fi; \
+	if [ -z "$$missing" ]; then \
+		echo "browser: $$(command -v chromium || command -v chromium-browser || command -v google-chrome || echo $$AUTOPILOT_CHROMIUM) (report browser tests)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "browser: installing$$missing with apt-get (the report's browser tests run Chromium)"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing \
+			|| echo "browser: apt-get install$$missing FAILED; the report's browser tests will fail until it is installed"; \
+	else \
+		echo "browser: missing$$missing and no apt-get: install Chromium (or set AUTOPILOT_CHROMIUM) for the report's browser tests"; \
+	fi
+
 ## Every test: unit, integration (moto from template.yaml), scenarios, template.
-test: setup
+test: setup browser
 	$(BIN)/pytest
 
 ## `make test` again, twice, with the wall clock moved (time-machine, selected by
@@ -46,10 +68,10 @@ test: setup
 ## autopilot.clock fails here, not on some future day.
 test-moved-clock: test-moved-clock-shanghai test-moved-clock-new-york
 
-test-moved-clock-shanghai: setup
+test-moved-clock-shanghai: setup browser
 	$(call moved-clock-test,Asia/Shanghai,2027-01-31T16:30:00Z)
 
-test-moved-clock-new-york: setup
+test-moved-clock-new-york: setup browser
 	$(call moved-clock-test,America/New_York,2027-03-14T06:58:00Z)
 
 # $(call moved-clock-test,TZ,instant): pytest's exit code is make's (5 included).

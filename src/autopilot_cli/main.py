@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "autopilot_cli.commands.channel",
     "autopilot_cli.commands.ledger",
     "autopilot_cli.commands.lottery",
+    "autopilot_cli.commands.report",
 )
 
 
