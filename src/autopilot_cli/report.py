@@ -41,6 +41,18 @@ CHART_IDS: tuple[str, ...] = (
 )
 STREAK_BUCKETS: tuple[str, ...] = ("1-2", "3-6", "7-29", "30-99", "100+")
 _DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Plotly's own colour sequence: a channel's published bars (its failures are hatched red).
+CHANNEL_COLOURS: tuple[str, ...] = (
+    "#636efa",
+    "#00cc96",
+    "#ab63fa",
+    "#ffa15a",
+    "#19d3f3",
+    "#ff6692",
+    "#b6e880",
+    "#ff97ff",
+    "#fecb52",
+)
 
 
 class SnapshotError(ValueError):
@@ -628,8 +640,13 @@ def _figures_by_chart(
             "title": {"text": labels["axis-outstanding"]},
             "overlaying": "y",
             "side": "right",
-            "rangemode": "tozero",
+            # explicit, with headroom: the line's last point is not drawn on the frame
+            "range": [
+                min(0, *(f.outstanding for f in days)) * 1.1,
+                max(1, *(f.outstanding for f in days)) * 1.1,
+            ],
             "showgrid": False,
+            "tickmode": "auto",
         },
     )
     charts["chart-points"] = fig
@@ -651,21 +668,32 @@ def _figures_by_chart(
 
     fig = go.Figure(layout=_layout(labels["chart-posts"], labels, days))
     channels = sorted({name for f in days for name in (*f.published, *f.failed)})
-    for channel in channels:
+    for position, channel in enumerate(channels):
         shown = _plot_text(channel)
+        colour = CHANNEL_COLOURS[position % len(CHANNEL_COLOURS)]
         fig.add_bar(
             x=x,
             y=[f.published.get(channel, 0) for f in days],
             name=labels["trace-published"].format(channel=shown),
             offsetgroup=channel,
+            marker={"color": colour},
         )
+        # The channel's failures on top of its deliveries, same colour, hatched.
         fig.add_bar(
             x=x,
             y=[f.failed.get(channel, 0) for f in days],
             name=labels["trace-failed"].format(channel=shown),
             offsetgroup=channel,
             base=[f.published.get(channel, 0) for f in days],
-            marker={"pattern": {"shape": "/"}},
+            marker={
+                "color": "#ffffff",
+                # no outline on a day without failures (a bar of height 0)
+                "line": {
+                    "color": "#d64545",
+                    "width": [1.5 if f.failed.get(channel, 0) else 0 for f in days],
+                },
+                "pattern": {"shape": "x", "fgcolor": "#d64545"},
+            },
         )
     if not channels:
         fig.add_annotation(
