@@ -40,7 +40,14 @@ from autopilot.config.document import (
     PATTERN_MESSAGES,
     secret_key_message,
 )
-from autopilot.config.model import LOTTERY_ACTIONS, Community, Config, Job, semantic_issues
+from autopilot.config.model import (
+    LOTTERY_ACTIONS,
+    METRICS_ACTION,
+    Community,
+    Config,
+    Job,
+    semantic_issues,
+)
 from autopilot.errors import AutopilotError
 from autopilot.lottery.schedule import lottery_schedule_issues
 from autopilot.scheduler.rules import DST_GAP, DST_OVERLAP, Occurrence, occurrences_between
@@ -503,7 +510,7 @@ class ValidationReport:
         """
         warnings = f", {_plural(len(self.warnings), 'warning')}" if self.warnings else ""
         if self.ok and self.config is not None:
-            derived = set(LOTTERY_ACTIONS.values())
+            derived = {*LOTTERY_ACTIONS.values(), METRICS_ACTION}
             communities = self.config.communities
             jobs = sum(1 for c in communities for j in c.jobs if j.action not in derived)
             lotteries = sum(len(c.lotteries) for c in communities)
@@ -782,8 +789,8 @@ def _schedule_warnings(
             path: DocPath
             if job.id in lottery_crons:
                 path = ("communities", community_index, *lottery_crons[job.id])
-            elif job.action in LOTTERY_ACTIONS.values():
-                continue  # expire: a fixed poll, nothing ops wrote
+            elif job.action in LOTTERY_ACTIONS.values() or job.action == METRICS_ACTION:
+                continue  # expire, the daily snapshot: fixed jobs, nothing ops wrote
             else:
                 path = (
                     "communities",

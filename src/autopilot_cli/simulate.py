@@ -27,7 +27,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -273,12 +273,14 @@ def run_simulation(
             summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
             summary["lotteries"] = collect_lotteries(runtime, config, cycles)
             summary["reminders"] = collect_reminders(runtime, config, start, end)
+            summary["snapshots"] = collect_snapshots(runtime, config, start, end)
     finally:
         if meter is not None:
             meter.close()
         console_log.close()
         set_clock(previous_clock)
         set_seed_source(previous_seeds)
+    summary["reports"] = write_reports(summary, config, out)
     (out / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
@@ -609,6 +611,44 @@ def _reminder_responses(
     return answers
 
 
+def collect_snapshots(
+    runtime: LocalRuntime, config: Config, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The daily snapshots the communities' metrics.daily jobs wrote during the run
+    (one per community and metrics day that ended inside it), in day order."""
+    from autopilot.metrics.store import MetricsStore
+
+    store = MetricsStore(runtime.function_env(DISPATCHER)["METRICS_TABLE"], runtime.region)
+    out: list[dict[str, Any]] = []
+    for community in config.communities:
+        tz = zone(community.timezone)
+        first = start.astimezone(tz).date() - timedelta(days=1)
+        last = end.astimezone(tz).date()
+        out += list(store.snapshots(community.id, first, last))
+    return out
+
+
+def write_reports(summary: dict[str, Any], config: Config, out: Path) -> list[str]:
+    """One HTML report per community from the run's snapshots (``report-*.html``)."""
+    from autopilot_cli.report import write_report
+
+    for stale in out.glob("report-*.html"):
+        stale.unlink()
+    paths = []
+    for community in config.communities:
+        snapshots = [s for s in summary.get("snapshots", []) if s["community"] == community.id]
+        if snapshots:
+            path = write_report(
+                snapshots,
+                out,
+                community_name=community.name,
+                locale=community.locale,
+                community_id=community.id,
+            )
+            paths.append(str(path))
+    return paths
+
+
 def collect_reminders(
     runtime: LocalRuntime, config: Config, start: datetime, end: datetime
 ) -> dict[str, Any]:
@@ -797,6 +837,22 @@ def _work_note(work: dict[str, Any] | None) -> str:
     return " → " + ", ".join(parts)
 
 
+def _snapshot_note(summary: dict[str, Any], community_id: str, occ: dict[str, Any]) -> str:
+    """The figures a metrics.daily occurrence snapshotted (the day before its own)."""
+    if not occ["job"].startswith("metrics.") or occ["status"] != "fired":
+        return ""
+    day = (date.fromisoformat(occ["scheduled_local"][:10]) - timedelta(days=1)).isoformat()
+    for snap in summary.get("snapshots", []):
+        if snap["community"] == community_id and snap["day"] == day:
+            return (
+                f" → {day}: {snap['checkins']['count']} check-ins, active "
+                f"{snap['active']['dau']}/{snap['active']['wau']}/{snap['active']['mau']} "
+                f"(day/week/month), rate {snap['checkins']['rate']:.0%}, "
+                f"{snap['points']['outstanding']} points outstanding"
+            )
+    return ""
+
+
 def _reminder_note(summary: dict[str, Any], community_id: str, occ: dict[str, Any]) -> str:
     """What a reminder occurrence did, in a few words (empty for other jobs)."""
     day = summary.get("reminders", {}).get(community_id, {}).get(occ["job"], {})
@@ -847,6 +903,7 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
                     line += f" ({occ['reason']})"
                 line += _work_note(occ.get("work"))
                 line += _reminder_note(summary, cid, occ)
+                line += _snapshot_note(summary, cid, occ)
                 out.write(line + "\n")
     for draw in summary.get("lotteries", []):
         winners = ", ".join(f"{w['member']} ({w['prize']})" for w in draw["winners"])
@@ -856,6 +913,8 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
             f"{draw['entries']} entries, {draw['entrants'] or 0} entrants; "
             f"{verified}; winners: {winners or 'none'}\n"
         )
+    for path in summary.get("reports", []):
+        out.write(f"Report: {path}\n")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
     delivered = sum(1 for p in summary["posts"] if p["status"] == "published")
     out.write(f"\nOccurrences: {counts}; deliveries: {delivered}\n")

@@ -126,6 +126,18 @@ DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
         (DW, "streak-rescue", f"2027-03-{d:02d}T21:30", EST, f"2027-03-{d + 1:02d}T02:30:00Z", F)
         for d in range(7, 14)
     ],
+    # Daily metric snapshots, 30 minutes after each day boundary: 晨读社 04:30 (20:30Z
+    # the day before), Daybreak Writers 03:30 (08:30Z on standard time, 07:30Z on
+    # daylight time: 03:30 exists on the 14th, after the 02:00 -> 03:00 jump).
+    *[
+        (SR, "metrics.daily", f"2027-03-{d:02d}T04:30", CN, f"2027-03-{d - 1:02d}T20:30:00Z", F)
+        for d in range(9, 16)
+    ],
+    *[
+        (DW, "metrics.daily", f"2027-03-{d:02d}T03:30", EST, f"2027-03-{d:02d}T08:30:00Z", F)
+        for d in range(8, 14)
+    ],
+    (DW, "metrics.daily", "2027-03-14T03:30", EDT, "2027-03-14T07:30:00Z", F),
 ]
 
 
@@ -189,6 +201,13 @@ MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
     *[(SR, "streak-rescue", f"{d}T21:30", CN, f"{d}T13:30:00Z", F) for d in JAN_26_FEB_1],
     *[(DW, "checkin-nudge", f"2027-01-{d}T20:00", EST, f"{n}T01:00:00Z", F) for d, n in JAN_25_31],
     *[(DW, "streak-rescue", f"2027-01-{d}T21:30", EST, f"{n}T02:30:00Z", F) for d, n in JAN_25_31],
+    # Daily snapshots: 晨读社 04:30 of the 27th .. February 2nd (20:30Z the day before),
+    # Daybreak Writers 03:30 EST (08:30Z) of the 26th .. February 1st.
+    *[
+        (SR, "metrics.daily", f"{n}T04:30", CN, f"{d}T20:30:00Z", F)
+        for d, n in zip(JAN_26_FEB_1, [*JAN_26_FEB_1[1:], "2027-02-02"], strict=True)
+    ],
+    *[(DW, "metrics.daily", f"{d}T03:30", EST, f"{d}T08:30:00Z", F) for d in JAN_26_FEB_1],
 ]
 
 

@@ -69,16 +69,20 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    # 12 jobs ops wrote (4 reminders), then each weekly lottery as 3 derived jobs.
-    assert sum(len(c.jobs) for c in report.config.communities) == 12 + 2 * 3
+    # 12 jobs ops wrote (4 reminders), each weekly lottery as 3 derived jobs, and each
+    # community's daily metric snapshot.
+    assert sum(len(c.jobs) for c in report.config.communities) == 12 + 2 * 3 + 2
     zh = report.config.communities[0]
-    assert [j.action for j in zh.jobs][-5:] == [
+    assert [j.action for j in zh.jobs][-6:] == [
         "ledger_export",
         "ledger_reconcile",
         "lottery_open",
         "lottery_close",
         "lottery_draw",
+        "metrics_snapshot",  # the daily snapshot comes last, after the day boundary
     ]
+    snapshot = zh.job("metrics.daily")
+    assert (snapshot.cron, snapshot.misfire.policy) == ("30 4 * * *", "all")  # boundary 04:00
     assert [c.lottery("weekly").title for c in report.config.communities] == [
         "周五抽奖",
         "Friday draw",
@@ -143,6 +147,7 @@ def test_example_config_has_the_content_the_playbook_asks_for() -> None:
         "lottery_close",
         "lottery_draw",
         "reminder",
+        "metrics_snapshot",
     }
     # Each community: a not_checked_in reminder at 20:00 and a streak_at_risk at 21:30.
     for community in config.communities:

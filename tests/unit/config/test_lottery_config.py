@@ -136,6 +136,7 @@ def test_the_base_lottery_validates_and_is_typed() -> None:
         "lottery.weekly.open",
         "lottery.weekly.close",
         "lottery.weekly.draw",
+        "metrics.daily",  # every community's daily snapshot
     ]
     assert report.summary() == "c.yaml: OK (1 community, 0 jobs, 1 lottery)"
 
@@ -169,7 +170,10 @@ def test_default_templates_follow_the_locale_and_the_entry_mode() -> None:
     assert lottery.claim_window == timedelta(days=2)
     assert lottery.claim_keywords == ("领奖", "/claim")
     assert lottery.posts.claim_dm == default_lottery_template("en", "claim_dm")
-    assert [j.id for j in en.config.communities[0].jobs][-1] == "lottery.weekly.expire"
+    assert [j.id for j in en.config.communities[0].jobs][-2:] == [
+        "lottery.weekly.expire",
+        "metrics.daily",
+    ]
     expire = en.config.communities[0].job("lottery.weekly.expire")
     assert (expire.cron, expire.action, expire.params) == (
         "*/15 * * * *",
@@ -201,13 +205,14 @@ def test_a_disabled_lottery_derives_no_job() -> None:
     ).config
     assert config is not None
     assert config.communities[0].lottery("weekly").enabled is False
-    assert config.communities[0].jobs == ()
+    assert [j.id for j in config.communities[0].jobs] == ["metrics.daily"]
 
 
 def test_preview_lists_the_lottery_steps() -> None:
     config = validate(BASE).config
     assert config is not None
     rows = preview_rows(config, datetime(2026, 3, 1, tzinfo=UTC), 7)
+    rows = [r for r in rows if r.job.id.startswith("lottery.")]
     assert [(r.job.id, r.occurrence.key) for r in rows] == [
         ("lottery.weekly.open", "2026-03-02T08:00"),
         ("lottery.weekly.close", "2026-03-06T19:55"),
@@ -226,6 +231,7 @@ def test_preview_columns_fit_the_lottery_job_ids() -> None:
     out = io.StringIO()
     print_preview(preview_rows(config, datetime(2026, 3, 1, tzinfo=UTC), 7), out)
     lines = [line for line in out.getvalue().splitlines() if line.startswith("  ")]
+    lines = [line for line in lines if "lottery_" in line]
     assert len(lines) == 3
     assert len({line.index("lottery_") for line in lines}) == 1  # the action column aligns
     assert all(line == line.rstrip() for line in lines)
