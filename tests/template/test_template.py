@@ -361,6 +361,7 @@ def test_api_policy_is_least_privilege() -> None:
             "dynamodb:UpdateItem",
         },
         json.dumps({"Fn::Sub": "${ExportBucket.Arn}/lotteries/*"}): {"s3:GetObject"},
+        json.dumps({"Fn::GetAtt": ["MetricsTable", "Arn"]}): {"dynamodb:Query"},
         json.dumps({"Fn::GetAtt": ["ReminderTable", "Arn"]}): {
             "dynamodb:BatchGetItem",
             "dynamodb:UpdateItem",
@@ -436,6 +437,7 @@ def test_every_api_route_requires_the_scope_of_its_role() -> None:
         "POST /redemptions": member,
         "GET /ledger": finance,
         "GET /ledger/summary": finance,
+        "GET /metrics": ["autopilot/ops", "autopilot/finance"],
         "PUT /members/{member_id}": ops,
         "DELETE /members/{member_id}": ops,
         "POST /ledger/adjustments": ops,
