@@ -1,6 +1,6 @@
 """HTTP API (API Gateway HTTP API, JWT authorizer): check-ins, a member's account
-and preferences, redemptions, lotteries, and the finance (ledger) and ops (members, adjustments,
-lottery changes) routes.
+and preferences, redemptions, lotteries, the finance (ledger) and ops (members, adjustments,
+lottery changes) routes, and the daily metric snapshots (ops or finance).
 
 API Gateway has verified the token and the route's scopes before this runs;
 ``autopilot.api.auth`` decides roles, ``autopilot.api.requests`` parses strictly,
@@ -13,15 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 from autopilot.api import requests as req
-from autopilot.api.auth import FINANCE, MEMBER, OPS, Principal, principal_from_event
+from autopilot.api.auth import FINANCE, MEMBER, OPS, Forbidden, Principal, principal_from_event
 from autopilot.api.requests import MAX_ADJUSTMENT, MAX_EXTERNAL_VALUE_BYTES, Field
 from autopilot.api.responses import entries_csv, install_error_answers, to_json
 from autopilot.app import App
 from autopilot.checkins.service import CheckinSource
 from autopilot.clock import get_clock
 from autopilot.config.model import Community
+from autopilot.errors import BadRequest
 from autopilot.ledger.service import MAX_PAGE, Adjustment, Redemption
 from autopilot.members.service import MemberAnswer, MemberProfile
+from autopilot.metrics.export import missing_days, snapshots_csv
 from autopilot.settings import Settings
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -38,6 +40,15 @@ api = APIGatewayHttpResolver(serializer=to_json)
 def _caller(role: str) -> Principal:
     principal = principal_from_event(api.current_event.raw_event)
     principal.require(role)  # before parsing: a member gets 403, not a hint about the body
+    return principal
+
+
+def _caller_any(*roles: str) -> Principal:
+    """The caller, who must have one of ``roles`` (403 naming them otherwise)."""
+    principal = principal_from_event(api.current_event.raw_event)
+    if not principal.roles & set(roles):
+        needed = " or ".join(repr(role) for role in roles)
+        raise Forbidden(f"this route needs the {needed} role", code="Forbidden")
     return principal
 
 
@@ -267,6 +278,46 @@ def ledger_summary() -> dict[str, Any]:
     by = req.choice("by", query.get("by", "day"), ("day", "month"))
     community = _community(who, query["community"])
     return app.ledger.summary(community, since=since, until=until, by=by).to_json()
+
+
+# One request reads at most a year of snapshots (a leap year included): one Query
+# page of a few hundred kB, an answer far below Lambda's 6 MB.
+MAX_METRICS_DAYS = 366
+
+
+@api.get("/metrics")
+def metrics() -> Response[str] | dict[str, Any]:
+    who = _caller_any(OPS, FINANCE)
+    event = api.current_event.raw_event
+    query = req.query(event, {"community", "from", "to", "format"}, {"community", "from", "to"})
+    first, last = req.day("from", query["from"]), req.day("to", query["to"])
+    if first > last:
+        raise BadRequest(f"from ({first}) must not be after to ({last})")
+    if (last - first).days + 1 > MAX_METRICS_DAYS:
+        raise BadRequest(
+            f"to must be within {MAX_METRICS_DAYS} days of from (both included): "
+            f"{first}..{last} is {(last - first).days + 1} days"
+        )
+    wants_csv = "text/csv" in (req.header(event, "Accept") or "")
+    if "format" in query:
+        wants_csv = req.choice("format", query["format"], ("json", "csv")) == "csv"
+    community = _community(who, query["community"])
+    snapshots = list(app.metrics.store.snapshots(community.id, first, last))
+    if wants_csv:
+        filename = f"metrics-{community.id}-{first}-{last}.csv"  # ids are [a-z0-9_-]
+        return Response(
+            200,
+            "text/csv; charset=utf-8",
+            snapshots_csv(snapshots),
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    return {
+        "community": community.id,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "snapshots": snapshots,
+        "missing_days": missing_days(snapshots, first, last),
+    }
 
 
 @api.put("/members/<member_id>")

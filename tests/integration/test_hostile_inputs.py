@@ -355,6 +355,15 @@ CASES += [
         ]
     ),
     (
+        "metrics-year-9999",
+        ("finance",),
+        "GET",
+        "/metrics",
+        {"query": {"community": "sunrise", "from": "9999-12-30", "to": "9999-12-31"}},
+        400,
+        "2999-12-31",
+    ),
+    (
         "ledger-limit-digits",
         ("finance",),
         "GET",
