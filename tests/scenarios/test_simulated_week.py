@@ -138,6 +138,11 @@ DST_WEEK: list[tuple[str, str, str, str, str, str]] = [
         for d in range(8, 14)
     ],
     (DW, "metrics.daily", "2027-03-14T03:30", EDT, "2027-03-14T07:30:00Z", F),
+    # Report posts: Monday 09:30 reports the week before (2027-03-01..07). The next
+    # Monday's (2027-03-15T01:30Z in Shanghai, 13:30Z in New York) is after the window;
+    # the monthly summary (the 1st, 10:00) has no occurrence in this week.
+    (SR, "weekly-report", "2027-03-08T09:30", CN, "2027-03-08T01:30:00Z", F),
+    (DW, "weekly-report", "2027-03-08T09:30", EST, "2027-03-08T14:30:00Z", F),
 ]
 
 
@@ -208,6 +213,12 @@ MONTH_END_WEEK: list[tuple[str, str, str, str, str, str]] = [
         for d, n in zip(JAN_26_FEB_1, [*JAN_26_FEB_1[1:], "2027-02-02"], strict=True)
     ],
     *[(DW, "metrics.daily", f"{d}T03:30", EST, f"{d}T08:30:00Z", F) for d in JAN_26_FEB_1],
+    # Report posts on Monday February 1st: the week of January 25-31 at 09:30, and
+    # January's points summary at 10:00 (the 1st of the month).
+    (SR, "weekly-report", "2027-02-01T09:30", CN, "2027-02-01T01:30:00Z", F),
+    (SR, "finance-summary", "2027-02-01T10:00", CN, "2027-02-01T02:00:00Z", F),
+    (DW, "weekly-report", "2027-02-01T09:30", EST, "2027-02-01T14:30:00Z", F),
+    (DW, "finance-summary", "2027-02-01T10:00", EST, "2027-02-01T15:00:00Z", F),
 ]
 
 
@@ -271,25 +282,57 @@ def test_each_occurrence_is_scheduled_at_its_local_time(fixed_week):
 def test_posts_match_the_schedule_channel_by_channel(week, repo_root):
     config = validate_file(str(repo_root / CONFIG)).config
     expected = []
+    # Posts and report posts go to their job's channels.
+    own_channels = ("post", "metrics_report")
     for occ in week.summary["occurrences"]:
         job = config.community(occ["community"]).job(occ["job"])
-        if job.action == "post":
+        if job.action in own_channels:
             expected += [
                 (occ["community"], occ["job"], occ["key"], c) for c in job.params["channels"]
             ]
     posted = [
         (p["community"], p["job"], p["key"], p["channel"])
         for p in week.summary["posts"]
-        if config.community(p["community"]).job(p["job"]).action == "post"
+        if config.community(p["community"]).job(p["job"]).action in own_channels
     ]
     assert sorted(posted) == sorted(expected)
     # Lottery posts (announce, closed, winners) go to the lottery's own channels.
     for p in week.summary["posts"]:
         job = config.community(p["community"]).job(p["job"])
-        if job.action != "post":
+        if job.action not in own_channels:
             lottery = config.community(p["community"]).lottery(job.params["lottery"])
             assert lottery.posts is not None and p["channel"] in lottery.posts.channels
     assert all(p["status"] == "published" and p["message_id"] for p in week.summary["posts"])
+
+
+def test_report_posts_sum_the_snapshots_of_the_period_before(month_end_week):
+    """February 1st: each community's weekly report covers January 25-31 and its
+    monthly summary January, summed from the snapshots metrics.daily wrote during the
+    run (a day before the run has none: it counts zero)."""
+    summary = month_end_week.summary
+    posts = {(p["community"], p["job"]): p["text"] for p in summary["posts"]}
+    for community in (SR, DW):
+        snapshots = [s for s in summary["snapshots"] if s["community"] == community]
+        january = [s for s in snapshots if "2027-01-01" <= s["day"] <= "2027-01-31"]
+        week = [s for s in january if s["day"] >= "2027-01-25"]
+        checkins = sum(s["checkins"]["count"] for s in week)
+        awarded = sum(s["points"]["awarded_total"] for s in january)
+        redeemed = -sum(s["points"]["redeemed_total"] for s in january)
+        outstanding = max(january, key=lambda s: s["day"])["points"]["outstanding"]
+        weekly, monthly = posts[(community, "weekly-report")], posts[(community, "finance-summary")]
+        assert "2027-01-25–2027-01-31" in weekly
+        if community == SR:  # the example's own zh template, the default zh month text
+            assert f"打卡 {checkins} 次" in weekly
+            assert f"积分月报：发放 {awarded}，兑换 {redeemed}，期末未兑换余额 {outstanding}。" in (
+                monthly
+            )
+            assert "2027-01-01–2027-01-31" in monthly
+        else:  # the default en week text, the example's own en month text
+            assert weekly.startswith(
+                f"📊 Daybreak Writers this week (2027-01-25–2027-01-31): {checkins} check-ins"
+            )
+            assert f"{awarded} awarded, {redeemed} redeemed, {outstanding} outstanding" in monthly
+            assert "2027-01-01 to 2027-01-31" in monthly
 
 
 def test_summary_json_has_the_documented_shape(week):

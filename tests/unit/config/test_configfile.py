@@ -69,9 +69,9 @@ def test_example_config_validates_without_errors() -> None:
     assert report.ok
     assert report.config is not None
     assert [c.id for c in report.config.communities] == ["sunrise-readers", "daybreak-writers"]
-    # 12 jobs ops wrote (4 reminders), each weekly lottery as 3 derived jobs, and each
-    # community's daily metric snapshot.
-    assert sum(len(c.jobs) for c in report.config.communities) == 12 + 2 * 3 + 2
+    # 16 jobs ops wrote (4 reminders, 4 report posts), each weekly lottery as 3 derived
+    # jobs, and each community's daily metric snapshot.
+    assert sum(len(c.jobs) for c in report.config.communities) == 16 + 2 * 3 + 2
     zh = report.config.communities[0]
     assert [j.action for j in zh.jobs][-6:] == [
         "ledger_export",
@@ -148,7 +148,20 @@ def test_example_config_has_the_content_the_playbook_asks_for() -> None:
         "lottery_draw",
         "reminder",
         "metrics_snapshot",
+        "metrics_report",
     }
+    # Each community: last week's figures on Monday 09:30 on the group channel, and the
+    # month's points summary on the 1st at 10:00.
+    for community in config.communities:
+        reports = {
+            j.id: (j.cron, j.params["period"], tuple(j.params["channels"]))
+            for j in community.jobs
+            if j.action == "metrics_report"
+        }
+        assert reports == {
+            "weekly-report": ("30 9 * * 1", "week", ("group-log",)),
+            "finance-summary": ("0 10 1 * *", "month", ("group-log",)),
+        }
     # Each community: a not_checked_in reminder at 20:00 and a streak_at_risk at 21:30.
     for community in config.communities:
         reminders = {j.params["kind"]: j.cron for j in community.jobs if j.action == "reminder"}
@@ -538,7 +551,7 @@ def test_cmd_validate_ok_prints_warnings_then_summary() -> None:
 
     lines = out.getvalue().splitlines()
     assert code == 0
-    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 12 jobs, 2 lotteries), 2 warnings"
+    assert lines[-1] == f"{EXAMPLE}: OK (2 communities, 16 jobs, 2 lotteries), 2 warnings"
     assert all(re.match(rf"^{re.escape(str(EXAMPLE))}:\d+:\d+: warning: ", ln) for ln in lines[:-1])
     assert len(lines) == 3
 

@@ -64,6 +64,7 @@ ENUM_NOUNS = {
     "weight": "weight mode",
     "kind": "reminder kind",
     "audience": "lottery audience",
+    "period": "report period",
 }
 
 #: What an empty list that needs entries is told, by key (default: "must not be empty").
@@ -685,11 +686,76 @@ class ReminderJob(_Job, tag="reminder", kw_only=True, forbid_unknown_fields=True
     quiet_hours: QuietPolicy = "defer"
 
 
-JobDoc = PostJob | ReminderJob | LedgerExportJob | LedgerReconcileJob
+# --------------------------------------------------------------------------- report jobs
+
+ReportTemplate = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TEMPLATE_CHARS,
+        description="A report post template with {field} placeholders (Python str.format "
+        "syntax; {{ and }} for literal braces). Fields: community, period_start, period_end, "
+        "checkins, checkin_rate, active_dau_avg, wau, mau, members, joined, left, new_streaks, "
+        "top_streak, points_awarded, points_redeemed, points_outstanding, lottery_entrants, "
+        "reminders_sent, reminders_converted, posts_failed (docs/config.md#report-posts).",
+    ),
+]
+
+
+class MetricsReportParams(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Parameters of a report job: which period, where, and the text."""
+
+    period: Annotated[
+        Literal["week", "month"],
+        Meta(
+            description="week: the Monday-Sunday week that ended before the run's local date. "
+            "month: the calendar month before it."
+        ),
+    ]
+    channels: Annotated[
+        list[Annotated[str, Meta(pattern=ID_RE)]],
+        Meta(
+            min_length=1,
+            extra_json_schema={"uniqueItems": True},
+            description="Ids of the channels to publish to (at least one, each once).",
+        ),
+    ]
+    template: (
+        Annotated[
+            ReportTemplate,
+            Meta(
+                description="The message. Default: a text per period in the community's locale "
+                "(week: check-ins, rate, weekly actives, joins; month: the points summary)."
+            ),
+        ]
+        | None
+    ) = None
+    title: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_TEMPLATE_CHARS,
+                description="Optional message title (SNS subject, chat card title), a template "
+                "with the same fields as `template`.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class MetricsReportJob(_Job, tag="metrics_report", kw_only=True, forbid_unknown_fields=True):
+    """metrics_report: post a week's or a month's figures from the daily metric snapshots."""
+
+    params: MetricsReportParams
+    quiet_hours: QuietPolicy = "defer"
+
+
+JobDoc = PostJob | ReminderJob | MetricsReportJob | LedgerExportJob | LedgerReconcileJob
 #: Actions whose jobs talk to members (and so obey quiet hours).
-MESSAGE_ACTIONS = frozenset({"post", "reminder"})
+MESSAGE_ACTIONS = frozenset({"post", "reminder", "metrics_report"})
 ACTIONS: tuple[str, ...] = tuple(
-    tag_of(c) for c in (PostJob, ReminderJob, LedgerExportJob, LedgerReconcileJob)
+    tag_of(c) for c in (PostJob, ReminderJob, MetricsReportJob, LedgerExportJob, LedgerReconcileJob)
 )
 
 

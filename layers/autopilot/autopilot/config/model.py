@@ -57,6 +57,9 @@ __all__ = [
     "REMINDER_GROUP_FIELDS",
     "REMINDER_KINDS",
     "REMINDER_LOTTERY_FIELDS",
+    "REPORT_ACTION",
+    "REPORT_FIELDS",
+    "REPORT_PERIODS",
     "SCHEMA_VERSION",
     "SECRET_CHANNEL_KEYS",
     "Channel",
@@ -72,6 +75,7 @@ __all__ = [
     "Reward",
     "collect_issues",
     "default_reminder_group_template",
+    "default_report_template",
     "lottery_job_id",
     "parse_config",
     "reminder_jobs",
@@ -597,6 +601,10 @@ def _job(
         if post.title is not None:
             _template(col, post.title, (*ppath, "title"))
         params = msgspec.to_builtins(post)
+    elif isinstance(raw, d.MetricsReportJob):
+        params = _report_params(
+            col, raw.params, (*path, "params"), channel_ids=channel_ids, locale=locale
+        )
     elif isinstance(raw, d.ReminderJob):
         if raw.quiet_hours == "ignore":
             col.error(
@@ -622,6 +630,99 @@ def _job(
         enabled=raw.enabled,
         description=raw.description or "",
     )
+
+
+# --------------------------------------------------------------------------- report posts
+
+#: The action of report jobs (``jobs:`` with ``action: metrics_report``): a week's or
+#: a month's figures, aggregated from the daily metric snapshots
+#: (``autopilot.metrics.reports``), posted to channels.
+REPORT_ACTION = "metrics_report"
+#: The periods a report covers: the Monday-Sunday week, or the calendar month, that
+#: ended before the run's local date.
+REPORT_PERIODS = ("week", "month")
+#: Fields of a report post (docs/config.md#report-posts): the community's name, the
+#: period's first and last local day (ISO), and the figures of the period's snapshots
+#: (``autopilot.metrics.reports.report_fields`` computes exactly these; a test pins
+#: the two together).
+REPORT_FIELDS = frozenset(
+    {
+        "community",
+        "period_start",
+        "period_end",
+        "checkins",
+        "checkin_rate",
+        "active_dau_avg",
+        "wau",
+        "mau",
+        "members",
+        "joined",
+        "left",
+        "new_streaks",
+        "top_streak",
+        "points_awarded",
+        "points_redeemed",
+        "points_outstanding",
+        "lottery_entrants",
+        "reminders_sent",
+        "reminders_converted",
+        "posts_failed",
+    }
+)
+
+#: Default report texts by language and period: the week for the group (activity),
+#: the month for finance (points).
+_REPORT_TEMPLATES: dict[str, dict[str, str]] = {
+    "zh": {
+        "week": "📊 {community}本周数据（{period_start}–{period_end}）：打卡 {checkins} 次，"
+        "参与率 {checkin_rate}，周活跃 {wau} 人，新加入 {joined} 人。",
+        "month": "💰 {community} {period_start}–{period_end} 积分月报：发放 {points_awarded}，"
+        "兑换 {points_redeemed}，期末未兑换余额 {points_outstanding}。",
+    },
+    "en": {
+        "week": "📊 {community} this week ({period_start}–{period_end}): {checkins} check-ins, "
+        "check-in rate {checkin_rate}, {wau} weekly active members, {joined} joined.",
+        "month": "💰 {community} points report {period_start}–{period_end}: {points_awarded} "
+        "awarded, {points_redeemed} redeemed, {points_outstanding} outstanding at the end.",
+    },
+}
+
+
+def default_report_template(locale: str, period: str) -> str:
+    """The text a report job of ``period`` gets when it sets no ``template``: Chinese
+    for a ``zh*`` locale, English otherwise."""
+    return _REPORT_TEMPLATES["zh" if locale.startswith("zh") else "en"][period]
+
+
+def _report_params(
+    col: _Collector,
+    raw: d.MetricsReportParams,
+    path: Path,
+    *,
+    channel_ids: set[str],
+    locale: str,
+) -> dict[str, Any]:
+    """The normalized parameters of a report job (``period``, ``channels``,
+    ``template``: the written text or the default, ``title`` or None), every
+    problem at its path."""
+    for index, channel_id in enumerate(raw.channels):
+        if channel_id not in channel_ids:
+            known = ", ".join(sorted(channel_ids)) or "none defined"
+            col.error(
+                (*path, "channels", index), f"unknown channel {channel_id!r} (channels: {known})"
+            )
+    if len(set(raw.channels)) != len(raw.channels):
+        col.error((*path, "channels"), "a channel is listed twice")
+    for key in ("template", "title"):
+        written = getattr(raw, key)
+        if written is not None:
+            _template(col, written, (*path, key), REPORT_FIELDS, " in a report post")
+    return {
+        "period": raw.period,
+        "channels": list(raw.channels),
+        "template": raw.template or default_report_template(locale, raw.period),
+        "title": raw.title,
+    }
 
 
 # --------------------------------------------------------------------------- reminders
