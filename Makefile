@@ -110,6 +110,7 @@ bench: setup
 	$(BIN)/python benchmarks/lottery_draw.py --sizes 10000,1000000
 	$(BIN)/python benchmarks/lottery_service.py --sizes 10000,1000000
 	$(BIN)/python benchmarks/reminders.py --sizes 1000,10000 --out docs/benchmarks.md
+	$(BIN)/python benchmarks/metrics_snapshot.py --sizes 100,10000 --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache .mypy_cache .hypothesis

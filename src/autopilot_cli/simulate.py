@@ -286,6 +286,8 @@ def run_simulation(
     )
     if log is not None:
         print_day_by_day(summary, config, log)
+        for name in summary["reports"]:
+            log.write(f"HTML report: {(out / name).resolve()}\n")
     return SimulationResult(summary=summary, ticks=ticks, out_dir=out)
 
 
@@ -629,7 +631,8 @@ def collect_snapshots(
 
 
 def write_reports(summary: dict[str, Any], config: Config, out: Path) -> list[str]:
-    """One HTML report per community from the run's snapshots (``report-*.html``)."""
+    """One HTML report per community from the run's snapshots (``report-*.html``);
+    returns their names in ``out``."""
     from autopilot_cli.report import write_report
 
     for stale in out.glob("report-*.html"):
@@ -645,7 +648,7 @@ def write_reports(summary: dict[str, Any], config: Config, out: Path) -> list[st
                 locale=community.locale,
                 community_id=community.id,
             )
-            paths.append(str(path))
+            paths.append(path.name)  # relative to the output folder
     return paths
 
 
@@ -913,8 +916,6 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
             f"{draw['entries']} entries, {draw['entrants'] or 0} entrants; "
             f"{verified}; winners: {winners or 'none'}\n"
         )
-    for path in summary.get("reports", []):
-        out.write(f"Report: {path}\n")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
     delivered = sum(1 for p in summary["posts"] if p["status"] == "published")
     out.write(f"\nOccurrences: {counts}; deliveries: {delivered}\n")

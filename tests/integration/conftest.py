@@ -22,6 +22,9 @@ BASE_COMMUNITY: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "locale": "zh-CN",
     "quiet_hours": {"start": "00:00", "end": "07:00"},
+    # No derived daily snapshot job here: scheduler tests count the occurrences of
+    # the jobs they set up. The metrics tests turn it on (or snapshot directly).
+    "metrics": {"daily_snapshot": False},
     "channels": [
         {"id": "group", "type": "file", "path": "group.jsonl"},
         {"id": "announce", "type": "sns"},

@@ -272,7 +272,7 @@ def test_serve_publishes_ticks_and_answers_http(aws_env, repo_root, monkeypatch,
         set_clock(previous)
     text = log.getvalue()
     assert "published config/communities.yaml" in text
-    assert "17 route(s)" in text  # every HttpApi event of template.yaml
+    assert "18 route(s)" in text  # every HttpApi event of template.yaml
     assert 'http: "POST /checkins HTTP/1.1" 200' in text
     # Three ticks in the 07:30 minute: the morning post fires on the first, once.
     assert [line for line in text.splitlines() if line.startswith("tick ")] == [

@@ -65,6 +65,7 @@ def push(stack: Any) -> None:
             channels=CHANNELS,
             published_at="2027-03-01T02:30:00Z",
             rewards=[{"id": "badge", "name": "徽章", "cost_points": 20}],
+            metrics={"daily_snapshot": True},  # the dispatcher's own snapshots
         )
     )
 

@@ -276,10 +276,12 @@ def test_dispatcher_policy_is_least_privilege() -> None:
         "dynamodb:UpdateItem",
         "dynamodb:BatchGetItem",
     }
-    # Daily metric snapshots: the previous day's read, the day's written once.
+    # Daily metric snapshots: the previous day's read, the day's written once; the
+    # weekly and monthly report posts Query a period of them.
     assert grants({"Fn::GetAtt": ["MetricsTable", "Arn"]}) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:Query",
     }
     assert grants({"Fn::GetAtt": ["LotteryTable", "Arn"]}) == {
         "dynamodb:GetItem",

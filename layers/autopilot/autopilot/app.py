@@ -17,7 +17,7 @@ from autopilot.checkins.fields import CHECKIN_FIELDS
 from autopilot.checkins.rules import checkin_day
 from autopilot.checkins.service import CheckinService
 from autopilot.clock import Clock, get_clock
-from autopilot.config.model import METRICS_ACTION, Config
+from autopilot.config.model import METRICS_ACTION, REPORT_ACTION, Config
 from autopilot.config.store import ConfigStore
 from autopilot.ledger.jobs import Worker, WorkQueue, ledger_actions
 from autopilot.ledger.service import LedgerService
@@ -25,7 +25,8 @@ from autopilot.ledger.store import LedgerStore
 from autopilot.lottery.service import LotteryService
 from autopilot.lottery.store import LotteryStore
 from autopilot.members.service import MemberService
-from autopilot.metrics.service import MetricsService
+from autopilot.metrics.reports import ReportPoster
+from autopilot.metrics.service import MetricsService, publish_tick_metrics
 from autopilot.metrics.store import MetricsStore
 from autopilot.posts.context import PostContext, register_provider
 from autopilot.posts.service import PostService
@@ -139,6 +140,7 @@ class App:
         actions = {
             "post": self.posts.run,
             METRICS_ACTION: self.metrics.snapshot_action,
+            REPORT_ACTION: ReportPoster(self.metrics.store, self.posts).run,
             "reminder": self.reminders.select,
             **ledger_actions(self.work_queue),
             "lottery_open": self.lotteries.open,
@@ -170,9 +172,13 @@ class App:
 
     def tick(self, *, remaining_ms: Any = None, shard: Shard = ALL) -> TickReport:
         """One dispatcher tick at the clock's current time (for one shard's communities)."""
-        return self.dispatcher.tick(
+        report = self.dispatcher.tick(
             self.config(),
             remaining_ms=remaining_ms,
             refresh=self.config_store.revalidate,
             shard=shard,
         )
+        if not report.idle:
+            # Occurrences by outcome as CloudWatch metrics (the failed-occurrence alarm).
+            publish_tick_metrics(report.summary()["counts"], report.now_utc)
+        return report

@@ -164,7 +164,7 @@ def test_the_derived_jobs_fire_exactly_at_the_cycle_instants(step: str) -> None:
 
 def test_derived_jobs_run_all_missed_steps_ignoring_quiet_hours() -> None:
     community = parse_config(DOC).communities[0]
-    jobs = {j.id: j for j in community.jobs}
+    jobs = {j.id: j for j in community.jobs if j.id.startswith("lottery.")}
     assert set(jobs) == {"lottery.sun.open", "lottery.sun.close", "lottery.sun.draw"}
     for step, job in (("open", jobs["lottery.sun.open"]), ("draw", jobs["lottery.sun.draw"])):
         assert job.action == f"lottery_{step}"

@@ -128,6 +128,7 @@ def community_doc(cid: str, zone: str, quiet: bool, jobs: list[dict[str, Any]]) 
         "channels": [{"id": "group", "type": "file", "path": "group.jsonl"}],
         "pools": [{"id": "p", "items": [{"id": "a", "text": "hi"}]}],
         "jobs": jobs,
+        "metrics": {"daily_snapshot": False},  # only the drawn jobs
     }
     if quiet:
         doc["quiet_hours"] = {"start": "22:00", "end": "07:00"}

@@ -1193,6 +1193,32 @@ class QuietHoursDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
 DEFAULT_CHAT_KEYWORDS = ("打卡", "签到", "/checkin", "checkin")
 
 
+class MetricsDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Daily metric snapshots (docs/metrics.md)."""
+
+    daily_snapshot: Annotated[
+        bool,
+        Meta(
+            description="false stops the derived metrics.daily job: no new snapshots (the "
+            "counters are kept either way, so turning it back on backfills up to a week)."
+        ),
+    ] = True
+
+
+class AlertsDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
+    """Where ops hear about incidents (docs/metrics.md, "Ops alerts")."""
+
+    channel: Annotated[
+        str,
+        Meta(
+            pattern=ID_RE,
+            description="Id of one of this community's channels: a failed occurrence, an "
+            "undelivered post, a reconciliation mismatch or a filling dead-letter queue is "
+            "posted there, once per incident.",
+        ),
+    ]
+
+
 class CommunityDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
     """One community (a chat group, a server, a channel) and its daily routine."""
 
@@ -1269,6 +1295,8 @@ class CommunityDoc(_Doc, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    metrics: MetricsDoc | None = None
+    alerts: AlertsDoc | None = None
     description: Ops | None = None
 
 

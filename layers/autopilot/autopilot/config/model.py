@@ -326,6 +326,9 @@ class Community:
     rewards: tuple[Reward, ...] = ()
     chat_keywords: tuple[str, ...] = DEFAULT_CHAT_KEYWORDS
     lotteries: tuple[Lottery, ...] = ()
+    # Daily metric snapshots (the derived metrics.daily job) and the ops alerts channel.
+    daily_snapshot: bool = True
+    alerts_channel: str | None = None
 
     def lottery(self, lottery_id: str) -> Lottery:
         """The lottery ``lottery_id`` (KeyError if the config has none)."""
@@ -1264,6 +1267,14 @@ def _community(
         col, raw, path, channel_ids=channel_ids, rewards=rewards, chat_keywords=keywords
     )
     lotteries = tuple(parsed.values())
+    daily_snapshot = raw.metrics.daily_snapshot if raw.metrics is not None else True
+    alerts_channel = raw.alerts.channel if raw.alerts is not None else None
+    if alerts_channel is not None and alerts_channel not in channel_ids:
+        known = ", ".join(sorted(channel_ids)) or "none defined"
+        col.error(
+            (*path, "alerts", "channel"),
+            f"unknown channel {alerts_channel!r} (channels: {known})",
+        )
     community = Community(
         id=raw.id,
         name=raw.name,
@@ -1278,12 +1289,14 @@ def _community(
         jobs=(
             *jobs,
             *(job for lottery in lotteries for job in lottery_jobs(lottery)),
-            *metrics_jobs(parse_hhmm(raw.day_boundary)),
+            *(metrics_jobs(parse_hhmm(raw.day_boundary)) if daily_snapshot else ()),
         ),
         checkins=checkins,
         rewards=rewards,
         chat_keywords=keywords,
         lotteries=lotteries,
+        daily_snapshot=daily_snapshot,
+        alerts_channel=alerts_channel,
     )
     for index, lottery in parsed.items():
         if lottery.id not in schedulable:

@@ -35,6 +35,7 @@ from autopilot.timeutil import zone
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "CommunityAutopilot"
+SERVICE = "community-autopilot"
 #: How far back the active-member windows reach (MAU: 30 days, the day included).
 WINDOW_DAYS = 30
 
@@ -61,7 +62,7 @@ class MetricsService:
         reminders: Any = None,
         lotteries: Any = None,
         clock: Clock | None = None,
-        emit: Callable[[dict[str, Any]], None] | None = None,
+        emit: Callable[[dict[str, Any], datetime], None] | None = None,
     ):
         self.store = store
         self._posts = posts
@@ -100,7 +101,7 @@ class MetricsService:
         written = self.store.put(snapshot, self._now())
         identical = True
         if written:
-            self._emit(snapshot)
+            self._emit(snapshot, self._now())
         else:
             stored = self.store.get(community.id, day)
             identical = stored is not None and canonical(stored) == canonical(snapshot)
@@ -215,12 +216,15 @@ def _read_counters(community_id: str, periods: list[str]) -> dict[str, dict[str,
     return out
 
 
-def publish_metrics(snapshot: Mapping[str, Any]) -> None:
+def publish_metrics(snapshot: Mapping[str, Any], at: datetime) -> None:
     """Print the snapshot's figures as one CloudWatch embedded-metric-format line
-    (dimension ``community``): CloudWatch Logs turns them into metrics."""
+    (dimension ``community``; ``at`` is when, for the day in the metadata): CloudWatch
+    Logs turns them into metrics."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    metrics = EphemeralMetrics(namespace=NAMESPACE, service="community-autopilot")
+    # The line's timestamp is the time it is printed (Powertools'): CloudWatch takes
+    # no metric older than two weeks, and a backfilled day is still today's news.
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     metrics.add_dimension("community", str(snapshot["community"]))
     count = MetricUnit.Count
     figures = {
@@ -247,4 +251,22 @@ def publish_metrics(snapshot: Mapping[str, Any]) -> None:
         name="CheckInRate", unit=MetricUnit.Percent, value=100 * snapshot["checkins"]["rate"]
     )
     metrics.add_metadata("day", str(snapshot["day"]))
+    metrics.add_metadata("computed_at", at.isoformat())
+    metrics.flush_metrics()
+
+
+def publish_tick_metrics(counts: Mapping[str, int], at: datetime) -> None:
+    """A dispatcher tick's occurrences by outcome as EMF metrics (``Occurrences<Status>``,
+    dimension ``service``; ``at``, the tick's instant, in the metadata): the template's
+    alarm on ``OccurrencesFailed`` reads them."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    for status in ("fired", "failed", "missed", "skipped", "deferred"):
+        metrics.add_metric(
+            name=f"Occurrences{status.capitalize()}",
+            unit=MetricUnit.Count,
+            value=float(counts.get(status, 0)),
+        )
+    metrics.add_metadata("tick_at", at.isoformat())
     metrics.flush_metrics()
