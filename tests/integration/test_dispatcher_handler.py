@@ -169,8 +169,12 @@ def test_every_aws_call_of_the_dispatcher_is_granted_and_every_grant_is_used(
         # exports November and the nightly reconciliation runs.
         other.checkins.check_in(community, "alice", datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
         assert invoke(stack, datetime(2026, 11, 27, 13, 0, 5, tzinfo=UTC))["counts"] == {"fired": 1}
+        # A reconciliation mismatch the worker queued for ops: the tick that fires the
+        # finance jobs reads the alert outbox (Query) and empties it (DeleteItem).
+        other.alert_store.enqueue("recon#probe", "sunrise", "mismatch", stack.clock.now())
         counts = invoke(stack, datetime(2026, 11, 30, 19, 0, 5, tzinfo=UTC))["counts"]
         assert counts.get("failed", 0) == 0 and counts["fired"] >= 2
+        assert other.alert_store.outbox() == []
         # A lottery week as the dispatcher runs it: seed, auto entries, record, payouts.
         run_auto_cycle(other, stack, weeks=1)
     used = set()

@@ -241,12 +241,18 @@ def test_dispatcher_policy_is_least_privilege() -> None:
     def grants(resource: Any) -> set[str]:
         return granted.get(json.dumps(resource, sort_keys=True), set())
 
+    # Ops alerts: incidents written once (deleted if their post failed), the worker's
+    # alert outbox read by Query and emptied.
     assert grants({"Fn::GetAtt": ["SchedulerTable", "Arn"]}) == {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
     }
+    for queue in ("WorkDeadLetterQueue", "ReminderDeadLetterQueue"):
+        assert grants({"Fn::GetAtt": [queue, "Arn"]}) == {"sqs:GetQueueAttributes"}
     # The daily snapshot reads the day's post log by Query.
     assert grants({"Fn::GetAtt": ["PostsTable", "Arn"]}) == {
         "dynamodb:GetItem",
@@ -304,7 +310,7 @@ def test_dispatcher_policy_is_least_privilege() -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert len(granted) == 17
+    assert len(granted) == 19
 
 
 def test_only_the_dispatcher_may_touch_the_lottery_seeds() -> None:

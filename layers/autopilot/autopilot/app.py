@@ -25,6 +25,7 @@ from autopilot.ledger.store import LedgerStore
 from autopilot.lottery.service import LotteryService
 from autopilot.lottery.store import LotteryStore
 from autopilot.members.service import MemberService
+from autopilot.metrics.alerts import AlertService, AlertStore
 from autopilot.metrics.reports import ReportPoster
 from autopilot.metrics.service import MetricsService, publish_tick_metrics
 from autopilot.metrics.store import MetricsStore
@@ -81,6 +82,8 @@ class App:
             else None,
         )
         self.scheduler_store = SchedulerStore(settings.scheduler_table)
+        # Ops alerts: incidents once each, to the communities' alert channels.
+        self.alert_store = AlertStore(settings.scheduler_table, settings.region)
         self.post_store = PostStore(settings.posts_table, settings.region)
         self.posts = PostService(self.post_store, self.channel_env, clock=clock)
         self.ledger_store = LedgerStore(settings.ledger_table, settings.region)
@@ -99,6 +102,7 @@ class App:
             _LazyS3(settings.region),
             settings.export_bucket,
             now=lambda: (clock or get_clock()).now(),
+            alerts=self.alert_store,
         )
         # Lotteries: the seed table is configured for the dispatcher only (its role
         # alone may read seeds); entries, status and claims need just the lottery table.
@@ -129,6 +133,15 @@ class App:
             clock=clock,
         )
         self.checkins.on_checked_in = self.reminders.on_checkin
+        self.alerts = AlertService(
+            self.alert_store,
+            self.channel_env,
+            dead_letter_queues=[
+                ("work", settings.work_dlq_url),
+                ("reminder", settings.reminder_dlq_url),
+            ],
+            region=settings.region,
+        )
         # Daily metric snapshots (the derived metrics.daily job of every community).
         self.metrics = MetricsService(
             MetricsStore(settings.metrics_table, settings.region),
@@ -181,4 +194,5 @@ class App:
         if not report.idle:
             # Occurrences by outcome as CloudWatch metrics (the failed-occurrence alarm).
             publish_tick_metrics(report.summary()["counts"], report.now_utc)
+        self.alerts.after_tick(self.config(), report)
         return report

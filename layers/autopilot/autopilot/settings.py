@@ -34,6 +34,9 @@ class Settings:
     reminder_table: str = ""
     # Daily metric snapshots.
     metrics_table: str = ""
+    # Dead-letter queues the dispatcher watches for ops alerts.
+    work_dlq_url: str = ""
+    reminder_dlq_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +71,6 @@ class Settings:
             reminder_queue_url=env.get("REMINDER_QUEUE_URL", ""),
             reminder_table=env.get("REMINDER_TABLE", ""),
             metrics_table=env.get("METRICS_TABLE", ""),
+            work_dlq_url=env.get("WORK_DLQ_URL", ""),
+            reminder_dlq_url=env.get("REMINDER_DLQ_URL", ""),
         )

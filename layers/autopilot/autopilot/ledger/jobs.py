@@ -160,6 +160,7 @@ class Worker:
         s3: Any,
         export_bucket: str,
         now: Callable[[], datetime],
+        alerts: Any = None,
     ):
         self._store = store
         self._ledger = ledger
@@ -169,6 +170,7 @@ class Worker:
         self._s3 = s3
         self._bucket = export_bucket
         self._now = now
+        self._alerts = alerts  # AlertStore: a mismatch goes to the ops alert outbox
 
     def handle(
         self, event: dict[str, Any], remaining_ms: Callable[[], int] | None = None
@@ -217,6 +219,16 @@ class Worker:
         for mismatch in report.mismatches:
             # Loud: an error log line per finding, and the job is recorded failed.
             logger.error("LEDGER MISMATCH %s: %s", job.community, mismatch)
+        if report.mismatches and self._alerts is not None and self._alerts.table:
+            # Ops hear about it in the community's alert channel (the dispatcher posts
+            # the outbox), once per job.
+            self._alerts.enqueue(
+                f"recon#{job.job_id}",
+                job.community,
+                f"⚠️ {job.community}: reconciliation found {len(report.mismatches)} "
+                f"mismatch(es) ({job.kind}); first: {report.mismatches[0]}",
+                now,
+            )
         outcome = report.as_dict()
         outcome["mismatch_count"] = len(report.mismatches)
         outcome["mismatches"] = report.mismatches[:MAX_REPORTED]
