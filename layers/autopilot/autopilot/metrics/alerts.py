@@ -134,6 +134,7 @@ class AlertService:
         self._sqs = sqs
         self._last_check: datetime | None = None
         self._watch_outbox_until: datetime | None = None
+        self._last_outbox_check: datetime | None = None
 
     # --------------------------------------------------------------------- incidents
 
@@ -161,10 +162,18 @@ class AlertService:
                 )
                 key = f"occ#{occ.community_id}#{occ.job_id}#{occ.occurrence_id or occ.key}"
                 posted += self.alert(community, key, text, report.now_utc)
-            if self._last_check is None or now - self._last_check >= CHECK_EVERY:
+            watching = self._watch_outbox_until is not None and now <= self._watch_outbox_until
+            if watching and (
+                self._last_outbox_check is None or now - self._last_outbox_check >= CHECK_EVERY
+            ):
+                self._last_outbox_check = now
+                posted += self._check_outbox(by_id, now)
+            if self._last_check is None:
+                # A new container looks at the queues 15 minutes from now: an idle
+                # cold tick creates no SQS client.
                 self._last_check = now
-                if self._watch_outbox_until is not None and now <= self._watch_outbox_until:
-                    posted += self._check_outbox(by_id, now)
+            elif now - self._last_check >= CHECK_EVERY:
+                self._last_check = now
                 posted += self._check_queues(config.communities, now)
         except Exception:
             logger.exception("ops alerts failed after the tick")
