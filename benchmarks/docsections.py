@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def _sections(text: str) -> list[tuple[str, str]]:
     """(heading, text) of each ``## `` section, in order (the preamble is left out)."""
@@ -28,3 +30,19 @@ def keep_other_sections(generated: str, existing: str) -> str:
     if not kept:
         return generated
     return generated.rstrip("\n") + "\n\n" + "\n".join(kept)
+
+
+def replace_section(path: Path, heading: str, generated: str) -> None:
+    """Write ``generated`` (one ``## <heading>: …`` section) into the Markdown file at
+    ``path`` in place of the section whose heading starts with ``<heading>:``, or at
+    its end; every other section stays where it is."""
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    blocks = existing.split("\n## ")
+    body = generated.removeprefix("## ").rstrip("\n") + "\n"
+    for i, block in enumerate(blocks[1:], start=1):
+        if block.startswith(heading + ":"):
+            blocks[i] = body
+            break
+    else:
+        blocks.append(body)
+    path.write_text("\n## ".join(blocks), encoding="utf-8")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "layers" / "autopilot")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "layers" / "autopilot"), str(ROOT / "benchmarks")]
 
 from autopilot_cli import metering  # noqa: E402  (before any botocore session exists)
 
@@ -224,17 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report(sizes)
     print(text)
     if args.out:
-        # Replace this script's section in place (or append it); the rest stays as is.
-        path = Path(args.out)
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        blocks = existing.split("\n## ")
-        for i, block in enumerate(blocks[1:], start=1):
-            if block.startswith(SECTION + ":"):
-                blocks[i] = text.removeprefix("## ").rstrip("\n") + "\n"
-                break
-        else:
-            blocks.append(text.removeprefix("## ").rstrip("\n") + "\n")
-        path.write_text("\n## ".join(blocks), encoding="utf-8")
+        from docsections import replace_section
+
+        replace_section(Path(args.out), SECTION, text)
     return 0
 
 

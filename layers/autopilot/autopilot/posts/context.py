@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from autopilot.config.fields import POST_FIELDS
@@ -109,16 +109,21 @@ def build_fields(
     return values
 
 
+def date_words(day: date, locale: str) -> tuple[str, str]:
+    """The ``{date}`` and ``{weekday}`` template values of ``day`` in ``locale``
+    (``2026年3月2日`` / ``星期一``, ``March 2, 2026`` / ``Monday``)."""
+    weekday = _WEEKDAYS.get(locale, _WEEKDAYS["en"])[day.weekday()]
+    if locale == "zh-CN":
+        return f"{day.year}年{day.month}月{day.day}日", weekday
+    return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}", weekday
+
+
 def _builtin(ctx: PostContext) -> dict[str, Any]:
     local = ctx.at_utc.astimezone(zone(ctx.community.timezone))
-    weekday = _WEEKDAYS.get(ctx.community.locale, _WEEKDAYS["en"])[local.weekday()]
-    if ctx.community.locale == "zh-CN":
-        date = f"{local.year}年{local.month}月{local.day}日"
-    else:
-        date = f"{_MONTHS_EN[local.month - 1]} {local.day}, {local.year}"
+    date_text, weekday = date_words(local.date(), ctx.community.locale)
     return {
         "community": ctx.community.name,
-        "date": date,
+        "date": date_text,
         "date_iso": local.date().isoformat(),
         "weekday": weekday,
         "time": local.strftime("%H:%M"),

@@ -48,7 +48,7 @@ from autopilot.config.model import Community, Config, Job, reminder_jobs
 from autopilot.ledger.store import LAST_DAY_SHARDS, Account, LedgerStore
 from autopilot.lottery.schedule import Cycle, cycle_at
 from autopilot.lottery.store import LotteryStore
-from autopilot.posts.context import _MONTHS_EN, _WEEKDAYS
+from autopilot.posts.context import date_words
 from autopilot.posts.rules import render
 from autopilot.reminders import rules
 from autopilot.reminders.mentions import MentionPlanError, Recipient, plan_delivery
@@ -225,13 +225,6 @@ def _platform_id(member_id: str, channel_type: str) -> str | None:
     """A chat member's platform user id on ``channel_type`` (ids ``<platform>:<user>``)."""
     prefix = f"{channel_type}:"
     return member_id[len(prefix) :] or None if member_id.startswith(prefix) else None
-
-
-def _date_text(day: date, locale: str) -> tuple[str, str]:
-    weekday = _WEEKDAYS.get(locale, _WEEKDAYS["en"])[day.weekday()]
-    if locale.startswith("zh"):
-        return f"{day.year}年{day.month}月{day.day}日", weekday
-    return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}", weekday
 
 
 def _freeze_note(risk: rules.StreakRisk, locale: str) -> str:
@@ -493,7 +486,7 @@ class ReminderService:
             )
             for c in to_send
         ]
-        date_text, weekday = _date_text(batch.run_day, community.locale)
+        date_text, weekday = date_words(batch.run_day, community.locale)
         lottery_fields = self._lottery_fields(community, spec, batch)
         group_template = string.Formatter().vformat(
             params["group_template"],
@@ -586,7 +579,7 @@ class ReminderService:
         state = account.state
         name = account.display_name or account.member_id
         risk = rules.streak_risk(state.last_day, state.streak, state.freezes, day)
-        date_text, weekday = _date_text(day, community.locale)
+        date_text, weekday = date_words(day, community.locale)
         fields = {
             "community": community.name,
             "date": date_text,

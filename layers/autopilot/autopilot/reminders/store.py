@@ -266,23 +266,16 @@ class ReminderStore:
 
     def markers(self, keys: Sequence[str]) -> list[Marker]:
         """The markers of ``keys`` that exist (one BatchGetItem per 100 keys)."""
+        unique = list(dict.fromkeys(keys))
         found: list[Marker] = []
-        ddb = self._ddb()
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [{"pk": _s(k)} for k in dict.fromkeys(keys[start : start + 100])],
-                    "ProjectionExpression": "pk, job_id, run_day, #s, sent_at, "
-                    "convert_until, converted_at",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                }
-            }
-            for _ in range(8):
-                answer = ddb.batch_get_item(RequestItems=request)
-                found.extend(_marker(i) for i in answer.get("Responses", {}).get(self.table, []))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        for start in range(0, len(unique), 100):
+            items = self._batch_get(
+                unique[start : start + 100],
+                ProjectionExpression="pk, job_id, run_day, #s, sent_at, "
+                "convert_until, converted_at",
+                ExpressionAttributeNames={"#s": "status"},
+            )
+            found.extend(_marker(i) for i in items)
         return found
 
     def convert(self, community: str, marker: Marker, at: datetime) -> bool:
@@ -310,22 +303,30 @@ class ReminderStore:
         """The counters of ``job_ids`` on ``day`` (missing jobs: absent)."""
         if not job_ids:
             return {}
-        ddb = self._ddb()
-        request: dict[str, Any] = {
-            self.table: {"Keys": [{"pk": _s(counter_key(community, day, j))} for j in job_ids]}
-        }
         out: dict[str, dict[str, int]] = {}
-        for _ in range(8):
-            answer = ddb.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(self.table, []):
-                counts = {name: int(value["N"]) for name, value in item.items() if "N" in value}
-                out[item["job_id"]["S"]] = counts
-            request = answer.get("UnprocessedKeys") or {}
-            if not request:
-                break
+        for item in self._batch_get([counter_key(community, day, j) for j in job_ids]):
+            out[item["job_id"]["S"]] = {
+                name: int(value["N"]) for name, value in item.items() if "N" in value
+            }
         return out
 
     # --- plumbing ---------------------------------------------------------------------
+
+    def _batch_get(self, keys: Sequence[str], **projection: Any) -> list[dict[str, Any]]:
+        """The existing items of up to 100 ``keys`` (one BatchGetItem, plus retries of
+        the keys DynamoDB left unprocessed)."""
+        ddb = self._ddb()
+        request: dict[str, Any] = {
+            self.table: {"Keys": [{"pk": _s(k)} for k in keys], **projection}
+        }
+        items: list[dict[str, Any]] = []
+        for _ in range(8):
+            answer = ddb.batch_get_item(RequestItems=request)
+            items.extend(answer.get("Responses", {}).get(self.table, []))
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        return items
 
     def _marker_item(
         self,
