@@ -2,11 +2,19 @@
 
 Domain rules never call ``datetime.now()``; services ask ``get_clock().now()``
 so that a simulated week runs in seconds and DST tests are short.
+
+Waiting is part of the clock too: :func:`sleep` and :func:`monotonic` (rate-limit
+waits, HTTP retry backoff, send deadlines, a Lambda context's remaining time)
+go through the installed clock. On :class:`SystemClock` they are ``time.sleep``
+and ``time.monotonic``; on a :class:`ManualClock` a sleep moves the clock forward
+instantly, so a simulated burst of posts waits the way a real one does (4 s, then
+4 s more, …) instead of every wait being counted from the same frozen instant.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -24,6 +32,15 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for deadlines and elapsed time)."""
+        return time.monotonic()
 
 
 class ManualClock:
@@ -51,6 +68,16 @@ class ManualClock:
         """Move forward by ``delta``."""
         self.set(self.now() + delta)
 
+    def sleep(self, seconds: float) -> None:
+        """A wait: the clock moves forward by ``seconds`` at once."""
+        if seconds > 0:
+            with self._lock:
+                self._now += timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        """The simulated time in seconds (monotonic: this clock never goes back)."""
+        return self.now().timestamp()
+
 
 _clock: Clock = SystemClock()
 
@@ -65,3 +92,21 @@ def set_clock(clock: Clock) -> Clock:
     global _clock
     previous, _clock = _clock, clock
     return previous
+
+
+def sleep(seconds: float) -> None:
+    """Wait ``seconds`` on the installed clock (instant on a simulated one)."""
+    waiter = getattr(_clock, "sleep", None)
+    if waiter is None:  # a minimal Clock with only now(): wait in real time
+        if seconds > 0:
+            time.sleep(seconds)
+        return
+    waiter(seconds)
+
+
+def monotonic() -> float:
+    """Seconds on the installed clock's monotonic scale (deadlines, elapsed time)."""
+    reader = getattr(_clock, "monotonic", None)
+    if reader is None:
+        return time.monotonic()
+    return float(reader())

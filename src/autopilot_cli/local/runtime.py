@@ -45,6 +45,7 @@ from urllib.parse import quote, urlencode
 
 import boto3
 from autopilot.clock import get_clock
+from autopilot.clock import monotonic as clock_monotonic
 
 from autopilot_cli.local import fast_dynamodb as _fast_dynamodb
 from autopilot_cli.local import fast_items as _fast_items
@@ -119,7 +120,9 @@ class LambdaContext:
     """The context object Lambda's Python runtime passes to a handler.
 
     Has the attributes handlers and Powertools read; the remaining time
-    counts down from the function's ``Timeout`` (wall clock).
+    counts down from the function's ``Timeout`` on the installed clock
+    (``autopilot.clock.monotonic``: wall time normally, simulated time in
+    ``autopilot simulate``, where a rate-limit wait uses up the invocation's time).
     """
 
     function_name: str
@@ -136,11 +139,11 @@ class LambdaContext:
 
     def __post_init__(self) -> None:
         if not self._deadline_monotonic:
-            self._deadline_monotonic = time.monotonic() + self.timeout_s
+            self._deadline_monotonic = clock_monotonic() + self.timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before Lambda would time the invocation out."""
-        return max(0, int((self._deadline_monotonic - time.monotonic()) * 1000))
+        return max(0, int((self._deadline_monotonic - clock_monotonic()) * 1000))
 
 
 @dataclass(frozen=True)
