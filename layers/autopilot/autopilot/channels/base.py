@@ -58,7 +58,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The result of one send (of all its parts, when a long message was split)."""
+    """The result of one send (of all its parts, when a long message was split).
+
+    ``unknown`` marks a failed send whose outcome nobody knows: the request may
+    have reached the platform but no answer came back (a read timeout, a
+    connection dropped mid-answer, the deadline reached mid-answer, an SNS
+    publish whose answer was lost). It is recorded as ``"uncertain"`` rather than
+    ``"failed"`` so that nothing re-posts it blindly and ops can look.
+    """
 
     channel_id: str
     ok: bool
@@ -68,10 +75,18 @@ class Delivery:
     attempts: int = 1
     error: str | None = None
     parts: int = 1
+    unknown: bool = False
+
+    @property
+    def status(self) -> str:
+        """``published``, ``failed``, or ``uncertain`` (no answer: it may have gone out)."""
+        if self.ok:
+            return "published"
+        return "uncertain" if self.unknown else "failed"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "status": "published" if self.ok else "failed",
+            "status": self.status,
             "at_utc": self.at_utc,
             "message_id": self.message_id,
             "response": self.response[:1000],
@@ -81,6 +96,8 @@ class Delivery:
             out["parts"] = self.parts
         if self.error:
             out["error"] = self.error[:1000]
+        if self.unknown and not self.ok:
+            out["unknown"] = True
         return out
 
 
