@@ -3,6 +3,14 @@
 Standard library only (``http.client``): the layer stays lean and cold starts
 stay short.
 
+**Time comes from the injected clock.** The retry sleeps and the send's own
+clock (how much of the deadline is left) are ``autopilot.clock.sleep`` and
+``autopilot.clock.monotonic``, looked up at call time: real time in Lambda, the
+simulated clock in ``autopilot simulate`` (a backoff there moves the clock
+instead of stalling the run, and a container that outlives a clock swap follows
+it). Only the socket timeouts stay on the operating system's real clock: they
+bound real waits on a real socket.
+
 **Hard time bounds.** A send never outlives the invocation's
 :class:`~autopilot.channels.base.Deadline`: the connection, the TLS handshake,
 writing the request, *every* read of the answer, the retry sleeps — all of it.
@@ -27,9 +35,11 @@ Retry policy (see docs/channels.md):
 * A request that was sent but got **no answer** (read timeout, connection dropped
   mid-answer, the deadline reached mid-answer) is *not* retried: the platform may
   already have posted it, and a duplicate post is worse than a recorded failure.
-  It is reported as failed, outcome unknown — unless the request carries an
-  idempotency key the platform deduplicates on (``idempotent=True``): then it
-  is retried like a 5xx, and the platform answers the message it already made.
+  It is reported as failed, outcome unknown (``SendResult.unknown``, recorded as
+  an ``uncertain`` delivery) — unless the request carries an idempotency key
+  the platform deduplicates on (``idempotent=True``): then it is retried like a
+  5xx, and the platform answers the message it already made; if no later
+  attempt gets a definite answer, the outcome stays unknown.
 * Answers are read defensively: a hostile or broken platform (``Retry-After`` of
   ``1e400``, ``-5``, ``soon`` or a date in year 9999; a JSON body nested 30,000
   levels deep; an ``errcode`` of ``Infinity``) gets a failed or retried delivery,
@@ -54,6 +64,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autopilot.channels.base import UNLIMITED, Deadline
+from autopilot.clock import get_clock
+from autopilot.clock import monotonic as clock_monotonic
+from autopilot.clock import sleep as clock_sleep
 from autopilot.secrets import redact
 
 # Platform answers are small JSON documents; never buffer an unbounded body.
@@ -147,6 +160,8 @@ class SendResult:
     response: str = ""  # the last answer (redacted)
     error: str | None = None  # why it failed (redacted)
     history: tuple[str, ...] = ()  # one line per attempt (redacted), e.g. "429 retry in 2.0s"
+    # Failed without a definite answer: the platform may have posted it (Delivery.unknown).
+    unknown: bool = False
 
 
 def http_verdict(response: HttpResponse) -> Verdict | None:
@@ -209,8 +224,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
             when = email.utils.parsedate_to_datetime(value)
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-            # `now` is only for tests; a send measures a delay, so real time is right here.
-            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+            # `now` is only for tests; otherwise the installed clock (real time in
+            # Lambda, the simulated time in `autopilot simulate`).
+            seconds = (when - (now or get_clock().now())).total_seconds()
         except (TypeError, ValueError, OverflowError, IndexError):
             return None
     return seconds_value(seconds)
@@ -323,20 +339,27 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class HttpClient:
-    """POSTs with the retry policy above. ``sleep``/``monotonic``/``rand`` are injectable."""
+    """POSTs with the retry policy above. ``sleep``/``monotonic``/``rand`` are injectable.
+
+    By default ``sleep`` and ``monotonic`` are ``autopilot.clock``'s, which ask the
+    clock installed *at call time*: a client created before a simulation installs
+    its clock (a warm container) still waits on the simulated one. Socket
+    timeouts are always real (``time.monotonic``): they bound the operating
+    system's waits.
+    """
 
     def __init__(
         self,
         policy: RetryPolicy | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
         rand: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
     ):
         self.policy = policy or RetryPolicy()
-        self._sleep = sleep
-        self._monotonic = monotonic
+        self._sleep = clock_sleep if sleep is None else sleep
+        self._monotonic = clock_monotonic if monotonic is None else monotonic
         self._rand = rand
         self._ssl_context = ssl_context
 
@@ -374,6 +397,9 @@ class HttpClient:
         last_answer = ""
         last_error = "not sent"
         attempt = 0
+        # An attempt went out and no answer came back (only idempotent sends go on
+        # after one): unless a later answer settles it, the outcome is unknown.
+        unanswered = False
         while attempt < policy.max_attempts:
             if left() < policy.min_attempt_s:
                 last_error = (
@@ -392,6 +418,7 @@ class HttpClient:
                 history.append(f"attempt {attempt}: {last_error}")
                 verdict = Verdict.failure(last_error, retry=True)
             except _NoAnswer as exc:
+                unanswered = True
                 if idempotent:
                     last_error = f"no answer ({exc}); outcome unknown"
                     history.append(f"attempt {attempt}: {last_error}, retried with the same key")
@@ -402,7 +429,9 @@ class HttpClient:
                         "the platform may have posted it already"
                     )
                     history.append(f"attempt {attempt}: {last_error}")
-                    return self._result(False, attempt, None, last_answer, last_error, history)
+                    return self._result(
+                        False, attempt, None, last_answer, last_error, history, unknown=True
+                    )
             else:
                 if on_answer is not None:
                     on_answer(response)
@@ -420,6 +449,9 @@ class HttpClient:
                     )
                 last_error = verdict.summary or last_answer
                 retry_after = verdict.retry_after_s
+                if not verdict.retry:
+                    # A definite refusal of the same request: an earlier lost one was refused too.
+                    unanswered = False
             if not verdict.retry:
                 return self._result(False, attempt, None, last_answer, last_error, history)
             if attempt >= policy.max_attempts:
@@ -440,7 +472,9 @@ class HttpClient:
                 break
             history[-1] += f"; retry in {delay:.2f}s"
             self._sleep(delay)
-        return self._result(False, attempt, None, last_answer, last_error, history)
+        return self._result(
+            False, attempt, None, last_answer, last_error, history, unknown=unanswered
+        )
 
     @staticmethod
     def _result(
@@ -450,6 +484,8 @@ class HttpClient:
         response: str,
         error: str | None,
         history: list[str],
+        *,
+        unknown: bool = False,
     ) -> SendResult:
         return SendResult(
             ok,
@@ -458,6 +494,7 @@ class HttpClient:
             redact(response),
             redact(error) if error else None,
             tuple(redact(line) for line in history),
+            unknown=unknown and not ok,
         )
 
     def _once(self, request: HttpRequest, timeout: float, *, at_deadline: bool) -> HttpResponse:
@@ -468,7 +505,9 @@ class HttpClient:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        expires_at = self._monotonic() + timeout
+        # Real time: these bound the operating system's waits on a real socket, also
+        # in a simulation (whose clock stands still while a socket waits).
+        expires_at = time.monotonic() + timeout
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
             context = self._ssl_context or ssl.create_default_context()
@@ -481,13 +520,13 @@ class HttpClient:
                 # Connect ourselves (not connection.connect()): the TCP connect and the TLS
                 # handshake each get only the time left, and the connection then talks
                 # through the deadline-bound socket.
-                raw = _connect(parts.hostname, connection.port, expires_at, self._monotonic)
+                raw = _connect(parts.hostname, connection.port, expires_at, time.monotonic)
                 if parts.scheme == "https":
-                    raw.settimeout(max(0.001, expires_at - self._monotonic()))
+                    raw.settimeout(max(0.001, expires_at - time.monotonic()))
                     raw = context.wrap_socket(raw, server_hostname=parts.hostname)
             except OSError as exc:  # refused, unreachable, DNS, TLS handshake, connect timeout
                 raise _NotConnected(type(exc).__name__ + ": " + str(exc)) from None
-            connection.sock = _DeadlineSocket(raw, expires_at, self._monotonic)  # type: ignore[assignment]
+            connection.sock = _DeadlineSocket(raw, expires_at, time.monotonic)  # type: ignore[assignment]
             try:
                 headers = {"User-Agent": "community-autopilot", **request.headers}
                 connection.request(request.method, target, body=request.body, headers=headers)

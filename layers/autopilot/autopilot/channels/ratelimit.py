@@ -17,6 +17,11 @@ container moved the bucket meanwhile, the failed condition returns the item
 requests. A send that must wait reserves its slot first, then sleeps, so
 concurrent senders queue instead of racing.
 
+Both the notion of now and the wait go through ``autopilot.clock``: real time in
+Lambda; in ``autopilot simulate`` the wait moves the simulated clock, so the next
+send of a burst is counted from the moved clock (waits of 4 s, then 4 s more…)
+and a burst takes as long in simulated time as it would in production.
+
 If DynamoDB itself fails, the limiter lets the send through (and logs a warning):
 the platform's own 429 handling is the second line of defence, and losing a
 post to a throttled bookkeeping table would be worse.
@@ -27,12 +32,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from autopilot.clock import get_clock
+from autopilot.clock import sleep as clock_sleep
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +80,18 @@ class RateLimiter:
         *,
         client: Any = None,
         now: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ):
         self._table = table_name
         self._region = region
         self._client = client
-        # Epoch seconds. By default the process clock: real time in Lambda, the
-        # simulated time in `autopilot simulate` (a simulated week must not wait
-        # real minutes between its posts).
+        # Epoch seconds (a bucket's tat is shared by every container, so wall time,
+        # not a monotonic scale). By default the clock installed at call time: real
+        # time in Lambda, the simulated time in `autopilot simulate`.
         self._now = now or (lambda: get_clock().now().timestamp())
-        self._sleep = sleep
+        # The wait: a real sleep in Lambda; on a simulated clock it moves the clock
+        # forward, so the next acquire of a burst sees the moved "now".
+        self._sleep = clock_sleep if sleep is None else sleep
         self._seen: dict[str, int] = {}  # bucket -> last tat this container saw (ms)
         self._lock = threading.Lock()
 

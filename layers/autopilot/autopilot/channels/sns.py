@@ -5,6 +5,14 @@ like every other send: botocore's own timeouts and retries are per request and
 can add up to minutes, so the call runs in a worker thread that the send stops
 waiting for at the deadline (the outcome is then unknown: SNS may have accepted
 it). With less than ``MIN_PUBLISH_S`` left it is not attempted at all.
+
+A publish that went out but whose answer was lost — the deadline, a read timeout
+(``ReadTimeoutError``) or a connection closed mid-answer
+(``ConnectionClosedError``) — is an *uncertain* delivery (``Delivery.unknown``):
+SNS may have fanned it out. An error SNS answered (a throttle, an access error)
+or a connection never opened is a plain failure: nothing was published. The
+deadline itself is the invocation's remaining time (the injected clock); the
+worker thread is waited for in real time, like a socket.
 """
 
 from __future__ import annotations
@@ -39,7 +47,12 @@ class SnsChannel(Channel):
                 iso_utc(now),
                 error="POSTS_TOPIC_ARN is not set: no SNS topic to publish to",
             )
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ReadTimeoutError,
+        )
 
         body = message.text.encode("utf-8")
         if len(body) > MAX_MESSAGE_BYTES:
@@ -82,6 +95,15 @@ class SnsChannel(Channel):
                     f"SNS publish: deadline reached after {left:.1f}s without an answer; "
                     "outcome unknown: SNS may have accepted it"
                 ),
+                unknown=True,
+            )
+        except (ReadTimeoutError, ConnectionClosedError) as exc:
+            return Delivery(
+                self.id,
+                False,
+                iso_utc(now),
+                error=f"SNS publish: no answer ({exc}); outcome unknown: SNS may have accepted it",
+                unknown=True,
             )
         except (ClientError, BotoCoreError) as exc:
             return Delivery(self.id, False, iso_utc(now), error=f"SNS publish failed: {exc}")

@@ -6,6 +6,13 @@ the platform wants a signature, takes a token from the shared rate limiter per
 request, POSTs it with the retry policy of ``http`` and reads the platform's
 answer — a 200 with a non-zero ``errcode`` is a failure, not a success.
 
+Every wait (rate-limit slots, retry backoff) and the token cache's lifetime go
+through ``autopilot.clock``, so a simulated burst waits in simulated time; a
+delivery's ``at_utc`` is when its send ended (the caller's ``now`` plus the time
+the send took on that clock). A request that went out without an answer ends as
+an *uncertain* delivery (``Delivery.unknown``). Signature timestamps (DingTalk,
+Feishu) stay on the real wall clock: the platform checks them against its own.
+
 Webhook URLs, tokens and signing secrets come from the channel's SSM parameter
 (``autopilot.secrets``); the config only holds non-secret options (message type,
 mentions, parse mode). docs/channels.md describes each platform's setup, limits
@@ -30,7 +37,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, quote_plus
@@ -54,6 +61,7 @@ from autopilot.channels.http import (
 )
 from autopilot.channels.ratelimit import Rate, RateLimited
 from autopilot.channels.split import TextLimit, split_text, utf8_bytes, utf16_units
+from autopilot.clock import monotonic as clock_monotonic
 from autopilot.config.model import Channel as ChannelSpec
 from autopilot.errors import ChannelError
 from autopilot.secrets import ChannelSecret, redact, register_secret
@@ -239,6 +247,7 @@ class HttpChannel(Channel):
         group: PlannedMessage | None = None,
     ) -> Delivery:
         at = iso_utc(now)
+        started = clock_monotonic()
         try:
             secret = self._secret(message.community_id)
             if group is not None:
@@ -259,6 +268,8 @@ class HttpChannel(Channel):
         for step in steps:
             result = self._post(step, message, rate, bucket_direct, deadline)
             attempts += result.attempts
+            # When the send ended: rate-limit waits and retries count (simulated ones too).
+            at = iso_utc(now + timedelta(seconds=max(0.0, clock_monotonic() - started)))
             if not result.ok:
                 index = done + 1
                 where = f"part {index}/{total}: " if total > 1 else ""
@@ -278,6 +289,7 @@ class HttpChannel(Channel):
                     attempts=attempts,
                     error=f"{where}{result.error}{posted}",
                     parts=total,
+                    unknown=result.unknown,
                 )
             if step.part:
                 done += 1
@@ -526,11 +538,12 @@ class FeishuChannel(HttpChannel):
         env: ChannelEnvironment,
         *,
         wall=time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
     ):
         super().__init__(spec, env)
-        self._wall = wall
-        self._monotonic = monotonic
+        self._wall = wall  # signatures: the platform checks them against real time
+        # Token lifetimes: the clock installed at call time (simulated in `simulate`).
+        self._monotonic = clock_monotonic if monotonic is None else monotonic
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (api, app) -> token, until
         self._token_lock = threading.Lock()
 
