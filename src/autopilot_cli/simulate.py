@@ -39,7 +39,8 @@ from autopilot.scheduler.rules import next_due
 from autopilot.timeutil import iso_utc, parse_iso, zone
 
 from autopilot_cli.configfile import published_document, validate_file
-from autopilot_cli.local.runtime import LocalRuntime, SqsEventSource, scheduled_event
+from autopilot_cli.local.faults import FaultInjector, FaultSpec
+from autopilot_cli.local.runtime import LocalRuntime
 from autopilot_cli.population import (
     SimMember,
     checkin_time,
@@ -49,6 +50,7 @@ from autopilot_cli.population import (
     wants_to_enter_lottery,
     wants_to_redeem,
 )
+from autopilot_cli.triggers import Triggers
 
 DISPATCHER = "DispatcherFunction"
 API_FUNCTION = "ApiFunction"
@@ -117,6 +119,7 @@ def run_simulation(
     secrets: dict[str, dict[str, str]] | None = None,
     progress: TextIO | None = None,
     on_day: Callable[[DayMark], None] | None = None,
+    faults: FaultSpec | None = None,
 ) -> SimulationResult:
     """Run the system for ``days`` simulated days from ``start``; write ``out_dir``.
 
@@ -129,7 +132,67 @@ def run_simulation(
     as Lambda's pollers would. ``progress`` receives the progress display
     (a bar on a terminal, a line per simulated day otherwise);
     ``on_day`` is called as each simulated UTC day completes (benchmarks).
+
+    ``faults``: inject them (:mod:`autopilot_cli.local.faults`), deterministically
+    from ``seed``; the run is then compared with a fault-free run of the same seed
+    (written to ``out_dir/baseline``) and ``summary.json`` gets ``faults`` and
+    ``invariants`` (:mod:`autopilot_cli.invariants`).
     """
+    if faults:
+        from autopilot_cli.invariants import run_with_faults
+
+        return run_with_faults(
+            run_simulation,
+            config_path,
+            start=start,
+            days=days,
+            members=members,
+            seed=seed,
+            out_dir=out_dir,
+            outages=outages,
+            template_path=template_path,
+            log=log,
+            log_level=log_level,
+            secrets=secrets,
+            progress=progress,
+            faults=faults,
+        )
+    return _run(
+        config_path,
+        start=start,
+        days=days,
+        members=members,
+        seed=seed,
+        out_dir=out_dir,
+        outages=outages,
+        template_path=template_path,
+        log=log,
+        log_level=log_level,
+        secrets=secrets,
+        progress=progress,
+        on_day=on_day,
+        injector_spec=None,
+    )
+
+
+def _run(
+    config_path: str,
+    *,
+    start: datetime,
+    days: int,
+    members: int,
+    seed: int,
+    out_dir: str,
+    outages: list[Outage] | None,
+    template_path: str,
+    log: TextIO | None,
+    log_level: str,
+    secrets: dict[str, dict[str, str]] | None,
+    progress: TextIO | None,
+    on_day: Callable[[DayMark], None] | None,
+    injector_spec: FaultSpec | None,
+) -> SimulationResult:
+    """One run (with faults when ``injector_spec``); see :func:`run_simulation`."""
     report = validate_file(config_path, now=start)  # warnings look ahead from the simulated start
     if not report.ok:
         raise SystemExit("\n".join(str(f) for f in report.errors))
@@ -137,7 +200,7 @@ def run_simulation(
     assert config is not None and report.loaded is not None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.json", "console.log", "ledger.csv"):
+    for stale in ("summary.json", "console.log", "ledger.csv", "facts.json", "faults.jsonl"):
         (out / stale).unlink(missing_ok=True)
     for stale_log in out.rglob("*.jsonl"):
         stale_log.unlink()
@@ -162,15 +225,24 @@ def run_simulation(
         "reminder_responses": 0,
         "reminder_opt_outs": 0,
     }
-    work = {"batches": 0, "errors": 0}
+    injector = FaultInjector(injector_spec, seed, clock) if injector_spec else None
+    acknowledged: list[dict[str, str]] = []
     meter = Progress(progress, start, days) if progress is not None else None
     day_started, day_index = 0, 0
     console_log = open(out / "console.log", "w", encoding="utf-8")  # noqa: SIM115
+    faults_active = injector if injector is not None else contextlib.nullcontext()
     try:
         # Keep only the latest invocation records: memory stays flat over a month.
-        with LocalRuntime(
-            template_path, parameters={"LogLevel": log_level}, keep_invocations=64
-        ) as runtime:
+        with (
+            LocalRuntime(
+                template_path, parameters={"LogLevel": log_level}, keep_invocations=64
+            ) as runtime,
+            faults_active,
+        ):
+            triggers = Triggers(runtime, clock, injector=injector, log=console_log)
+            triggers.install_freeze_handler()
+            if injector is not None:
+                injector.enabled = False  # setting up the account is not under test
             bucket = runtime.physical_id("ConfigBucket")
             from autopilot.aws import client
 
@@ -209,11 +281,18 @@ def run_simulation(
             now = start
             pending_tick: datetime | None = None
             index = 0
+            if injector is not None:
+                injector.enabled = True
             while True:
                 if pending_tick is None:
                     pending_tick = _tick_after(config, now, end, outages, rng)
                 next_checkin = planned[index][0] if index < len(planned) else None
-                upcoming = min(t for t in (pending_tick, next_checkin, end) if t is not None)
+                deferred = triggers.next_deferred()
+                if deferred is not None and deferred >= end:
+                    deferred = None  # recovery past the end: see _settle
+                upcoming = min(
+                    t for t in (pending_tick, next_checkin, deferred, end) if t is not None
+                )
                 while upcoming >= start + timedelta(days=day_index + 1):
                     # A simulated UTC day is over: report it, then start the next.
                     day_index += 1
@@ -230,28 +309,45 @@ def run_simulation(
                         on_day(mark)
                     if day_index >= days:
                         break
-                if pending_tick is None and next_checkin is None:
+                if pending_tick is None and next_checkin is None and deferred is None:
                     break
+                if deferred is not None and deferred == upcoming:
+                    # A retry the triggers scheduled (redelivery, the next minute's tick).
+                    with contextlib.redirect_stdout(console_log):
+                        triggers.run_deferred()
+                    continue
                 if next_checkin is not None and (
                     pending_tick is None or next_checkin < pending_tick
                 ):
                     at, community, member = planned[index]
                     index += 1
-                    clock.set(at)
+                    # A member's retries (faults) may have moved the clock past ``at``.
+                    clock.set(max(at, clock.now()))
                     with contextlib.redirect_stdout(console_log):
-                        _member_visit(runtime, community, member, at, balances, member_rng, stats)
+                        _member_visit(
+                            triggers,
+                            community,
+                            member,
+                            at,
+                            balances,
+                            member_rng,
+                            stats,
+                            acknowledged,
+                        )
                         if (community.id, member.id) not in visited:
                             visited.add((community.id, member.id))
-                            _set_preferences(runtime, community, member, at, preferences_rng, stats)
+                            _set_preferences(
+                                triggers, community, member, at, preferences_rng, stats
+                            )
                         _enter_lotteries(
-                            runtime, community, member, at, cycles, entered, lottery_rng, stats
+                            triggers, community, member, at, cycles, entered, lottery_rng, stats
                         )
                     continue
                 assert pending_tick is not None
-                clock.set(pending_tick)
+                clock.set(max(pending_tick, clock.now()))
                 with contextlib.redirect_stdout(console_log):
-                    tick_report = runtime.invoke(DISPATCHER, scheduled_event(pending_tick))
-                    _deliver_work(runtime, work, console_log)
+                    tick_report = triggers.tick(pending_tick)
+                    triggers.deliver_work()
                 for at, community, member in _reminder_responses(
                     runtime, config, tick_report, people, reminder_rng, end
                 ):
@@ -265,15 +361,35 @@ def run_simulation(
                     stats["reminder_responses"] += 1
                 ticks += 1
                 now, pending_tick = pending_tick, None
+            with contextlib.redirect_stdout(console_log):
+                _settle(triggers, end)
+            if injector is not None:
+                injector.enabled = False  # reading the results back is not under test
             summary = collect_summary(
                 runtime, config, start=start, end=end, members=members, seed=seed, ticks=ticks
             )
             summary["member_activity"] = stats
-            summary["worker"] = work
+            summary["worker"] = triggers.work
             summary.update(collect_ledger(runtime, config, start, end, out / "ledger.csv"))
             summary["lotteries"] = collect_lotteries(runtime, config, cycles)
             summary["reminders"] = collect_reminders(runtime, config, start, end)
             summary["snapshots"] = collect_snapshots(runtime, config, start, end)
+            from autopilot_cli.invariants import collect_facts
+
+            facts = collect_facts(runtime, config, summary, out, acknowledged)
+            (out / "facts.json").write_text(
+                json.dumps(facts, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            )
+            if injector is not None:
+                summary["faults"] = {
+                    "spec": injector.spec.text(),
+                    "injected": dict(sorted(injector.counts.items())),
+                    "absorbed_by_sdk_retries": dict(sorted(injector.absorbed.items())),
+                    "recovery": dict(sorted(triggers.recovery.items())),
+                }
+                with open(out / "faults.jsonl", "w", encoding="utf-8") as handle:
+                    for entry in injector.log:
+                        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
     finally:
         if meter is not None:
             meter.close()
@@ -344,16 +460,18 @@ class Progress:
             self._drawn = False
 
 
-def _deliver_work(runtime: LocalRuntime, work: dict[str, int], log: TextIO) -> None:
-    """Deliver what the functions enqueued on SQS to the functions polling it."""
+def _settle(triggers: Triggers, end: datetime) -> None:
+    """After the last event: let redeliveries already under way finish (SQS messages
+    a crashed function left in flight), as AWS would; scheduled ticks stop at ``end``."""
+    while triggers.next_deferred() is not None:
+        at = triggers.next_deferred()
+        assert at is not None
+        if at >= end and triggers._deferred[0][2] == "tick":
+            import heapq
 
-    def failed(source: SqsEventSource, exc: BaseException) -> None:
-        # Lambda would retry after the visibility timeout, then dead-letter:
-        # the simulation records the failure and goes on.
-        work["errors"] += 1
-        print(f"[{source.function_id}] failed on {source.queue_id}: {exc!r}", file=log)
-
-    work["batches"] += runtime.deliver_pending_sqs(on_error=failed)
+            heapq.heappop(triggers._deferred)  # no more schedule ticks after the end
+            continue
+        triggers.run_deferred()
 
 
 def _tick_after(
@@ -395,13 +513,14 @@ def _plan_checkins(
 
 
 def _member_visit(
-    runtime: LocalRuntime,
+    triggers: Triggers,
     community: Community,
     member: SimMember,
     at: datetime,
     balances: dict[tuple[str, str], int],
     rng: random.Random,
     stats: dict[str, int],
+    acknowledged: list[dict[str, str]],
 ) -> None:
     """A member opens the app: checks in, and sometimes redeems a reward."""
     claims = {
@@ -410,10 +529,14 @@ def _member_visit(
         "name": member.display_name,
         "scope": "autopilot/member",
     }
-    answer = _call(runtime, "POST", "/checkins", {"community": community.id}, claims, at)
+    answer = _call(triggers, "POST", "/checkins", {"community": community.id}, claims, at)
     if answer is None:
         stats["refused"] += 1
         return
+    # The member was told this check-in succeeded: it must be in the ledger, once.
+    acknowledged.append(
+        {"community": community.id, "member": member.id, "day": str(answer.get("day", ""))}
+    )
     stats["repeats" if answer.get("repeat") else "checkins"] += 1
     balance = int(answer.get("balance", 0))
     balances[(community.id, member.id)] = balance
@@ -425,7 +548,7 @@ def _member_visit(
             "reward": reward.id,
             "request_id": f"sim-{member.id}-{at:%Y%m%d%H%M%S}",
         }
-        redeemed = _call(runtime, "POST", "/redemptions", body, claims, at)
+        redeemed = _call(triggers, "POST", "/redemptions", body, claims, at)
         stats["redemptions" if redeemed else "refused"] += 1
 
 
@@ -460,7 +583,7 @@ def _lottery_cycles(
 
 
 def _enter_lotteries(
-    runtime: LocalRuntime,
+    triggers: Triggers,
     community: Community,
     member: SimMember,
     at: datetime,
@@ -491,7 +614,7 @@ def _enter_lotteries(
             "scope": "autopilot/member",
         }
         body = {"community": community.id, "request_id": f"sim-{cycle.draw_id}-{member.id}"}
-        answer = _call(runtime, "POST", f"/lotteries/{lottery.id}/entries", body, claims, at)
+        answer = _call(triggers, "POST", f"/lotteries/{lottery.id}/entries", body, claims, at)
         if answer is None:
             stats["lottery_refused"] += 1
             continue
@@ -547,7 +670,7 @@ def collect_lotteries(
 
 
 def _set_preferences(
-    runtime: LocalRuntime,
+    triggers: Triggers,
     community: Community,
     member: SimMember,
     at: datetime,
@@ -560,7 +683,7 @@ def _set_preferences(
         return
     claims = {"sub": member.id, "roles": "member", "scope": "autopilot/member"}
     body = {"community": community.id, **changes}
-    if _call(runtime, "PUT", "/me/preferences", body, claims, at) is not None:
+    if _call(triggers, "PUT", "/me/preferences", body, claims, at) is not None:
         stats["reminder_opt_outs"] += 1
 
 
@@ -698,20 +821,20 @@ def _get(
 
 
 def _call(
-    runtime: LocalRuntime,
+    triggers: Triggers,
     method: str,
     path: str,
     body: dict[str, Any],
     claims: dict[str, Any],
     at: datetime,
 ) -> dict[str, Any] | None:
-    event = runtime.http_api_event(
-        method, path, body=body, jwt_claims=claims, jwt_scopes=["autopilot/member"], time_utc=at
-    )
-    response = runtime.invoke(API_FUNCTION, event)
-    if int(response.get("statusCode", 500)) >= 300:
+    """A member's call through the API function: the answer's body, or None for a
+    4xx/5xx (or no answer at all). ``at`` is when the member planned it; with
+    faults the app's retries may send it a little later."""
+    status, answer = triggers.api(method, path, body, claims)
+    if not status or status >= 300:
         return None
-    return dict(json.loads(response.get("body") or "{}"))
+    return answer or {}
 
 
 def collect_ledger(

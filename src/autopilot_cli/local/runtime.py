@@ -205,6 +205,10 @@ class _Container:
 # --------------------------------------------------------------------------- #
 
 
+def _container_key(logical_id: str, slot: str) -> str:
+    return f"{logical_id}@{slot}" if slot else logical_id
+
+
 def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
@@ -550,6 +554,13 @@ class LocalRuntime:
         self._resources: dict[str, _Resource] = {}
         self._functions: dict[str, FunctionSpec] = {}
         self._containers: dict[str, _Container] = {}
+        #: Wraps every handler call: ``around_invoke(logical_id, slot)`` returns a
+        #: context manager entered after the container is ready and left when the
+        #: handler returned or raised (fault injection: the invocation's clock,
+        #: crashes after the handler returned). ``None``: nothing around.
+        self.around_invoke: Callable[[str, str], contextlib.AbstractContextManager[Any]] | None = (
+            None
+        )
         # The latest records only: a month-long simulation makes ~10^5 invocations.
         self.invocations: deque[InvocationRecord] = deque(maxlen=keep_invocations)
         self.invocation_count = 0
@@ -942,12 +953,13 @@ class LocalRuntime:
                 else:
                     os.environ[key] = value
 
-    def _load_container(self, spec: FunctionSpec) -> _Container:
+    def _load_container(self, spec: FunctionSpec, slot: str = "") -> _Container:
         path = spec.handler_path
         if not path.is_file():
             raise LocalRuntimeError(f"{spec.logical_id}: handler file {path} does not exist")
-        # Unique per runtime and function: every function has an app.py.
-        module_name = f"_autopilot_local_{spec.logical_id}_{id(self):x}"
+        # Unique per runtime, function and slot: every function has an app.py.
+        suffix = f"_{slot}" if slot else ""
+        module_name = f"_autopilot_local_{spec.logical_id}{suffix}_{id(self):x}"
         before = set(sys.modules)
         started = time.perf_counter()
         module_spec = importlib.util.spec_from_file_location(module_name, path)
@@ -997,6 +1009,7 @@ class LocalRuntime:
         context: LambdaContext | None = None,
         *,
         serialize: bool = True,
+        slot: str = "",
     ) -> Any:
         """Invoke the function with ``event`` as Lambda would, and return its result.
 
@@ -1007,21 +1020,34 @@ class LocalRuntime:
         Lambda (a result that Lambda could not serialise raises here too;
         ``Decimal`` becomes a number, as Lambda's runtime does). Exceptions
         raised by the handler propagate.
+
+        ``slot`` names another execution environment of the same function (its
+        own imported handler module): what Lambda gives a second invocation that
+        arrives while the first is still running (overlapping deliveries).
         """
         spec = self.function(logical_id)
         payload = json.loads(json.dumps(event)) if serialize else event
-        context = context or self.lambda_context(logical_id)
+        key = _container_key(logical_id, slot)
         with self._function_process_state(spec):
-            if logical_id not in self._containers:
-                self._containers[logical_id] = self._load_container(spec)
-            container = self._containers[logical_id]
+            if key not in self._containers:
+                self._containers[key] = self._load_container(spec, slot)
+            container = self._containers[key]
+            around = (
+                self.around_invoke(logical_id, slot)
+                if self.around_invoke is not None
+                else contextlib.nullcontext()
+            )
             # The first invocation of a container pays its init (cold start).
             cold = container.invocations == 0
             container.invocations += 1
             started = time.perf_counter()
             error: str | None = None
             try:
-                result = container.handler(payload, context)
+                with around:
+                    # The context is made inside: its remaining time counts on the
+                    # invocation's clock.
+                    context = context or self.lambda_context(logical_id)
+                    result = container.handler(payload, context)
             except BaseException as exc:
                 error = type(exc).__name__
                 raise
@@ -1031,7 +1057,7 @@ class LocalRuntime:
                 self.invocations.append(
                     InvocationRecord(
                         function_id=logical_id,
-                        request_id=context.aws_request_id,
+                        request_id=context.aws_request_id if context is not None else "",
                         cold_start=cold,
                         init_duration_ms=container.init_duration_ms if cold else 0.0,
                         duration_ms=duration_ms,
@@ -1067,6 +1093,13 @@ class LocalRuntime:
                 module_file = getattr(module, "__file__", None) or ""
                 if any(module_file.startswith(root + os.sep) for root in layer_roots):
                     del sys.modules[name]
+
+    def discard_container(self, logical_id: str, slot: str = "") -> None:
+        """Forget one execution environment (its process died): the next
+        invocation in that slot is a cold start."""
+        container = self._containers.pop(_container_key(logical_id, slot), None)
+        if container is not None:
+            sys.modules.pop(container.module.__name__, None)
 
     def warm_functions(self) -> list[str]:
         """Logical ids of the functions with a warm container."""
