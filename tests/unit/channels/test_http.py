@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -285,3 +286,46 @@ def test_a_tls_handshake_that_never_completes_ends_at_the_deadline():
     assert elapsed < 1.0 + 1.5, f"the handshake ran {elapsed:.1f}s past a 1 s deadline"
     assert not result.ok and "could not connect" in result.error
     assert "out of time" in result.error or "gave up" in result.error
+
+
+def test_a_connection_close_answer_whose_body_comes_after_its_headers_is_read():
+    """A body arriving after the headers of a ``Connection: close`` answer is still read.
+
+    ``http.client`` closes the connection as soon as it has such headers; reading
+    the body then failed with EBADF, and a delivered message was recorded as
+    "no answer" (now: uncertain).
+    """
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":", 1)[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                )
+                while len(body) < length:
+                    body += conn.recv(4096)
+                payload = b'{"errcode": 0}'
+                conn.sendall(
+                    b"HTTP/1.0 200 OK\r\nConnection: close\r\n"
+                    b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n"
+                )
+                time.sleep(0.2)  # the body in its own segment, after the headers were read
+                conn.sendall(payload)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        client = HttpClient(FAST, sleep=lambda _: None)
+        result = client.send(lambda: HttpRequest.json(f"http://127.0.0.1:{port}/hook", {}), accept)
+        thread.join(5)
+    assert result.ok and result.attempts == 1 and not result.unknown, result

@@ -295,7 +295,15 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self))
 
     def close(self) -> None:
-        self._sock.close()
+        """Nothing: ``_once`` closes the real socket when the whole answer is read.
+
+        ``http.client`` closes the connection's socket as soon as it has the
+        headers of a ``Connection: close`` answer (HTTP/1.0 servers, many proxies),
+        counting on the socket to stay open for the response's own reader, as a
+        real socket's ``makefile`` does. Closing it here would make every body that
+        arrives after its headers an ``EBADF`` — a delivered message read as
+        "no answer".
+        """
 
 
 def _connect(
