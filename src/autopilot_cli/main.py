@@ -128,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--quiet", action="store_true", help="do not print the day-by-day account"
     )
+    simulate.add_argument(
+        "--secrets",
+        default=None,
+        metavar="FILE",
+        help=(
+            "JSON object of chat channel secrets, the shape of the SSM parameters: "
+            '{"<community>/<channel>": {"webhook_url": "http://127.0.0.1:8123/..."}} '
+            "(or full parameter names starting with /)"
+        ),
+    )
 
     serve = sub.add_parser("serve", help="dispatcher in real time + HTTP API on localhost (moto)")
     serve.add_argument("--config", default=DEFAULT_CONFIG)
@@ -244,10 +254,24 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"autopilot simulate: {exc}", file=sys.stderr)
             return 2
+        start = args.start or default_start(get_clock().now())
+        secrets: dict[str, dict[str, str]] | None = None
+        if args.secrets is not None:
+            from autopilot_cli.commands.simulate_secrets import SecretsFileError, load_secrets_file
+            from autopilot_cli.configfile import validate_file
+
+            # Channel names are checked against a valid config; an invalid one is
+            # reported by run_simulation below, as without --secrets.
+            checked = validate_file(args.config, now=start)
+            try:
+                secrets = load_secrets_file(args.secrets, checked.config if checked.ok else None)
+            except SecretsFileError as exc:
+                print(f"autopilot simulate: --secrets {exc}", file=sys.stderr)
+                return 2
         os.environ.setdefault("AUTOPILOT_TEMPLATE", "template.yaml")
         result = run_simulation(
             args.config,
-            start=args.start or default_start(get_clock().now()),
+            start=start,
             days=args.days,
             members=args.members,
             seed=args.seed,
@@ -256,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
             template_path=os.environ["AUTOPILOT_TEMPLATE"],
             log=None if args.quiet else sys.stdout,
             progress=sys.stderr,  # a bar on a terminal, a line per day in CI
+            secrets=secrets,
         )
         print(
             f"\nwrote {result.out_dir / 'summary.json'} ({result.ticks} ticks); "
