@@ -37,7 +37,8 @@ INVARIANTS: dict[str, str] = {
     "coupon_codes_once": "no coupon code given twice, no payout given two codes",
     "acknowledged_checkins_once": "every check-in a member was told succeeded is in the ledger "
     "exactly once",
-    "occurrences_at_most_once": "every occurrence ran at most once; no post reached a channel twice",
+    "occurrences_at_most_once": "every occurrence ran at most once; no post reached a "
+    "channel twice",
     "lost_answers_uncertain": "a post that reached the platform is recorded published or "
     "uncertain, never failed or unresolved; every uncertain one is reported to ops",
     "reminders_at_most_once": "no member was reminded twice for one job and day",
@@ -245,7 +246,7 @@ def check(
     _check_acknowledged(rows["acknowledged_checkins_once"], faulted)
     _check_occurrences(rows["occurrences_at_most_once"], baseline, faulted)
     _check_uncertain(rows["lost_answers_uncertain"], faulted)
-    _check_reminders(rows["reminders_at_most_once"], faulted)
+    _check_reminders(rows["reminders_at_most_once"], baseline, faulted)
     _check_lotteries(rows["lotteries_draw_once"], baseline, faulted)
     _check_snapshots(rows["snapshots_match_fault_free"], baseline, faulted)
     return [_result(row, faults_log) for row in rows.values()]
@@ -407,31 +408,35 @@ def _check_uncertain(row: _Row, faulted: dict[str, Any]) -> None:
             )
 
 
-def _check_reminders(row: _Row, faulted: dict[str, Any]) -> None:
-    reminded: Counter[tuple[str, str, str, str]] = Counter()
-    at_of: dict[tuple[str, str, str, str], str] = {}
-    for message in faulted["sinks"]:
-        if not _is_reminder(message):
-            continue
-        day = str(message.get("at_utc") or "")[:10]
-        members = list(message.get("mentions") or [])
-        if message.get("to"):
-            members.append(str(message["to"]))
-        for member in members:
-            key = (message["sink"], str(message.get("job") or message.get("key")), day, member)
-            reminded[key] += 1
-            at_of[key] = str(message.get("at_utc") or "")
-    for key, n in reminded.items():
-        if n > 1:
-            row.fail(f"{key[3]} reminded {n} times by {key[1]} on {key[2]}", at_of[key])
+def _check_reminders(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any]) -> None:
+    """Direct reminders (file sinks carry their key) at most once; in a chat group a
+    member mentioned on a day no more often than fault-free (two reminder jobs may
+    each mention them once)."""
+
+    def mentioned(facts: dict[str, Any]) -> Counter[tuple[str, str, str]]:
+        found: Counter[tuple[str, str, str]] = Counter()
+        for message in facts["sinks"]:
+            if _is_reminder(message) and not message.get("key"):
+                day = str(message.get("at_utc") or "")[:10]
+                for member in message.get("mentions") or []:
+                    found[(message["sink"], day, str(member))] += 1
+        return found
+
+    allowed = mentioned(baseline)
+    for key, n in mentioned(faulted).items():
+        if n > max(1, allowed.get(key, 0)):
+            row.fail(f"{key[2]} mentioned {n} times in {key[0]} on {key[1]}", key[1])
     keys = Counter(
         (m["sink"], m["key"], m.get("to"))
         for m in faulted["sinks"]
         if _is_reminder(m) and m.get("key")
     )
+    at_of = {(m["sink"], m.get("key"), m.get("to")): m.get("at_utc") for m in faulted["sinks"]}
     for key, n in keys.items():
         if n > 1:
-            row.fail(f"reminder message {key[1]} delivered {n} times")
+            row.fail(
+                f"reminder {key[1]} to {key[2] or 'the group'} delivered {n} times", at_of[key]
+            )
 
 
 def _check_lotteries(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any]) -> None:
@@ -542,9 +547,10 @@ def print_invariants(summary: dict[str, Any], out: TextIO) -> None:
     """The faults injected and the invariants' verdicts, readable."""
     faults = summary.get("faults", {})
     injected = ", ".join(f"{k} {v}" for k, v in faults.get("injected", {}).items()) or "none"
+    recovery = ", ".join(f"{k} {v}" for k, v in faults.get("recovery", {}).items()) or "none"
     out.write(
         f"\nFaults (seed {summary['seed']}, {faults.get('spec')}): {injected}\n"
-        f"Recovery: {', '.join(f'{k} {v}' for k, v in faults.get('recovery', {}).items()) or 'none'}\n"
+        f"Recovery: {recovery}\n"
     )
     for row in summary.get("invariants", []):
         mark = "held  " if row["held"] else "BROKEN"

@@ -9,6 +9,7 @@ or the ``AUTOPILOT_NOW`` environment variable (reproducible runs and tests).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -136,6 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
             "JSON object of chat channel secrets, the shape of the SSM parameters: "
             '{"<community>/<channel>": {"webhook_url": "http://127.0.0.1:8123/..."}} '
             "(or full parameter names starting with /)"
+        ),
+    )
+    simulate.add_argument(
+        "--faults",
+        default=None,
+        metavar="SPEC",
+        help=(
+            "inject faults, deterministically from --seed: kind=rate,… (throttle, "
+            "service_error, timeout_after_commit, crash, duplicate, channel_5xx, channel_429, "
+            "channel_hang, channel_lost, skew, freeze) or 'standard'; the run is compared "
+            "with a fault-free run of the same seed (docs/reliability.md); exit 1 if an "
+            "invariant broke"
+        ),
+    )
+    simulate.add_argument(
+        "--local-platform",
+        action="store_true",
+        help=(
+            "point every WeCom channel of the config at a local fake platform that logs "
+            "what it accepted under OUT/platform (no network; see config/faults.yaml)"
         ),
     )
 
@@ -268,24 +289,47 @@ def _run(args: argparse.Namespace) -> int:
             except SecretsFileError as exc:
                 print(f"autopilot simulate: --secrets {exc}", file=sys.stderr)
                 return 2
+        faults = None
+        if args.faults is not None:
+            from autopilot_cli.local.faults import FaultSpec
+
+            try:
+                faults = FaultSpec.parse(args.faults)
+            except ValueError as exc:
+                print(f"autopilot simulate: --faults: {exc}", file=sys.stderr)
+                return 2
         os.environ.setdefault("AUTOPILOT_TEMPLATE", "template.yaml")
-        result = run_simulation(
-            args.config,
-            start=start,
-            days=args.days,
-            members=args.members,
-            seed=args.seed,
-            out_dir=args.out,
-            outages=outages,
-            template_path=os.environ["AUTOPILOT_TEMPLATE"],
-            log=None if args.quiet else sys.stdout,
-            progress=sys.stderr,  # a bar on a terminal, a line per day in CI
-            secrets=secrets,
-        )
+        with contextlib.ExitStack() as stack:
+            if args.local_platform:
+                from autopilot_cli.configfile import validate_file
+                from autopilot_cli.fakeplatform import FakePlatform
+
+                platform = stack.enter_context(FakePlatform())
+                checked = validate_file(args.config, now=start)
+                if checked.ok and checked.config is not None:
+                    # Explicit --secrets win over the local platform's.
+                    secrets = {**platform.secrets(checked.config), **(secrets or {})}
+            result = run_simulation(
+                args.config,
+                start=start,
+                days=args.days,
+                members=args.members,
+                seed=args.seed,
+                out_dir=args.out,
+                outages=outages,
+                template_path=os.environ["AUTOPILOT_TEMPLATE"],
+                log=None if args.quiet else sys.stdout,
+                progress=sys.stderr,  # a bar on a terminal, a line per day in CI
+                secrets=secrets,
+                faults=faults,
+            )
         print(
             f"\nwrote {result.out_dir / 'summary.json'} ({result.ticks} ticks); "
             f"posts as the group sees them: {result.out_dir}/console.log"
         )
+        if faults is not None and not result.summary.get("invariants_held", False):
+            print("autopilot simulate: an invariant broke (see above)", file=sys.stderr)
+            return 1
         return 0
     if args.command == "serve":
         from autopilot_cli.serve import serve

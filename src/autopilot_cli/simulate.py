@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -203,7 +204,8 @@ def _run(
     for stale in ("summary.json", "console.log", "ledger.csv", "facts.json", "faults.jsonl"):
         (out / stale).unlink(missing_ok=True)
     for stale_log in out.rglob("*.jsonl"):
-        stale_log.unlink()
+        if (out / "baseline") not in stale_log.parents:  # a faulted run's reference run
+            stale_log.unlink()
     rng = random.Random(seed)
     end = start + timedelta(days=days)
     outages = outages or []
@@ -230,6 +232,7 @@ def _run(
     meter = Progress(progress, start, days) if progress is not None else None
     day_started, day_index = 0, 0
     console_log = open(out / "console.log", "w", encoding="utf-8")  # noqa: SIM115
+    _CONSOLE.target = console_log
     faults_active = injector if injector is not None else contextlib.nullcontext()
     try:
         # Keep only the latest invocation records: memory stays flat over a month.
@@ -271,13 +274,27 @@ def _run(
             entered: set[tuple[str, str, str]] = set()
             # Its own stream, so lottery choices never shift the members' other choices.
             lottery_rng = random.Random(f"{seed}/lottery")
-            reminder_rng = random.Random(f"{seed}/reminders")
+            answers = _ReminderAnswers(runtime, config, seed, end)
+            triggers.on_report = answers.register
+
+            def plan_answers() -> None:
+                # Reminded members answer: check-ins later this evening.
+                for at, community, member in answers.poll(clock.now()):
+                    bisect.insort(
+                        planned,
+                        (at, community, member),
+                        lo=index,
+                        key=lambda p: (p[0], p[1].id, p[2].id),
+                    )
+                    stats["reminder_responses"] += 1
+
             preferences_rng = random.Random(f"{seed}/preferences")
             visited: set[tuple[str, str]] = set()
             people = {
                 c.id: population(members, seed, c.id, max(1, (end - start).days))
                 for c in config.communities
             }
+            answers.set_people(people)
             now = start
             pending_tick: datetime | None = None
             index = 0
@@ -313,8 +330,9 @@ def _run(
                     break
                 if deferred is not None and deferred == upcoming:
                     # A retry the triggers scheduled (redelivery, the next minute's tick).
-                    with contextlib.redirect_stdout(console_log):
+                    with contextlib.redirect_stdout(_CONSOLE):
                         triggers.run_deferred()
+                    plan_answers()
                     continue
                 if next_checkin is not None and (
                     pending_tick is None or next_checkin < pending_tick
@@ -323,7 +341,7 @@ def _run(
                     index += 1
                     # A member's retries (faults) may have moved the clock past ``at``.
                     clock.set(max(at, clock.now()))
-                    with contextlib.redirect_stdout(console_log):
+                    with contextlib.redirect_stdout(_CONSOLE):
                         _member_visit(
                             triggers,
                             community,
@@ -345,23 +363,13 @@ def _run(
                     continue
                 assert pending_tick is not None
                 clock.set(max(pending_tick, clock.now()))
-                with contextlib.redirect_stdout(console_log):
-                    tick_report = triggers.tick(pending_tick)
+                with contextlib.redirect_stdout(_CONSOLE):
+                    triggers.tick(pending_tick)
                     triggers.deliver_work()
-                for at, community, member in _reminder_responses(
-                    runtime, config, tick_report, people, reminder_rng, end
-                ):
-                    # A reminded member answers: a check-in later this evening.
-                    bisect.insort(
-                        planned,
-                        (at, community, member),
-                        lo=index,
-                        key=lambda p: (p[0], p[1].id, p[2].id),
-                    )
-                    stats["reminder_responses"] += 1
+                plan_answers()
                 ticks += 1
                 now, pending_tick = pending_tick, None
-            with contextlib.redirect_stdout(console_log):
+            with contextlib.redirect_stdout(_CONSOLE):
                 _settle(triggers, end)
             if injector is not None:
                 injector.enabled = False  # reading the results back is not under test
@@ -393,6 +401,7 @@ def _run(
     finally:
         if meter is not None:
             meter.close()
+        _CONSOLE.target = None
         console_log.close()
         set_clock(previous_clock)
         set_seed_source(previous_seeds)
@@ -405,6 +414,34 @@ def _run(
         for name in summary["reports"]:
             log.write(f"HTML report: {(out / name).resolve()}\n")
     return SimulationResult(summary=summary, ticks=ticks, out_dir=out)
+
+
+class _ConsoleStream(io.TextIOBase):
+    """What the functions print (``console.log``): a stream whose file changes per run.
+
+    Loggers created while a run printed here keep this object, not the run's file,
+    so a later run in the same process (a faulted run after its fault-free
+    reference) never writes to a closed file; between runs output is dropped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: TextIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.target is not None:
+            self.target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.target is not None:
+            self.target.flush()
+
+
+_CONSOLE = _ConsoleStream()
 
 
 @dataclass(frozen=True)
@@ -693,47 +730,83 @@ def _reminder_store(runtime: LocalRuntime) -> Any:
     return ReminderStore(runtime.function_env(DISPATCHER)["REMINDER_TABLE"], runtime.region)
 
 
-def _reminder_responses(
-    runtime: LocalRuntime,
-    config: Config,
-    tick_report: Any,
-    people: dict[str, list[SimMember]],
-    rng: random.Random,
-    end: datetime,
-) -> list[tuple[datetime, Community, SimMember]]:
-    """The check-ins members make in answer to the reminders this tick sent.
+class _ReminderAnswers:
+    """The check-ins members make in answer to the reminders they were sent.
 
-    Reads the markers of the tick's fired reminder occurrences for the community's
-    simulated members (BatchGetItem: a harness read, not the product's), and rolls
-    each reminded member's answer (``reminder_response``) in the seed's own stream.
+    Every fired reminder occurrence a tick reports (:meth:`register`) is watched
+    for two hours: :meth:`poll` reads its markers for the community's simulated
+    members (BatchGetItem: a harness read, not the product's) and rolls each
+    reminded member's answer (``reminder_response``) from a stream of its own (the
+    seed and the reminder's key), counted from the reminder job's scheduled time.
+
+    A member "reminded" is one the job selected and tried to remind (marker
+    ``sent`` or ``failed``): what members do never depends on how the channel
+    answered or how late a redelivered message was sent, so a faulted run and its
+    fault-free reference see the same member behaviour and their ledgers can be
+    compared; a reminder a broken channel lost shows in the reminder counters
+    (``failed``, ``converted``), not as a different ledger.
     """
-    from autopilot.reminders.rules import member_today, reminder_key
-    from autopilot.reminders.store import SENT
 
-    fired = [o for o in (tick_report or {}).get("occurrences", []) if o.get("status") == "fired"]
-    answers: list[tuple[datetime, Community, SimMember]] = []
-    store = None
-    for occ in fired:
-        community = next((c for c in config.communities if c.id == occ["community"]), None)
-        if community is None:
-            continue
-        job = next((j for j in community.jobs if j.id == occ["job"]), None)
-        if job is None or job.action != "reminder":
-            continue
-        store = store or _reminder_store(runtime)
-        scheduled = parse_iso(occ["scheduled_utc"])
-        day = member_today(scheduled, None, zone(community.timezone), community.day_boundary)
-        by_key = {reminder_key(community.id, job.id, m.id, day): m for m in people[community.id]}
-        for marker in sorted(store.markers(list(by_key)), key=lambda m: m.key):
-            if marker.status != SENT or marker.sent_at is None:
+    WATCH = timedelta(hours=2)
+
+    def __init__(self, runtime: LocalRuntime, config: Config, seed: int, end: datetime):
+        self.runtime = runtime
+        self.config = config
+        self.seed = seed
+        self.end = end
+        self.people: dict[str, dict[str, SimMember]] = {}
+        self._pending: dict[tuple[str, str, str], tuple[Community, dict[str, Any], datetime]] = {}
+        self._answered: set[str] = set()
+        self._store: Any = None
+
+    def set_people(self, people: dict[str, list[SimMember]]) -> None:
+        self.people = {cid: {m.id: m for m in members} for cid, members in people.items()}
+
+    def register(self, tick_report: Any) -> None:
+        from autopilot.reminders.rules import member_today, reminder_key
+
+        for occ in (tick_report or {}).get("occurrences", []):
+            if occ.get("status") != "fired":
                 continue
-            minutes = reminder_response(rng)
-            if minutes is None:
+            community = next((c for c in self.config.communities if c.id == occ["community"]), None)
+            job = (
+                next((j for j in community.jobs if j.id == occ["job"]), None) if community else None
+            )
+            if community is None or job is None or job.action != "reminder":
                 continue
-            at = marker.sent_at + timedelta(minutes=minutes, seconds=rng.randrange(60))
-            if at < end:
-                answers.append((at, community, by_key[marker.key]))
-    return answers
+            scheduled = parse_iso(occ["scheduled_utc"])
+            day = member_today(scheduled, None, zone(community.timezone), community.day_boundary)
+            by_key = {
+                reminder_key(community.id, job.id, m.id, day): m
+                for m in self.people.get(community.id, {}).values()
+            }
+            self._pending[(community.id, job.id, occ["scheduled_utc"])] = (
+                community,
+                by_key,
+                scheduled,
+            )
+
+    def poll(self, now: datetime) -> list[tuple[datetime, Community, SimMember]]:
+        from autopilot.reminders.store import FAILED, SENT
+
+        answers: list[tuple[datetime, Community, SimMember]] = []
+        for key, (community, by_key, scheduled) in sorted(self._pending.items()):
+            if now > scheduled + self.WATCH:
+                del self._pending[key]
+                continue
+            self._store = self._store or _reminder_store(self.runtime)
+            for marker in sorted(self._store.markers(list(by_key)), key=lambda m: m.key):
+                if marker.status not in (SENT, FAILED) or marker.key in self._answered:
+                    continue
+                self._answered.add(marker.key)
+                rng = random.Random(f"{self.seed}/reminders/{marker.key}")
+                minutes = reminder_response(rng)
+                if minutes is None:
+                    continue
+                at = scheduled + timedelta(minutes=minutes, seconds=rng.randrange(60))
+                if at < self.end:
+                    answers.append((at, community, by_key[marker.key]))
+        return answers
 
 
 def collect_snapshots(

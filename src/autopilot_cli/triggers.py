@@ -79,6 +79,8 @@ class Triggers:
         self._recovery_minutes: set[datetime] = set()
         self._visibility: dict[str, int] = {}
         self._sources: list[SqsEventSource] | None = None
+        #: Sees every tick report a dispatcher invocation returned (recoveries too).
+        self.on_report: Callable[[Any], None] | None = None
         runtime.around_invoke = self._around_invoke
 
     # ------------------------------------------------------------------ #
@@ -156,7 +158,10 @@ class Triggers:
 
     def _invoke_tick(self, event: dict[str, Any], slot: str = "") -> Any:
         try:
-            return self.runtime.invoke(DISPATCHER, event, slot=slot)
+            report = self.runtime.invoke(DISPATCHER, event, slot=slot)
+            if self.on_report is not None:
+                self.on_report(report)
+            return report
         except SimulatedCrash as crash:
             self._crashed(DISPATCHER, slot, crash)
         except Exception as exc:  # the tick failed: the next minutes' ticks retry

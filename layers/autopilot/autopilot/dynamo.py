@@ -12,10 +12,39 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.connection.base import Connection
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from autopilot import aws
+
+
+def _response_error(exc: PynamoDBException) -> dict[str, Any]:
+    response = getattr(exc.cause, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _cause_response_code(self: PynamoDBException) -> str | None:
+    """The DynamoDB error code of the cause, or None when DynamoDB never answered."""
+    code = _response_error(self).get("Code")
+    return None if code is None else str(code)
+
+
+def _cause_response_message(self: PynamoDBException) -> str | None:
+    message = _response_error(self).get("Message")
+    return None if message is None else str(message)
+
+
+# PynamoDB reads ``cause.response["Error"]``, but botocore's HTTP client errors
+# (``ReadTimeoutError``, ``ConnectionClosedError``: the request may have been
+# applied, its answer never came) carry ``response = None``, so every
+# ``exc.cause_response_code == "ConditionalCheckFailedException"`` check raised
+# AttributeError instead of answering "not that". Here the properties answer None
+# when DynamoDB did not answer, and the caller's own handling runs (a read timeout
+# is then re-raised as the transient error it is).
+PynamoDBException.cause_response_code = property(_cause_response_code)  # type: ignore[method-assign,assignment]
+PynamoDBException.cause_response_message = property(_cause_response_message)  # type: ignore[method-assign,assignment]
 
 
 class SharedConnection(Connection):

@@ -19,12 +19,13 @@ the same faults in the same places — what goes wrong:
     conditional write then meets its own earlier success — and when it was the
     last attempt the caller sees ``ReadTimeoutError`` although the write happened.
 ``crash``
-    The function's process dies: before a request, after DynamoDB applied one
-    (between or after the handler's writes), or after the handler returned (its
-    answer lost). Raised as :class:`SimulatedCrash`, a ``BaseException`` no
-    handler catches; once dead, any request the dying invocation still makes
-    (``finally`` blocks) fails the same way, and the container is discarded. The
-    harness then retries the way the function's trigger would.
+    The function's process dies somewhere in the invocation: before one of its
+    first requests, after DynamoDB applied one (between or after the handler's
+    writes), or after the handler returned (its answer lost). Raised as
+    :class:`SimulatedCrash`, a ``BaseException`` no handler catches; once dead,
+    any request the dying invocation still makes (``finally`` blocks) fails the
+    same way, and the container is discarded. The harness then retries the way
+    the function's trigger would.
 ``duplicate``
     A dispatcher tick or an SQS batch is delivered twice: after the first
     delivery, or overlapping it (in a second container, started while the
@@ -43,10 +44,10 @@ the same faults in the same places — what goes wrong:
     arrived meanwhile, such as the next tick or the member's retry).
 
 Rates are probabilities per opportunity: per SDK attempt (throttle,
-service_error, timeout_after_commit), per crash point (crash), per delivery
-(duplicate), per HTTP attempt (channel_*), per new container (skew) and per
-invocation (freeze). Every injected fault is counted (:attr:`counts`) and logged
-(:attr:`log`: kind, function, where, simulated time).
+service_error, timeout_after_commit), per invocation (crash, freeze), per delivery
+(duplicate), per HTTP attempt (channel_*) and per new container (skew). Every
+injected fault is counted (:attr:`counts`) and logged (:attr:`log`: kind,
+function, where, simulated time).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ FAULT_KINDS: dict[str, str] = {
     "service_error": "an SDK attempt answered 500 InternalServerError, retried likewise",
     "timeout_after_commit": "DynamoDB applied the attempt and its answer was lost; the SDK "
     "re-sends it, or the caller sees a read timeout on the last attempt",
-    "crash": "the function's process dies before a request, after one was applied, or "
+    "crash": "an invocation's process dies before a request, after one was applied, or "
     "after the handler returned; the trigger retries",
     "duplicate": "a tick or SQS batch delivered twice, after or overlapping the first",
     "channel_5xx": "a chat platform answers one HTTP attempt 503",
@@ -102,13 +103,14 @@ FAULT_KINDS: dict[str, str] = {
 #: ``--faults standard``: every kind at a rate that shows each several times a week.
 PRESETS: dict[str, str] = {
     "standard": (
-        "throttle=0.05,service_error=0.01,timeout_after_commit=0.02,crash=0.01,"
+        "throttle=0.05,service_error=0.01,timeout_after_commit=0.02,crash=0.02,"
         "duplicate=0.1,channel_5xx=0.05,channel_429=0.03,channel_hang=0.02,"
         "channel_lost=0.02,skew=0.5,freeze=0.01"
     ),
 }
 
 MAX_SKEW_S = 30.0
+CRASH_POINTS = 8  # a crash strikes at one of an invocation's first requests
 FREEZE_MINUTES = (1, 5)
 # botocore's defaults when a client sets no ``retries``: legacy mode.
 _LEGACY_ATTEMPTS = {"dynamodb": 10}
@@ -203,6 +205,8 @@ class _Invocation:
     slot: str
     clock: InvocationClock
     freeze_at: int | None = None  # the request before which the container freezes
+    crash_at: int | None = None  # the request at which the process dies
+    crash_after: bool = False  # … after it was applied (else before it was sent)
     requests: int = 0
     dead: str | None = None  # where it crashed
     # Another delivery that arrives while this one runs: (before request n, deliver it).
@@ -301,6 +305,11 @@ class FaultInjector:
         invocation = _Invocation(function_id, slot, InvocationClock(start))
         if self.roll("freeze"):
             invocation.freeze_at = self.rng.randint(1, 6)
+        if self.roll("crash"):
+            # A point among the first requests (a handler that makes fewer dies
+            # after it returned): before a request, or after DynamoDB applied it.
+            invocation.crash_at = self.rng.randint(1, CRASH_POINTS)
+            invocation.crash_after = self.rng.random() < 0.5
         deliver = self._interrupts.pop(function_id, None) if not slot else None
         if deliver is not None:
             invocation.interrupt = (self.rng.randint(1, 6), deliver)
@@ -310,7 +319,7 @@ class FaultInjector:
             yield invocation
             # An overlapping delivery due after this one's last request still arrives.
             self._fire_interrupt(invocation)
-            if invocation.dead is None and self.roll("crash"):
+            if invocation.dead is None and invocation.crash_at is not None:
                 invocation.dead = "after the handler returned"
                 self.record("crash", invocation.dead)
                 raise SimulatedCrash(invocation.dead)
@@ -336,13 +345,13 @@ class FaultInjector:
             invocation.clock.sleep(minutes * 60)
             if self.on_freeze is not None:
                 self.on_freeze(invocation.function_id, invocation.slot, minutes)
-        if self.roll("crash"):
+        if invocation.crash_at == invocation.requests and not invocation.crash_after:
             invocation.dead = f"before {where}"
             self.record("crash", invocation.dead)
             raise SimulatedCrash(invocation.dead)
 
     def _after_applied(self, invocation: _Invocation, where: str) -> None:
-        if self.roll("crash"):
+        if invocation.crash_at == invocation.requests and invocation.crash_after:
             invocation.dead = f"after {where} was applied"
             self.record("crash", invocation.dead)
             raise SimulatedCrash(invocation.dead)
