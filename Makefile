@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_START ?= 2027-03-08T00:00:00Z
 
-.PHONY: setup browser schema demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench clean
+.PHONY: setup browser schema demo test test-moved-clock test-moved-clock-shanghai test-moved-clock-new-york lint format validate build deploy bench faults clean
 
 $(STAMP): requirements-dev.txt layers/autopilot/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,18 @@ bench: setup
 	$(BIN)/python benchmarks/lottery_service.py --sizes 10000,1000000
 	$(BIN)/python benchmarks/reminders.py --sizes 1000,10000 --out docs/benchmarks.md
 	$(BIN)/python benchmarks/metrics_snapshot.py --sizes 100,10000 --out docs/benchmarks.md
+
+## A fault campaign: many seeds of `autopilot simulate --faults standard` on
+## config/faults.yaml (chat channels on a local fake platform), each compared with
+## its own fault-free run; prints seeds × invariants (also out/faults/campaign.md).
+## SEEDS=1-40 DAYS=7 MEMBERS=100 FAULTS='crash=0.05,...' to change it.
+SEEDS ?= 1-12
+DAYS ?= 7
+MEMBERS ?= 100
+FAULTS ?= standard
+faults: setup
+	$(BIN)/python -m autopilot_cli.campaign --seeds $(SEEDS) --days $(DAYS) \
+		--members $(MEMBERS) --faults '$(FAULTS)' --out out/faults
 
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .ruff_cache .mypy_cache .hypothesis
