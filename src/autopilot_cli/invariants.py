@@ -413,6 +413,8 @@ def _check_reminders(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any
     member mentioned on a day no more often than fault-free (two reminder jobs may
     each mention them once)."""
 
+    last_at: dict[tuple[str, str, str], str] = {}
+
     def mentioned(facts: dict[str, Any]) -> Counter[tuple[str, str, str]]:
         found: Counter[tuple[str, str, str]] = Counter()
         for message in facts["sinks"]:
@@ -420,12 +422,13 @@ def _check_reminders(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any
                 day = str(message.get("at_utc") or "")[:10]
                 for member in message.get("mentions") or []:
                     found[(message["sink"], day, str(member))] += 1
+                    last_at[(message["sink"], day, str(member))] = str(message.get("at_utc"))
         return found
 
     allowed = mentioned(baseline)
     for key, n in mentioned(faulted).items():
         if n > max(1, allowed.get(key, 0)):
-            row.fail(f"{key[2]} mentioned {n} times in {key[0]} on {key[1]}", key[1])
+            row.fail(f"{key[2]} mentioned {n} times in {key[0]} on {key[1]}", last_at[key])
     keys = Counter(
         (m["sink"], m["key"], m.get("to"))
         for m in faulted["sinks"]
