@@ -138,3 +138,98 @@ def reset_clients() -> None:
     _boto3_session.cache_clear()
     session.cache_clear()
     limits.cache_clear()
+
+
+# -- transient errors ---------------------------------------------------------------
+
+#: Error codes of a request AWS refused for now (throttled, busy or failing inside)
+#: but may accept on a later try: botocore's own throttling list plus the 5xx codes.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        # throttling (botocore.retries.standard.ThrottlingErrorDetector)
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+        # the service failed or was busy (5xx), or a request timed out on its side
+        "InternalServerError",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        # a single-item write that collided with a transaction on the same item
+        "TransactionConflictException",
+    }
+)
+#: Why a DynamoDB transaction may be cancelled for now (``CancellationReasons``).
+TRANSIENT_CANCELLATION_CODES = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+_MAX_CHAIN = 8
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is an AWS failure that a later try may not meet (pure).
+
+    True for throttling and service errors whose SDK retries ran out (a botocore
+    ``ClientError`` with a code in :data:`TRANSIENT_ERROR_CODES` or an HTTP 5xx), a
+    DynamoDB transaction cancelled only for conflicts or throttling, and for the
+    network failures botocore raises (``ReadTimeoutError``, ``ConnectTimeoutError``,
+    ``EndpointConnectionError``, ``ConnectionClosedError``…) — also when PynamoDB
+    wraps one of them (``PutError``, ``UpdateError``, ``GetError``, ``QueryError``,
+    ``TransactWriteError``… keep it in ``.cause``) or when it is the explicit
+    ``__cause__`` of another exception (``raise … from exc``).
+
+    Everything else is not: a failed condition, a validation error, a missing
+    table, a bug. The dispatcher retries an occurrence whose action raised a
+    transient error on a later tick instead of recording it failed; a permanent
+    one must not be retried (it would fail the same way).
+    """
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    for _ in range(_MAX_CHAIN):
+        if current is None or id(current) in seen:
+            return False
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | HTTPClientError):
+            return True
+        if isinstance(current, ClientError):
+            return _transient_client_error(current)
+        wrapped = getattr(current, "cause", None)  # PynamoDB's PynamoDBException.cause
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
+    return False
+
+
+def _transient_client_error(exc: Any) -> bool:
+    """Whether a service's error answer (a botocore ``ClientError``) is transient."""
+    response: Mapping[str, Any] = getattr(exc, "response", None) or {}
+    code = str((response.get("Error") or {}).get("Code") or "")
+    if code == "TransactionCanceledException":
+        # PynamoDB's VerboseClientError keeps the reasons as objects (None: not a
+        # reason); botocore's ClientError keeps the raw list ({"Code": "None"}).
+        if hasattr(exc, "cancellation_reasons"):
+            reasons = [r.code for r in exc.cancellation_reasons if r is not None]
+        else:
+            raw = response.get("CancellationReasons") or []
+            reasons = [str((r or {}).get("Code") or "None") for r in raw]
+        real = [r for r in reasons if r != "None"]
+        return bool(real) and all(r in TRANSIENT_CANCELLATION_CODES for r in real)
+    if code in TRANSIENT_ERROR_CODES:
+        return True
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return isinstance(status, int) and status in _TRANSIENT_STATUS

@@ -5,6 +5,10 @@ Incidents:
 * an occurrence the dispatcher records as ``failed`` (a post nobody received, a
   reminder selection, a snapshot, a lottery step, a finance job that could not be
   enqueued): posted right after the tick that failed it;
+* an occurrence recorded as ``uncertain`` (a post whose channel answer was lost,
+  or whose earlier attempt crashed mid-send): it may or may not have reached the
+  group and was deliberately not sent again, so someone must look at the group
+  before posting it by hand;
 * a reconciliation that finds a mismatch: the worker writes the incident to an
   outbox (``pk = ALERT#outbox`` in the scheduler table) and the dispatcher posts it
   (it reads the outbox for :data:`OUTBOX_WATCH` after a finance job fired, so idle
@@ -29,7 +33,7 @@ from typing import Any
 
 from autopilot.channels.base import ChannelEnvironment, Deadline, Message
 from autopilot.config.model import Community, Config
-from autopilot.scheduler.service import TickReport
+from autopilot.scheduler.service import UNCERTAIN, OccurrenceReport, TickReport, uncertain_channels
 from autopilot.timeutil import iso_utc
 
 logger = logging.getLogger(__name__)
@@ -115,6 +119,21 @@ class AlertStore:
         self._ddb().delete_item(TableName=self.table, Key={"pk": {"S": OUTBOX}, "sk": {"S": key}})
 
 
+def occurrence_alert(community: Community, occ: OccurrenceReport) -> str:
+    """The alert text of a ``failed`` or ``uncertain`` occurrence (pure)."""
+    if occ.status != UNCERTAIN:
+        return f"⚠️ {community.name}: {occ.job_id} ({occ.key}) failed" + (
+            f": {occ.reason}" if occ.reason else ""
+        )
+    channels = ", ".join(uncertain_channels(occ.detail)) or "a channel"
+    return (
+        f"⚠️ {community.name}: {occ.job_id} ({occ.key}): the post to {channels} may or may "
+        "not have reached the group (the platform's answer was lost, or an attempt crashed "
+        "mid-send). It was deliberately not sent again, to avoid a duplicate: check the "
+        "group before posting it again." + (f" Details: {occ.reason}" if occ.reason else "")
+    )
+
+
 class AlertService:
     """Posts incidents to the communities' alert channels (see the module docstring)."""
 
@@ -152,14 +171,12 @@ class AlertService:
                     if job is not None and job.action in FINANCE_ACTIONS:
                         self._watch_outbox_until = now + OUTBOX_WATCH
             for occ in report.occurrences:
-                if occ.status != "failed":
+                if occ.status not in ("failed", UNCERTAIN):
                     continue
                 community = by_id.get(occ.community_id)
                 if community is None:
                     continue
-                text = f"⚠️ {community.name}: {occ.job_id} ({occ.key}) failed" + (
-                    f": {occ.reason}" if occ.reason else ""
-                )
+                text = occurrence_alert(community, occ)
                 key = f"occ#{occ.community_id}#{occ.job_id}#{occ.occurrence_id or occ.key}"
                 posted += self.alert(community, key, text, report.now_utc)
             watching = self._watch_outbox_until is not None and now <= self._watch_outbox_until

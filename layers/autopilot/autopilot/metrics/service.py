@@ -258,11 +258,12 @@ def publish_metrics(snapshot: Mapping[str, Any], at: datetime) -> None:
 def publish_tick_metrics(counts: Mapping[str, int], at: datetime) -> None:
     """A dispatcher tick's occurrences by outcome as EMF metrics (``Occurrences<Status>``,
     dimension ``service``; ``at``, the tick's instant, in the metadata): the template's
-    alarm on ``OccurrencesFailed`` reads them."""
+    alarm on ``OccurrencesFailed`` reads them (``OccurrencesUncertain``: posts that may or
+    may not have gone out, never re-sent)."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
     metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-    for status in ("fired", "failed", "missed", "skipped", "deferred"):
+    for status in ("fired", "failed", "uncertain", "missed", "skipped", "deferred"):
         metrics.add_metric(
             name=f"Occurrences{status.capitalize()}",
             unit=MetricUnit.Count,

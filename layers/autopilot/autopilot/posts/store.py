@@ -9,6 +9,14 @@
   identity (never by its due time: eight hourly posts deferred to the end of quiet
   hours share a due time but are eight posts), so a rerun of the same occurrence
   reuses the same content and never consumes the pool twice.
+
+A channel's delivery goes through two writes: before the send, the *intent*
+(``status: sending`` with the attempt, the time and the run's token: one
+conditional ``UpdateItem`` that fails if the channel already has a delivery),
+then the outcome (``published``, ``failed`` or ``uncertain``). A rerun that finds
+``sending`` with no outcome knows an earlier attempt crashed mid-send: the post
+may have reached the group, so it is recorded ``uncertain`` and not sent again
+(see ``autopilot.posts.service``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
@@ -35,6 +43,12 @@ from autopilot.scheduler.rules import Occurrence
 from autopilot.timeutil import iso_utc
 
 POST_RETENTION = timedelta(days=400)
+
+# Delivery statuses of one channel of a post.
+SENDING = "sending"  # the intent: a send began, its outcome is not recorded (yet)
+PUBLISHED = "published"
+FAILED = "failed"  # the platform refused it, or it never left: nothing was posted
+UNCERTAIN = "uncertain"  # it may or may not have been posted: never re-sent
 
 
 class RotationItem(Model):
@@ -203,10 +217,66 @@ class PostStore:
             raise
         return True
 
-    def record_delivery(self, occ: Occurrence, channel_id: str, delivery: dict[str, Any]) -> None:
-        """Store one channel's delivery on the post."""
+    def begin_delivery(
+        self,
+        occ: Occurrence,
+        channel_id: str,
+        intent: dict[str, Any],
+        *,
+        replaces: str | None = None,
+    ) -> bool:
+        """Record the intent to send to ``channel_id`` (``status: sending``) before the send.
+
+        One conditional ``UpdateItem``: it succeeds only if the channel has no
+        delivery yet — or, with ``replaces``, only if its delivery is still the
+        ``sending`` intent with that token (a deduplicated re-send takes it over).
+        The intent's own ``token`` also passes, so the SDK retrying this very
+        request after a lost answer is not refused by its own first write.
+        False: another writer recorded this channel's delivery first; the caller
+        must not send.
+        """
         pk, sk = self.post_key(occ)
-        PostItem(pk, sk).update(actions=[PostItem.deliveries[channel_id].set(delivery)])
+        path = PostItem.deliveries[channel_id]
+        if replaces is None:
+            condition = path.does_not_exist()
+        else:
+            condition = (path["status"] == SENDING) & (path["token"] == replaces)
+        condition = condition | (path["token"] == intent["token"])
+        try:
+            PostItem(pk, sk).update(actions=[path.set(intent)], condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_delivery(
+        self,
+        occ: Occurrence,
+        channel_id: str,
+        delivery: dict[str, Any],
+        *,
+        if_token: str | None = None,
+    ) -> bool:
+        """Store one channel's delivery (its outcome) on the post.
+
+        With ``if_token`` only over the ``sending`` intent with that token (False,
+        nothing written, if the channel's delivery is something else by now).
+        """
+        pk, sk = self.post_key(occ)
+        path = PostItem.deliveries[channel_id]
+        condition = None
+        if if_token is not None:
+            condition = (path["status"] == SENDING) & (path["token"] == if_token)
+        try:
+            PostItem(pk, sk).update(actions=[path.set(delivery)], condition=condition)
+        except UpdateError as exc:
+            if condition is not None and exc.cause_response_code == (
+                "ConditionalCheckFailedException"
+            ):
+                return False
+            raise
+        return True
 
     def posts(
         self,

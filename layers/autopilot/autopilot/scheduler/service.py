@@ -8,10 +8,17 @@ One tick, for every job of every community:
 2. those due by ``now`` are decided under the job's misfire policy; those not due
    yet (deferred by quiet hours) stay pending;
 3. ``run``: claim with a conditional write fenced by the config epoch, run the
-   action, record the outcome; ``missed``/``skipped``: record once; beyond the
-   catch-up bound or the look-back: one summary record;
+   action, record the outcome (``fired``/``deferred``, ``failed``, or
+   ``uncertain`` when a post may or may not have reached a channel);
+   ``missed``/``skipped``: record once; beyond the catch-up bound or the
+   look-back: one summary record;
 4. move the watermark to ``now``, storing what is still pending: deferred, held
-   by another worker, or not started for lack of time.
+   by another worker, released for a retry after a transient AWS error, or not
+   started for lack of time.
+
+An action that raises a transient AWS error (throttling, a 5xx, a timeout:
+:func:`autopilot.aws.is_transient`) does not fail its occurrence: the claim is
+released and the next tick runs it again, up to ``MAX_ATTEMPTS`` runs in all.
 
 A disabled job has no occurrences: its watermark moves on without recording any,
 so re-enabling it never replays the days it was off.
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from autopilot.aws import is_transient
 from autopilot.clock import Clock, get_clock
 from autopilot.config.model import Community, Config, Job
 from autopilot.scheduler.index import ALL, DueIndex, IndexedJob, Shard
@@ -49,7 +57,14 @@ from autopilot.scheduler.rules import (
     reevaluate,
     resolve_local,
 )
-from autopilot.scheduler.store import Epoch, JobState, Pending, SchedulerStore, job_pk
+from autopilot.scheduler.store import (
+    MAX_ATTEMPTS,
+    Epoch,
+    JobState,
+    Pending,
+    SchedulerStore,
+    job_pk,
+)
 from autopilot.timeutil import iso_utc, zone
 
 logger = logging.getLogger(__name__)
@@ -91,11 +106,47 @@ class ActionContext:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an action reports: ``ok`` False records the occurrence as ``failed``."""
+    """What an action reports: ``ok`` False records the occurrence as ``failed``.
+
+    ``uncertain``: something may or may not have reached a channel (an answer was
+    lost, or an earlier attempt crashed mid-send) and was deliberately not sent
+    again: the occurrence is recorded ``uncertain`` (ops are told). A result
+    whose ``detail`` holds a ``deliveries`` map with an ``uncertain`` delivery,
+    at any depth (a lottery's ``post``), counts as uncertain too
+    (:func:`uncertain_channels`), so actions that wrap a post's result need not
+    copy the flag.
+    """
 
     ok: bool
     detail: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    uncertain: bool = False
+
+
+UNCERTAIN = "uncertain"
+
+
+def uncertain_channels(detail: Mapping[str, Any]) -> list[str]:
+    """The channels whose delivery is ``uncertain`` in an action's ``detail``.
+
+    Looks for ``deliveries`` maps (channel -> delivery with a ``status``) in
+    ``detail`` and the mappings nested in it (a few levels: details are small).
+    """
+    found: list[str] = []
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 4 or not isinstance(value, Mapping):
+            return
+        for key, inner in value.items():
+            if key == "deliveries" and isinstance(inner, Mapping):
+                for channel, delivery in inner.items():
+                    if isinstance(delivery, Mapping) and delivery.get("status") == UNCERTAIN:
+                        found.append(str(channel))
+            else:
+                walk(inner, depth + 1)
+
+    walk(detail, 0)
+    return sorted(set(found))
 
 
 Action = Callable[[ActionContext], ActionResult]
@@ -167,6 +218,8 @@ class _JobWork:
     beyond: tuple[datetime, datetime] | None = None
     # Whether the job's stored state must change even if nothing is due.
     dirty: bool = False
+    # Ids of pending occurrences released for a retry (Pending.retry): always re-claimed.
+    retry: frozenset[str] = frozenset()
 
 
 ConfigRefresh = Callable[[], tuple[Config, bool]]
@@ -529,10 +582,13 @@ class Dispatcher:
                 beyond = (start, floor)
             start = floor
         candidates: dict[str, Occurrence] = {}
+        retry: set[str] = set()
         pending = state.pending if state is not None else ()
         for p in pending:
             occ = reevaluate(community.id, job, tz, quiet, p.nominal_local, p.scheduled_utc, p.dst)
             candidates[occ.id] = occ
+            if p.retry:
+                retry.add(occ.id)
         dirty = False
         if job.enabled:
             for occ in occurrences_scheduled_between(community.id, job, tz, quiet, start, now):
@@ -552,7 +608,7 @@ class Dispatcher:
         ordered = sorted(candidates.values(), key=lambda o: (o.due_utc, o.nominal_local))
         due = [o for o in ordered if o.due_utc <= now]
         waiting = [o for o in ordered if o.due_utc > now]
-        return _JobWork(community, job, due, waiting, beyond, dirty)
+        return _JobWork(community, job, due, waiting, beyond, dirty, frozenset(retry))
 
     # -- one job ------------------------------------------------------------------
     def _process(
@@ -570,12 +626,20 @@ class Dispatcher:
         """
         community, job = work.community, work.job
         if job.enabled:
-            decisions = plan_tick(work.due, now, job.misfire)
+            # An occurrence released for a retry is claimed again whatever the misfire
+            # policy says: it started, so it must end in a recorded outcome, never be
+            # left claimed because a later occurrence superseded it.
+            fresh = [o for o in work.due if o.id not in work.retry]
+            decisions = plan_tick(fresh, now, job.misfire) + [
+                Decision(o, "run") for o in work.due if o.id in work.retry
+            ]
+            decisions.sort(key=lambda d: (d.occurrence.due_utc, d.occurrence.nominal_local))
         else:
             # Pending from before it was disabled: recorded, never run.
             decisions = [Decision(o, "missed", "the job was disabled") for o in work.due]
         decisions = self._summarise(work, decisions, now, report)
         carried: list[Occurrence] = []
+        retry: set[str] = set()
         stale = False
         for decision in decisions:
             occ = decision.occurrence
@@ -591,8 +655,13 @@ class Dispatcher:
                 carried.append(occ)
             elif outcome == "busy":
                 carried.append(occ)  # another worker is running it: look again later
+            elif outcome == "retry":
+                carried.append(occ)  # released after a transient error: the next tick
+                retry.add(occ.id)  # claims it again
+        retry |= work.retry
         pending = [
-            Pending(o.nominal_local, o.scheduled_utc, o.dst) for o in [*carried, *work.waiting]
+            Pending(o.nominal_local, o.scheduled_utc, o.dst, o.id in retry)
+            for o in [*carried, *work.waiting]
         ]
         return None if stale else pending
 
@@ -701,7 +770,8 @@ class Dispatcher:
         epoch: Epoch,
         remaining_ms: Callable[[], int] | None = None,
     ) -> str:
-        """Claim and run one occurrence: ``done``, ``busy`` (held elsewhere) or ``stale``."""
+        """Claim and run one occurrence: ``done``, ``busy`` (held elsewhere), ``retry``
+        (released after a transient error: the next tick runs it again) or ``stale``."""
         now = self._now()
         token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
         claim = self._store.claim(
@@ -733,10 +803,14 @@ class Dispatcher:
                 raise RuntimeError(f"no action {job.action!r} in this function")
             result = action(context)
         except Exception as exc:  # the action's failure is the occurrence's outcome
+            error = _describe(exc)
+            if is_transient(exc) and claim.attempt < MAX_ATTEMPTS:
+                return self._release(occ, token, claim.attempt, error)
             logger.exception("occurrence %s/%s@%s failed", occ.community_id, occ.job_id, occ.id)
-            result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-        if not result.ok:
-            status = "failed"
+            if is_transient(exc):
+                error = f"{error} (a transient error in each of {claim.attempt} attempts)"
+            result = ActionResult(ok=False, error=error)
+        status = outcome_status(result, status)
         finished = self._store.finish(
             occ,
             status=status,
@@ -746,16 +820,38 @@ class Dispatcher:
             reason=result.error,
         )
         if finished:
-            if status == "failed":
+            if status in ("failed", UNCERTAIN):
                 logger.error(
-                    "occurrence %s/%s@%s failed: %s",
+                    "occurrence %s/%s@%s %s: %s",
                     occ.community_id,
                     occ.job_id,
                     occ.id,
+                    status,
                     result.error,
                 )
             report.occurrences.append(self._report(occ, status, result.error or "", result.detail))
         return "done"
+
+    def _release(self, occ: Occurrence, token: str, attempt: int, error: str) -> str:
+        """Give the claim back after a transient AWS error: the next tick retries it.
+
+        If the release itself fails (DynamoDB still failing), the claim's lease
+        expires on its own and a later tick takes it over, as after a crash.
+        """
+        logger.warning(
+            "occurrence %s/%s@%s: transient error in attempt %d, retried by a later tick: %s",
+            occ.community_id,
+            occ.job_id,
+            occ.id,
+            attempt,
+            error,
+        )
+        reason = f"attempt {attempt} met a transient error: {error}"
+        try:
+            self._store.release(occ, worker=token, now=self._now(), reason=reason)
+        except Exception:
+            logger.exception("could not release %s/%s@%s", occ.community_id, occ.job_id, occ.id)
+        return "retry"
 
     @staticmethod
     def _report(
@@ -772,6 +868,28 @@ class Dispatcher:
             detail or {},
             occurrence_id=occ.id,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line, with what PynamoDB wraps (its text omits the cause)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        text += f" ({type(cause).__name__}: {cause})"
+    return text[:1000]
+
+
+def outcome_status(result: ActionResult, ran: str = "fired") -> str:
+    """The occurrence's final status for an action's result (pure).
+
+    ``uncertain`` when anything may or may not have reached a channel (it wins
+    over ``failed``: ops must check the group before anything is posted again);
+    ``failed`` when the action failed; otherwise ``ran`` (``fired``, or
+    ``deferred`` for an occurrence deferred by quiet hours).
+    """
+    if result.uncertain or uncertain_channels(result.detail):
+        return UNCERTAIN
+    return ran if result.ok else "failed"
 
 
 def _ms(moment: datetime) -> int:

@@ -10,7 +10,11 @@ Layout (one partition per job, so a job's history is one Query):
 * ``pk = JOB#<community>#<job>``, ``sk = OCC#<occurrence id>`` — one item per
   occurrence (id: nominal local minute and UTC instant): the claim (status
   ``claimed`` with a lease and a per-claim token), then its outcome (``fired``,
-  ``deferred``, ``failed``, ``missed``, ``skipped``).
+  ``deferred``, ``failed``, ``uncertain``, ``missed``, ``skipped``). ``uncertain``:
+  it ran, but a channel's answer was lost (or an earlier attempt crashed
+  mid-send), so a post may or may not have reached the group; it is never re-sent.
+  A claim whose action met a transient AWS error is *released* (still
+  ``claimed``, its lease expired at once): the next tick re-claims it.
 * ``sk = GAP#<first occurrence id>`` — a summary of occurrences beyond the catch-up
   bound or older than the look-back, with their count.
 * ``pk = EPOCH#config``, ``sk = WATERMARK`` — the config version the dispatchers
@@ -51,8 +55,8 @@ from autopilot.scheduler.rules import Occurrence
 from autopilot.timeutil import iso_utc
 
 # Final statuses: an occurrence in one of these is never run again.
-FINAL_STATUSES = frozenset({"fired", "deferred", "failed", "missed", "skipped"})
-# A crashed occurrence is retried at most this many times in all.
+FINAL_STATUSES = frozenset({"fired", "deferred", "failed", "uncertain", "missed", "skipped"})
+# A crashed (or released) occurrence is run at most this many times in all.
 MAX_ATTEMPTS = 3
 # Occurrence records are kept this long (the watermark, not the record, stops reruns).
 RECORD_RETENTION = timedelta(days=90)
@@ -78,11 +82,18 @@ _CLAIM_TRIES = 5
 
 @dataclass(frozen=True)
 class Pending:
-    """An occurrence whose instant has passed but which is not decided yet."""
+    """An occurrence whose instant has passed but which is not decided yet.
+
+    ``retry``: its claim was released after a transient error (``release``): the
+    next tick claims it again whatever the misfire policy says, so an occurrence
+    that started is finished (or failed after ``MAX_ATTEMPTS``), never left
+    ``claimed`` because a later occurrence superseded it.
+    """
 
     nominal_local: datetime
     scheduled_utc: datetime
     dst: str | None = None
+    retry: bool = False
 
     @property
     def id(self) -> str:
@@ -96,12 +107,17 @@ class Pending:
         }
         if self.dst:
             out["d"] = self.dst
+        if self.retry:
+            out["r"] = 1
         return out
 
     @staticmethod
     def from_json(raw: dict[str, Any]) -> Pending:
         return Pending(
-            datetime.strptime(raw["n"], "%Y-%m-%dT%H:%M"), _from_ms(raw["s"]), raw.get("d")
+            datetime.strptime(raw["n"], "%Y-%m-%dT%H:%M"),
+            _from_ms(raw["s"]),
+            raw.get("d"),
+            bool(raw.get("r")),
         )
 
 
@@ -417,6 +433,8 @@ class SchedulerStore:
         # the worker whose write records it reports it (``failed``), so it is
         # reported exactly once however many ticks race here.
         reason = f"crashed in {MAX_ATTEMPTS} attempts"
+        if current.reason:  # what an earlier attempt met (a released claim's error)
+            reason += f" (earlier: {current.reason})"[:1000]
         try:
             current.update(
                 actions=[
@@ -468,6 +486,33 @@ class SchedulerStore:
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False  # our lease expired and another worker took over
+            raise
+        return True
+
+    def release(self, occ: Occurrence, *, worker: str, now: datetime, reason: str) -> bool:
+        """Give a claim back for a retry: its action met a transient AWS error.
+
+        The occurrence stays ``claimed`` with its attempt counted, its lease
+        expiring ``now`` and no holder, so the next tick re-claims it (at most
+        :data:`MAX_ATTEMPTS` runs in all, as for a crash) and this worker can no
+        longer pass :meth:`holds`. ``reason`` (the error) is kept for the record.
+        Only the claim's holder can release it: False (nothing written) if its
+        claim was taken over.
+        """
+        item = OccurrenceItem(job_pk(occ.community_id, occ.job_id), f"OCC#{occ.id}")
+        try:
+            item.update(
+                actions=[
+                    OccurrenceItem.lease_expires_ms.set(_ms(now)),
+                    OccurrenceItem.claimed_by.remove(),
+                    OccurrenceItem.reason.set(reason[:1000]),
+                ],
+                condition=(OccurrenceItem.status == "claimed")
+                & (OccurrenceItem.claimed_by == worker),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
             raise
         return True
 
