@@ -384,16 +384,18 @@ def _duplicates(
 
 
 def _check_uncertain(row: _Row, faulted: dict[str, Any]) -> None:
-    reached = defaultdict(int)
+    # What reached each channel's own sink: file channels by key, platforms by text.
+    reached: set[tuple[str, str]] = set()
     for message in faulted["sinks"]:
-        if message.get("key"):
-            reached[("key", message["sink"], message["key"])] += 1
-        if message.get("text"):
-            reached[("text", message.get("text"))] += 1
+        sink = str(message["sink"]).split(":", 1)[1].replace(".", "/", 1)
+        reached.add((sink, str(message.get("key") or message.get("text"))))
     for post in faulted["posts"]:
         status = post.get("status")
         ref = f"{post['community']}:{post['job']}:{post['key']}"
-        landed = reached.get(("text", post.get("text")), 0) > 0
+        channel = f"{post['community']}/{post['channel']}"
+        landed = (channel, str(post.get("text"))) in reached or any(
+            sink == channel and key.startswith(ref) for sink, key in reached
+        )
         if status in (None, "sending", "claimed"):
             row.fail(f"post {ref} to {post['channel']} left unresolved ({status})")
         elif status == "failed" and landed:

@@ -739,12 +739,13 @@ class _ReminderAnswers:
     reminded member's answer (``reminder_response``) from a stream of its own (the
     seed and the reminder's key), counted from the reminder job's scheduled time.
 
-    A member "reminded" is one the job selected and tried to remind (marker
-    ``sent`` or ``failed``): what members do never depends on how the channel
-    answered or how late a redelivered message was sent, so a faulted run and its
-    fault-free reference see the same member behaviour and their ledgers can be
-    compared; a reminder a broken channel lost shows in the reminder counters
-    (``failed``, ``converted``), not as a different ledger.
+    A member "reminded" is one the job selected and claimed to remind (any marker
+    but ``skipped``): what members do never depends on how the channel answered,
+    whether a crash left the send unknown, or how late a redelivered message was
+    sent, so a faulted run and its fault-free reference see the same member
+    behaviour and their ledgers can be compared; a reminder a fault lost shows in
+    the reminder counters (``failed``, ``uncertain``, ``converted``), not as a
+    different ledger.
     """
 
     WATCH = timedelta(hours=2)
@@ -787,7 +788,7 @@ class _ReminderAnswers:
             )
 
     def poll(self, now: datetime) -> list[tuple[datetime, Community, SimMember]]:
-        from autopilot.reminders.store import FAILED, SENT
+        from autopilot.reminders.store import SKIPPED
 
         answers: list[tuple[datetime, Community, SimMember]] = []
         for key, (community, by_key, scheduled) in sorted(self._pending.items()):
@@ -796,7 +797,7 @@ class _ReminderAnswers:
                 continue
             self._store = self._store or _reminder_store(self.runtime)
             for marker in sorted(self._store.markers(list(by_key)), key=lambda m: m.key):
-                if marker.status not in (SENT, FAILED) or marker.key in self._answered:
+                if marker.status == SKIPPED or marker.key in self._answered:
                     continue
                 self._answered.add(marker.key)
                 rng = random.Random(f"{self.seed}/reminders/{marker.key}")
