@@ -194,7 +194,8 @@ def test_a_lost_answer_is_uncertain_and_never_resent_by_a_rerun(stack):
     report = rerun.tick()
     assert [(o.key, o.status) for o in report.occurrences] == [(KEY, "uncertain")]
     assert sends == [f"sunrise:morning-post:{post.occurrence_id}"] and rerun_sends == []
-    assert "group: may or may not have been posted" in report.occurrences[0].reason
+    reason = report.occurrences[0].reason
+    assert "group: no answer (timed out)" in reason and "may or may not have been posted" in reason
     (text,) = alerts(stack)
     assert "the post to group may or may not have reached the group" in text
     assert "announce" not in text.split("Details:")[0]  # only the uncertain channel

@@ -76,7 +76,7 @@ def test_the_alert_of_an_uncertain_occurrence_says_what_to_do():
         "2026-11-26T23:30:00Z",
         "2026-11-26T23:30:00Z",
         "uncertain",
-        "group: may or may not have been posted: attempt 1 crashed mid-send",
+        "group: attempt 1 crashed mid-send (uncertain: may or may not have been posted)",
         {"deliveries": {"group": UNCERTAIN, "announce": PUBLISHED}},
     )
     text = occurrence_alert(_community(), occ)

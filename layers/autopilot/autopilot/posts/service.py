@@ -397,7 +397,10 @@ def _result(record: PostRecord, deliveries: Mapping[str, Mapping[str, Any]]) -> 
         },
     }
     errors = [f"{c}: {e}" for c, e in sorted(failed.items())]
-    errors += [f"{c}: may or may not have been posted: {e}" for c, e in sorted(uncertain.items())]
+    errors += [
+        f"{c}: {e} (uncertain: may or may not have been posted; not re-sent)"
+        for c, e in sorted(uncertain.items())
+    ]
     return ActionResult(
         ok=not failed and not uncertain,
         detail=detail,
