@@ -160,14 +160,15 @@ def test_persistent_5xx_fails_after_bounded_attempts_with_the_platform_error(sta
     assert len(fakes["feishu"].received) == 3 and len(sleeps) == 2
 
 
-def test_slow_answer_and_dropped_connection_are_failed_never_resent(stack, fakes):
+def test_slow_answer_and_dropped_connection_are_uncertain_never_resent(stack, fakes):
     setup(stack, fakes, ["telegram", "dingtalk"])
     fakes["telegram"].queue(Reply(200, {"ok": True, "result": {"message_id": 1}}, delay_s=1.0))
     fakes["dingtalk"].queue(Reply(drop=True))
     stack.clock.set(FIRE_AT)
     app = app_with_fast_retries(stack, Sleeps())
     (occurrence,) = app.tick().occurrences
-    assert occurrence.status == "failed"
+    # Both platforms may have posted it: uncertain (reported to ops), never re-sent.
+    assert occurrence.status == "uncertain"
     assert "telegram-group: no answer (timed out" in occurrence.reason
     assert "dingtalk-group: no answer" in occurrence.reason
     assert len(fakes["telegram"].received) == 1 and len(fakes["dingtalk"].received) == 1
@@ -216,8 +217,12 @@ def test_retries_are_bounded_by_the_invocation_time(stack, fakes):
         stack.clock.set(FIRE_AT)
         app = stack.app()
         # Production timeouts (10 s an attempt), real sleeps: nothing here is frozen.
+        # (HttpClient now sleeps on the installed clock by default; this test's
+        # point is real time running down, so it gets the real ones.)
         app.channel_env.http_client = HttpClient(
-            RetryPolicy(max_attempts=3, timeout_s=10.0, base_delay_s=0.01, min_attempt_s=0.5)
+            RetryPolicy(max_attempts=3, timeout_s=10.0, base_delay_s=0.01, min_attempt_s=0.5),
+            sleep=time.sleep,
+            monotonic=time.monotonic,
         )
         # Under the dispatcher's 10 s safety margin: not even started.
         report = app.tick(remaining_ms=CountdownContext(9_500).get_remaining_time_in_millis)
@@ -226,14 +231,16 @@ def test_retries_are_bounded_by_the_invocation_time(stack, fakes):
         report = app.tick(remaining_ms=context.get_remaining_time_in_millis)
         left_ms = context.get_remaining_time_in_millis()
         (occurrence,) = report.occurrences
-        assert occurrence.status == "failed"
+        # Discord's answer was cut off by the deadline: it may have posted (uncertain).
+        assert occurrence.status == "uncertain"
         assert "slack-group: gave up after 3 attempts: HTTP 503" in occurrence.reason
         assert "discord-group: no answer (deadline reached" in occurrence.reason
         assert "outcome unknown" in occurrence.reason
         assert left_ms > 3_000, f"the post ran into the time it keeps back: {left_ms} ms left"
         assert len(slack.received) == 3 and trickling.requests == 1
         (post,) = app.post_store.posts("sunrise")
-        assert post.deliveries["discord-group"]["status"] == "failed"
+        assert post.deliveries["discord-group"]["status"] == "uncertain"
+        assert post.deliveries["slack-group"]["status"] == "failed"
     finally:
         trickling.close()
 

@@ -5,7 +5,7 @@ unknown (the platform's answer was lost, or the function crashed after the
 platform accepted the post) is recorded ``uncertain``, never sent again by a
 rerun, the occurrence ends ``uncertain`` and ops are told once. A transient AWS
 error inside an action releases the claim: the next tick runs it again, up to
-``MAX_ATTEMPTS`` runs, then it fails (and ops are told once).
+``MAX_TRANSIENT_RETRIES`` retries, then it fails (and ops are told once).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from autopilot.aws import client
 from autopilot.channels.base import Delivery
 from autopilot.scheduler.service import DEFAULT_LEASE
-from autopilot.scheduler.store import MAX_ATTEMPTS
+from autopilot.scheduler.store import MAX_ATTEMPTS, MAX_TRANSIENT_RETRIES
 from autopilot.timeutil import iso_utc
 from botocore.exceptions import ClientError, ReadTimeoutError
 from pynamodb.exceptions import UpdateError
@@ -237,7 +237,8 @@ def test_a_throttled_write_is_retried_by_the_next_tick_and_fired_once(stack):
     report = app.tick()
     assert report.idle  # released, not failed: nothing decided yet
     (record,) = stack.history(app)
-    assert record.status == "claimed" and record.attempt == 1
+    assert record.status == "claimed" and record.attempt == 0  # given back to the crash budget
+    assert record.transient_retries == 1
     assert "ProvisionedThroughputExceededException" in record.reason
     assert stack.lines() == []
 
@@ -245,7 +246,7 @@ def test_a_throttled_write_is_retried_by_the_next_tick_and_fired_once(stack):
     report = app.tick()
     assert [(o.key, o.status) for o in report.occurrences] == [(KEY, "fired")]
     (record,) = stack.history(app)
-    assert record.status == "fired" and record.attempt == 2
+    assert record.status == "fired" and record.attempt == 1 and record.transient_retries == 1
     assert len(stack.lines()) == 1 and alerts(stack) == []
     stack.clock.advance(timedelta(minutes=1))
     assert app.tick().idle and stack.app().tick().idle
@@ -318,10 +319,10 @@ def test_a_lost_answer_on_the_intent_write_is_absorbed_without_a_duplicate(stack
     assert post.deliveries["group"]["status"] == "published"
 
 
-# -- (d) an always-transient error: failed after MAX_ATTEMPTS, alerted once -------------
+# -- (d) an always-transient error: failed after MAX_TRANSIENT_RETRIES, alerted once --------
 
 
-def test_an_always_throttled_action_fails_after_max_attempts_with_one_alert(stack):
+def test_an_always_throttled_action_fails_after_its_transient_retries_with_one_alert(stack):
     push(stack)
     stack.clock.set(MORNING)
     app = stack.app()
@@ -333,16 +334,18 @@ def test_an_always_throttled_action_fails_after_max_attempts_with_one_alert(stac
 
     app.dispatcher._actions["post"] = always_throttled
     reports = [app.tick()]
-    for _ in range(MAX_ATTEMPTS + 2):
+    for _ in range(MAX_TRANSIENT_RETRIES + 3):
         stack.clock.advance(timedelta(minutes=1))
         reports.append(app.tick())
-    assert runs == list(range(1, MAX_ATTEMPTS + 1))
+    # Each run is the first attempt of the crash budget: transient runs give it back.
+    assert runs == [1] * (MAX_TRANSIENT_RETRIES + 1)
     decided = [(o.key, o.status) for r in reports for o in r.occurrences]
     assert decided == [(KEY, "failed")]
     (record,) = stack.history(app)
-    assert record.status == "failed" and record.attempt == MAX_ATTEMPTS
+    assert record.status == "failed" and record.attempt == 1
+    assert record.transient_retries == MAX_TRANSIENT_RETRIES
     assert "ProvisionedThroughputExceededException" in record.reason
-    assert f"transient error in each of {MAX_ATTEMPTS} attempts" in record.reason
+    assert f"transient error in each of {MAX_TRANSIENT_RETRIES + 1} runs" in record.reason
     (text,) = alerts(stack)
     assert "morning-post" in text and "failed" in text
     assert stack.lines() == []

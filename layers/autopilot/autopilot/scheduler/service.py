@@ -18,7 +18,8 @@ One tick, for every job of every community:
 
 An action that raises a transient AWS error (throttling, a 5xx, a timeout:
 :func:`autopilot.aws.is_transient`) does not fail its occurrence: the claim is
-released and the next tick runs it again, up to ``MAX_ATTEMPTS`` runs in all.
+released and the next tick runs it again (a minute later), up to
+``MAX_TRANSIENT_RETRIES`` times; crashes keep their own budget of ``MAX_ATTEMPTS``.
 
 A disabled job has no occurrences: its watermark moves on without recording any,
 so re-enabling it never replays the days it was off.
@@ -59,6 +60,7 @@ from autopilot.scheduler.rules import (
 )
 from autopilot.scheduler.store import (
     MAX_ATTEMPTS,
+    MAX_TRANSIENT_RETRIES,
     Epoch,
     JobState,
     Pending,
@@ -804,11 +806,12 @@ class Dispatcher:
             result = action(context)
         except Exception as exc:  # the action's failure is the occurrence's outcome
             error = _describe(exc)
-            if is_transient(exc) and claim.attempt < MAX_ATTEMPTS:
-                return self._release(occ, token, claim.attempt, error)
+            if is_transient(exc) and claim.transient_retries < MAX_TRANSIENT_RETRIES:
+                return self._release(occ, token, claim.transient_retries + 1, error)
             logger.exception("occurrence %s/%s@%s failed", occ.community_id, occ.job_id, occ.id)
             if is_transient(exc):
-                error = f"{error} (a transient error in each of {claim.attempt} attempts)"
+                runs = claim.transient_retries + 1
+                error = f"{error} (a transient error in each of {runs} runs)"
             result = ActionResult(ok=False, error=error)
         status = outcome_status(result, status)
         finished = self._store.finish(
@@ -832,21 +835,21 @@ class Dispatcher:
             report.occurrences.append(self._report(occ, status, result.error or "", result.detail))
         return "done"
 
-    def _release(self, occ: Occurrence, token: str, attempt: int, error: str) -> str:
+    def _release(self, occ: Occurrence, token: str, retry: int, error: str) -> str:
         """Give the claim back after a transient AWS error: the next tick retries it.
 
         If the release itself fails (DynamoDB still failing), the claim's lease
         expires on its own and a later tick takes it over, as after a crash.
         """
         logger.warning(
-            "occurrence %s/%s@%s: transient error in attempt %d, retried by a later tick: %s",
+            "occurrence %s/%s@%s: transient error (retry %d), retried by a later tick: %s",
             occ.community_id,
             occ.job_id,
             occ.id,
-            attempt,
+            retry,
             error,
         )
-        reason = f"attempt {attempt} met a transient error: {error}"
+        reason = f"run {retry} met a transient error: {error}"
         try:
             self._store.release(occ, worker=token, now=self._now(), reason=reason)
         except Exception:

@@ -56,8 +56,12 @@ from autopilot.timeutil import iso_utc
 
 # Final statuses: an occurrence in one of these is never run again.
 FINAL_STATUSES = frozenset({"fired", "deferred", "failed", "uncertain", "missed", "skipped"})
-# A crashed (or released) occurrence is run at most this many times in all.
+# A crashed occurrence is run at most this many times in all.
 MAX_ATTEMPTS = 3
+# An occurrence whose runs meet transient AWS errors (throttling, 5xx, timeouts) is
+# given back for the next tick this many times at most (a minute apart), then failed;
+# those runs do not use up MAX_ATTEMPTS.
+MAX_TRANSIENT_RETRIES = 10
 # Occurrence records are kept this long (the watermark, not the record, stops reruns).
 RECORD_RETENTION = timedelta(days=90)
 
@@ -177,6 +181,8 @@ class OccurrenceItem(Model):
     dst = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     attempt = NumberAttribute(null=True)
+    # Runs given back after a transient AWS error (they do not count as attempts).
+    transient_retries = NumberAttribute(null=True)
     lease_expires_ms = NumberAttribute(null=True)
     claimed_by = UnicodeAttribute(null=True)
     ran_at_utc = UnicodeAttribute(null=True)
@@ -204,6 +210,7 @@ class ClaimResult:
     status: str = ""
     token: str = ""
     reason: str = ""
+    transient_retries: int = 0
 
 
 def _epoch(item: WatermarkItem) -> Epoch:
@@ -372,14 +379,24 @@ class SchedulerStore:
                 if exc.cause_response_code != "ConditionalCheckFailedException":
                     raise
                 return self._losing_claim(pk, sk, now_ms, now)
-            return ClaimResult("won", attempt=int(item.attempt or 1), token=worker)
+            return ClaimResult(
+                "won",
+                attempt=int(item.attempt or 1),
+                token=worker,
+                transient_retries=int(item.transient_retries or 0),
+            )
         lost = self._claim_fenced(pk, sk, actions, condition, epoch, _ms(occ.due_utc))
         if lost == "stale":
             return ClaimResult("stale")
         if lost == "claim":
             return self._losing_claim(pk, sk, now_ms, now)
         current = OccurrenceItem.get(pk, sk, consistent_read=True)
-        return ClaimResult("won", attempt=int(current.attempt or 1), token=worker)
+        return ClaimResult(
+            "won",
+            attempt=int(current.attempt or 1),
+            token=worker,
+            transient_retries=int(current.transient_retries or 0),
+        )
 
     def _claim_fenced(
         self,
@@ -492,10 +509,14 @@ class SchedulerStore:
     def release(self, occ: Occurrence, *, worker: str, now: datetime, reason: str) -> bool:
         """Give a claim back for a retry: its action met a transient AWS error.
 
-        The occurrence stays ``claimed`` with its attempt counted, its lease
-        expiring ``now`` and no holder, so the next tick re-claims it (at most
-        :data:`MAX_ATTEMPTS` runs in all, as for a crash) and this worker can no
-        longer pass :meth:`holds`. ``reason`` (the error) is kept for the record.
+        The occurrence stays ``claimed`` with its lease expiring ``now`` and no
+        holder, so the next tick re-claims it and this worker can no longer pass
+        :meth:`holds`. The run is given back to the crash budget
+        (:data:`MAX_ATTEMPTS`) and counted in ``transient_retries`` instead: a
+        heavy job (a lottery close reading every entry) under a throttling table
+        is retried until the throttling passes (the dispatcher bounds it with
+        :data:`MAX_TRANSIENT_RETRIES`), not failed after three unlucky runs.
+        ``reason`` (the error) is kept for the record.
         Only the claim's holder can release it: False (nothing written) if its
         claim was taken over.
         """
@@ -506,6 +527,8 @@ class SchedulerStore:
                     OccurrenceItem.lease_expires_ms.set(_ms(now)),
                     OccurrenceItem.claimed_by.remove(),
                     OccurrenceItem.reason.set(reason[:1000]),
+                    OccurrenceItem.attempt.add(-1),
+                    OccurrenceItem.transient_retries.add(1),
                 ],
                 condition=(OccurrenceItem.status == "claimed")
                 & (OccurrenceItem.claimed_by == worker),
