@@ -18,7 +18,7 @@ import pytest
 from autopilot.aws import client
 from autopilot.channels.base import Delivery
 from autopilot.scheduler.service import DEFAULT_LEASE
-from autopilot.scheduler.store import MAX_ATTEMPTS, MAX_TRANSIENT_RETRIES
+from autopilot.scheduler.store import MAX_TRANSIENT_RETRIES
 from autopilot.timeutil import iso_utc
 from botocore.exceptions import ClientError, ReadTimeoutError
 from pynamodb.exceptions import UpdateError

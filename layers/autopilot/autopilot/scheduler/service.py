@@ -59,7 +59,6 @@ from autopilot.scheduler.rules import (
     resolve_local,
 )
 from autopilot.scheduler.store import (
-    MAX_ATTEMPTS,
     MAX_TRANSIENT_RETRIES,
     Epoch,
     JobState,
