@@ -60,7 +60,8 @@ class FakePlatform:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host_text}:{port}"
 
     def __enter__(self) -> FakePlatform:
         self._thread.start()

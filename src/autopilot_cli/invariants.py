@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -365,12 +365,15 @@ def _duplicates(
     which: Callable[[dict[str, Any]], bool],
 ) -> None:
     """Messages that reached a sink more often than once (by key), or (sinks that
-    carry no key: chat platforms) more often than the same text did fault-free."""
+    carry no key: chat platforms) more often on a day than the same text did
+    fault-free."""
 
     def identity(m: dict[str, Any]) -> tuple[Any, ...]:
         if m.get("key"):
             return ("key", m["sink"], m["key"], m.get("to"))
-        return ("text", m["sink"], m.get("text"), tuple(m.get("mentions") or ()))
+        # The same text on another day is another message (a daily alert, a digest).
+        day = str(m.get("at_utc") or "")[:10]
+        return ("text", m["sink"], m.get("text"), tuple(m.get("mentions") or ()), day)
 
     seen = Counter(identity(m) for m in faulted["sinks"] if which(m))
     allowed = Counter(identity(m) for m in baseline["sinks"] if which(m))
@@ -451,9 +454,9 @@ def _check_lotteries(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any
         for e in faulted["ledger"]
         if e["reason"] == "lottery_prize"
     )
-    for key, n in prizes.items():
+    for prize, n in prizes.items():
         if n > 1:
-            row.fail(f"{key[1]} paid {n} times for {key[2]}")
+            row.fail(f"{prize[1]} paid {n} times for {prize[2]}")
     for draw in faulted["lotteries"]:
         key = (draw["community"], draw["draw_id"])
         reference = before.get(key)

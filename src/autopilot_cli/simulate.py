@@ -274,8 +274,6 @@ def _run(
             entered: set[tuple[str, str, str]] = set()
             # Its own stream, so lottery choices never shift the members' other choices.
             lottery_rng = random.Random(f"{seed}/lottery")
-            answers = _ReminderAnswers(runtime, config, seed, end)
-            triggers.on_report = answers.register
 
             def plan_answers() -> None:
                 # Reminded members answer: check-ins later this evening.
@@ -294,7 +292,7 @@ def _run(
                 c.id: population(members, seed, c.id, max(1, (end - start).days))
                 for c in config.communities
             }
-            answers.set_people(people)
+            answers = _ReminderAnswers(runtime, config, seed, start, end, people)
             now = start
             pending_tick: datetime | None = None
             index = 0
@@ -733,11 +731,13 @@ def _reminder_store(runtime: LocalRuntime) -> Any:
 class _ReminderAnswers:
     """The check-ins members make in answer to the reminders they were sent.
 
-    Every fired reminder occurrence a tick reports (:meth:`register`) is watched
-    for two hours: :meth:`poll` reads its markers for the community's simulated
-    members (BatchGetItem: a harness read, not the product's) and rolls each
-    reminded member's answer (``reminder_response``) from a stream of its own (the
-    seed and the reminder's key), counted from the reminder job's scheduled time.
+    Every occurrence of every reminder job in the period is watched from its due
+    time for two hours (taken from the config, not from tick reports: a tick
+    whose answer was lost still ran its reminders): :meth:`poll` reads its
+    markers for the community's simulated members (BatchGetItem: a harness read,
+    not the product's) and rolls each reminded member's answer
+    (``reminder_response``) from a stream of its own (the seed and the reminder's
+    key), counted from the reminder job's scheduled time.
 
     A member "reminded" is one the job selected and claimed to remind (any marker
     but ``skipped``): what members do never depends on how the channel answered,
@@ -750,50 +750,51 @@ class _ReminderAnswers:
 
     WATCH = timedelta(hours=2)
 
-    def __init__(self, runtime: LocalRuntime, config: Config, seed: int, end: datetime):
-        self.runtime = runtime
-        self.config = config
-        self.seed = seed
-        self.end = end
-        self.people: dict[str, dict[str, SimMember]] = {}
-        self._pending: dict[tuple[str, str, str], tuple[Community, dict[str, Any], datetime]] = {}
-        self._answered: set[str] = set()
-        self._store: Any = None
-
-    def set_people(self, people: dict[str, list[SimMember]]) -> None:
-        self.people = {cid: {m.id: m for m in members} for cid, members in people.items()}
-
-    def register(self, tick_report: Any) -> None:
+    def __init__(
+        self,
+        runtime: LocalRuntime,
+        config: Config,
+        seed: int,
+        start: datetime,
+        end: datetime,
+        people: dict[str, list[SimMember]],
+    ):
         from autopilot.reminders.rules import member_today, reminder_key
 
-        for occ in (tick_report or {}).get("occurrences", []):
-            if occ.get("status") != "fired":
-                continue
-            community = next((c for c in self.config.communities if c.id == occ["community"]), None)
-            job = (
-                next((j for j in community.jobs if j.id == occ["job"]), None) if community else None
-            )
-            if community is None or job is None or job.action != "reminder":
-                continue
-            scheduled = parse_iso(occ["scheduled_utc"])
-            day = member_today(scheduled, None, zone(community.timezone), community.day_boundary)
-            by_key = {
-                reminder_key(community.id, job.id, m.id, day): m
-                for m in self.people.get(community.id, {}).values()
-            }
-            self._pending[(community.id, job.id, occ["scheduled_utc"])] = (
-                community,
-                by_key,
-                scheduled,
-            )
+        self.runtime = runtime
+        self.seed = seed
+        self.end = end
+        # (due, scheduled, community, member by marker key), in due order.
+        self._watch: list[tuple[datetime, datetime, Community, dict[str, SimMember]]] = []
+        for community in config.communities:
+            tz = zone(community.timezone)
+            for job in community.jobs:
+                if not job.enabled or job.action != "reminder":
+                    continue
+                after = start - timedelta(microseconds=1)
+                while True:
+                    occ = next_due(community.id, job, tz, community.quiet_hours, after)
+                    if occ is None or occ.due_utc >= end:
+                        break
+                    after = occ.due_utc
+                    day = member_today(occ.scheduled_utc, None, tz, community.day_boundary)
+                    by_key = {
+                        reminder_key(community.id, job.id, m.id, day): m
+                        for m in people.get(community.id, [])
+                    }
+                    self._watch.append((occ.due_utc, occ.scheduled_utc, community, by_key))
+        self._watch.sort(key=lambda w: (w[0], w[2].id))
+        self._answered: set[str] = set()
+        self._store: Any = None
 
     def poll(self, now: datetime) -> list[tuple[datetime, Community, SimMember]]:
         from autopilot.reminders.store import SKIPPED
 
         answers: list[tuple[datetime, Community, SimMember]] = []
-        for key, (community, by_key, scheduled) in sorted(self._pending.items()):
-            if now > scheduled + self.WATCH:
-                del self._pending[key]
+        for due, scheduled, community, by_key in self._watch:
+            if due > now:
+                break
+            if now > due + self.WATCH:
                 continue
             self._store = self._store or _reminder_store(self.runtime)
             for marker in sorted(self._store.markers(list(by_key)), key=lambda m: m.key):

@@ -31,6 +31,7 @@ meanwhile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import json
@@ -176,7 +177,7 @@ class Triggers:
             if tick_at in self._recovery_minutes:
                 continue
             self._recovery_minutes.add(tick_at)
-            self.schedule(tick_at, "tick", lambda t=tick_at: self._recovery_tick(t))
+            self.schedule(tick_at, "tick", functools.partial(self._recovery_tick, tick_at))
 
     def _recovery_tick(self, at: datetime) -> None:
         self.recovery["recovery_ticks"] += 1

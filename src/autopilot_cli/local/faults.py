@@ -65,7 +65,7 @@ from typing import Any
 import botocore.handlers
 from autopilot.clock import Clock, ManualClock, set_clock
 from autopilot.timeutil import iso_utc
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.endpoint import convert_to_response_dict
 from botocore.exceptions import ReadTimeoutError
 from botocore.parsers import create_parser
@@ -474,7 +474,9 @@ def _error_response(
         body = json.dumps({"message": message}).encode()
         headers["x-amzn-ErrorType"] = code
         headers["Content-Type"] = "application/json"
-    http = AWSResponse(str(params.get("url", "")), status, headers, MockRawResponse(body))
+    http = AWSResponse(
+        str(params.get("url", "")), status, HTTPHeaders.from_dict(headers), MockRawResponse(body)
+    )
     response_dict = convert_to_response_dict(http, model)
     parsed = create_parser(protocol).parse(response_dict, model.output_shape)
     parsed.setdefault("Error", {}).setdefault("Code", code)
