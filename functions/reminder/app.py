@@ -3,8 +3,11 @@
 Triggered by the reminder queue (SQS, ReportBatchItemFailures). Each message is
 one batch of members of one job occurrence; Powertools' batch processor runs
 them one by one and reports the messages that raised, so only those come back.
-Safe to receive a message any number of times: each member's marker is written
-conditionally before the send (autopilot.reminders.service).
+Safe to receive a message any number of times, also twice at once: each member's
+marker is claimed before anything is sent and each message's send intent is
+written conditionally just before it goes out, so a redelivery after a crash sends
+only what was never started and records the rest ``uncertain``
+(autopilot.reminders.service).
 """
 
 from __future__ import annotations

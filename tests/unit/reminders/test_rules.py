@@ -13,6 +13,7 @@ from autopilot.reminders.rules import (
     OUTCOME_COUNTERS,
     SELECTED,
     SENT,
+    UNCERTAIN,
     InactiveSpec,
     LotteryAudience,
     LotteryCycle,
@@ -487,7 +488,8 @@ def test_converted_within_the_window_after_the_reminder():
 
 def test_outcome_counter_names():
     assert OUTCOME_COUNTERS[:2] == (SELECTED, SENT) == ("selected", "sent")
-    assert OUTCOME_COUNTERS[-2:] == (FAILED, CONVERTED) == ("failed", "converted")
+    assert OUTCOME_COUNTERS[-3:] == (FAILED, UNCERTAIN, CONVERTED)
+    assert (FAILED, UNCERTAIN, CONVERTED) == ("failed", "uncertain", "converted")
     for name in ("skipped_already_checked_in", "skipped_opted_out", "skipped_quiet_hours"):
         assert name in OUTCOME_COUNTERS
     assert skipped_counter("opted_out") == "skipped_opted_out"

@@ -662,6 +662,9 @@ def converted(reminded_at: datetime, checkin_at: datetime, window: timedelta) ->
 SELECTED = "selected"
 SENT = "sent"
 FAILED = "failed"
+#: Sends whose outcome is unknown (no answer from the platform, or a crash after
+#: the send intent): they may have reached the member and are never re-sent.
+UNCERTAIN = "uncertain"
 CONVERTED = "converted"
 SKIPPED_PREFIX = "skipped_"
 
@@ -676,6 +679,7 @@ OUTCOME_COUNTERS: tuple[str, ...] = (
     SENT,
     *(skipped_counter(r) for r in SkipReason),
     FAILED,
+    UNCERTAIN,
     CONVERTED,
 )
 """Every per-job, per-day outcome counter, in report order."""

@@ -14,18 +14,41 @@ current accounts are read (one ``BatchGetItem`` per 100) and each is rechecked
 (:func:`~autopilot.reminders.rules.still_due`): checked in since the selection,
 opted out, left, quiet hours... Then one transaction per 99 members writes each
 member's marker before anything is sent, ``claimed`` for those to remind and
-``skipped`` (with the reason, counted in the same transaction) for the others; a
-marker already there means an earlier delivery of this message (or a duplicated
-tick) handled the member, and nothing more happens for them. The claimed members
-are planned (:func:`~autopilot.reminders.mentions.plan_delivery`: a DM where the
-channel supports it and the member has an address, otherwise group messages with
-@mentions) and sent through the channel (its shared rate limit applies), and one
-more transaction per 99 records ``sent``/``failed`` with the counts. A send that
-fails is recorded ``failed`` and never retried; a worker that dies between the
-claim and the record leaves ``claimed`` markers: those members are not reminded
-again (at most once). Members deferred by quiet hours go back on the queue with
-``not_before``; a message running out of time releases its unsent claims and
-enqueues them again.
+``skipped`` (with the reason, counted in the same transaction) for the others.
+The claimed members are planned (:func:`~autopilot.reminders.mentions.plan_delivery`:
+a DM where the channel supports it and the member has an address, otherwise group
+messages with @mentions). Just before each planned message goes to the channel
+(its shared rate limit applies) its **send intent** is written: its members'
+markers go ``claimed`` → ``sending``, conditionally (one UpdateItem for a DM, one
+TransactWriteItems for a group message); a delivery that finds any of them no
+longer ``claimed`` does not send that message and plans the rest again without
+them. One more transaction per 99 records ``sent``/``failed``/``uncertain`` with
+the counts: ``uncertain`` when the channel had no answer (``Delivery.unknown``: it
+may have gone out).
+
+A marker found already there (a redelivered message after a crash, a duplicate
+delivery running at the same time in another container, a retried selection)
+comes back with the claim's cancellation (``ReturnValuesOnConditionCheckFailure``:
+no read, no extra request) and tells what the earlier attempt did:
+
+* ``claimed`` — its send never started (the worker died after the claim, or has
+  not reached that message yet): the member is sent now (or recorded ``skipped``
+  if no longer due); of two deliveries, the intent's condition lets one send;
+* ``sending`` — a send started and its outcome was never recorded: recorded
+  ``uncertain`` (counted next to ``sent`` and ``failed``), never re-sent. An
+  intent younger than :data:`IN_FLIGHT` is a duplicate delivery sending right now
+  (a redelivery after a crash comes only after the 720 s visibility timeout): it
+  is left to that delivery, and this one, once done with everything else, fails
+  (:class:`SendsInFlight`) so that the message comes back later;
+* ``sent``/``failed``/``uncertain``/``skipped`` — settled: nothing happens.
+
+So a member is reminded at most once per (job, day), a claim whose send never
+started is never lost, and what nobody knows is counted as ``uncertain``. A send
+that fails is recorded ``failed`` and never retried. A store error mid-run fails
+the message after recording the answers already known (its unsent members stay
+``claimed`` for the redelivery). Members deferred by quiet hours go back on the
+queue with ``not_before``; a message running out of time releases its claims
+whose sends never started and enqueues them again.
 
 **Conversion** (:meth:`ReminderService.on_checkin`): a check-in reads the member's
 markers of the day for the community's reminder jobs (one ``BatchGetItem``) and
@@ -53,10 +76,14 @@ from autopilot.posts.rules import render
 from autopilot.reminders import rules
 from autopilot.reminders.mentions import MentionPlanError, Recipient, plan_delivery
 from autopilot.reminders.store import (
+    CLAIMED,
     FAILED,
+    SENDING,
     SENT,
     SKIPPED,
+    UNCERTAIN,
     Claim,
+    Marker,
     Outcome,
     ReminderStore,
 )
@@ -75,11 +102,23 @@ MESSAGES_PER_BATCH = 10
 MAX_DELAY_S = 900
 #: Stop sending this long before the function's timeout, release and re-enqueue.
 RESERVE_MS = 15_000
+#: A send intent younger than this may belong to a delivery still running (a
+#: duplicate of the message in another container): the function's timeout is 120 s,
+#: and SQS redelivers a message only after its 720 s visibility timeout, so a
+#: redelivery after a crash always finds its intents older than this.
+IN_FLIGHT = timedelta(seconds=300)
 MESSAGE_VERSION = 1
 
 
 class BadReminderMessage(ValueError):
     """A queue message that is not a reminder batch (it goes to the dead-letter queue)."""
+
+
+class SendsInFlight(RuntimeError):
+    """Another delivery of this message is sending some of its members right now:
+    everything else is done; the message fails so that SQS brings it back after
+    its visibility timeout, when those sends are recorded (or, if that delivery
+    died, found old and recorded ``uncertain``)."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +249,10 @@ class BatchReport:
     sent: int = 0
     failed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    already: int = 0  # found a marker: handled by an earlier delivery
+    uncertain: int = 0  # sent with no answer, or found mid-send after a crash
+    already: int = 0  # found settled (or taken) by another delivery
+    recovered: int = 0  # claimed by an earlier attempt that never sent them: sent now
+    in_flight: int = 0  # being sent by another delivery right now (the message fails)
     deferred: int = 0
     requeued: int = 0
     waiting: bool = False  # not_before still ahead: re-delayed untouched
@@ -410,30 +452,120 @@ class ReminderService:
             channel_id=channel_spec.id,
             occurrence_id=batch.occurrence,
         )
-        report.already = len(claimed.existing)
         to_send: list[Claim] = []
         for claim in claimed.written:
             if claim.status == SKIPPED:
                 report.skipped[claim.reason or ""] = report.skipped.get(claim.reason or "", 0) + 1
             else:
                 to_send.append(claim)
+        settle: list[Outcome] = []
+        if claimed.existing:
+            recovered, settle = self._recover(claimed.existing, claimed.found, report)
+            to_send += recovered
+        outcomes = list(settle)
         if to_send:
-            self._send(
-                batch, community, job, spec, channel, to_send, due, now, remaining_ms, report
-            )
+            try:
+                self._send(
+                    batch,
+                    community,
+                    job,
+                    spec,
+                    channel,
+                    to_send,
+                    due,
+                    now,
+                    remaining_ms,
+                    report,
+                    outcomes,
+                )
+            except Exception:
+                # A store error mid-run (the message fails and comes back): keep the
+                # answers already known, so the redelivery finds them settled rather
+                # than ``sending`` (uncertain); its unsent members stay ``claimed``.
+                if outcomes:
+                    self.store.record(community.id, job.id, batch.run_day, outcomes, self._now())
+                raise
+        if outcomes:
+            written = self.store.record(community.id, job.id, batch.run_day, outcomes, self._now())
+            for o in written:
+                if o.status == SENT:
+                    report.sent += 1
+                elif o.status == UNCERTAIN:
+                    report.uncertain += 1
+                elif o.status == SKIPPED:
+                    report.skipped[o.reason or ""] = report.skipped.get(o.reason or "", 0) + 1
+                else:
+                    report.failed += 1
         logger.info(
-            "reminders %s/%s %s: sent %d failed %d skipped %s already %d deferred %d requeued %d",
+            "reminders %s/%s %s: sent %d failed %d uncertain %d skipped %s already %d "
+            "recovered %d deferred %d requeued %d",
             community.id,
             job.id,
             batch.run_day,
             report.sent,
             report.failed,
+            report.uncertain,
             report.skipped,
             report.already,
+            report.recovered,
             report.deferred,
             report.requeued,
         )
+        if report.in_flight:
+            raise SendsInFlight(
+                f"{report.in_flight} member(s) of this message are being sent by another "
+                "delivery right now; the message comes back after its visibility timeout"
+            )
         return report
+
+    def _recover(
+        self, existing: Sequence[Claim], found: Mapping[str, Marker], report: BatchReport
+    ) -> tuple[list[Claim], list[Outcome]]:
+        """What to do for members whose marker an earlier delivery wrote.
+
+        ``existing`` carries this delivery's own verdict for each member (claimed:
+        due now, or skipped with the reason); ``found`` each marker, as the
+        claim's cancellation returned it (markers it did not return are read: one
+        BatchGetItem per 100). ``claimed`` means the earlier attempt never started
+        the member's send (it crashed, or it is still running and has not reached
+        that message) — the member is sent now, or skipped if no longer due;
+        ``sending`` means a send started and its outcome was never recorded —
+        ``uncertain``, never re-sent, unless its intent is younger than
+        :data:`IN_FLIGHT` (a duplicate delivery is sending it right now: left to it,
+        ``report.in_flight``). Any other status is a settled reminder: nothing
+        happens. Every change is conditional on the status read, so a racing
+        delivery settles each member once.
+        """
+        markers = dict(found)
+        unread = [c.key for c in existing if c.key not in markers]
+        if unread:
+            markers.update((m.key, m) for m in self.store.markers(unread))
+        now = self._now()
+        status = {key: m.status for key, m in markers.items()}
+        to_send: list[Claim] = []
+        settle: list[Outcome] = []
+        for claim in existing:
+            found_status = status.get(claim.key)
+            intent_at = markers[claim.key].intent_at if claim.key in markers else None
+            if found_status == CLAIMED and claim.status == CLAIMED:
+                to_send.append(claim)
+                report.recovered += 1
+            elif found_status == CLAIMED:
+                settle.append(Outcome(claim.key, SKIPPED, expect=CLAIMED, reason=claim.reason))
+            elif found_status == SENDING and intent_at is not None and now - intent_at < IN_FLIGHT:
+                report.in_flight += 1
+            elif found_status == SENDING:
+                settle.append(
+                    Outcome(
+                        claim.key,
+                        UNCERTAIN,
+                        error="a send started and its outcome was never recorded "
+                        "(the worker stopped): it may have reached the member",
+                    )
+                )
+            else:  # settled, or released by an attempt out of time (enqueued again)
+                report.already += 1
+        return to_send, settle
 
     def _cycle_drawing_today(
         self, community: Community, spec: rules.LotterySpec, at: datetime
@@ -472,22 +604,32 @@ class ReminderService:
         now: datetime,
         remaining_ms: Callable[[], int] | None,
         report: BatchReport,
+        outcomes: list[Outcome],
     ) -> None:
+        """Plan and send the claimed members, appending their outcomes to
+        ``outcomes`` as they come (recorded by the caller in one transaction per 99).
+
+        Before each planned message goes to the channel its members' send intent is
+        written (:meth:`ReminderStore.intend`, conditional on ``claimed``). If another
+        delivery took any of them first, this message is not sent: the members
+        still ours (its others and the rest of the plan) are planned again without
+        them, so nobody is mentioned twice and nobody is dropped.
+        """
         params = job.params
         claim_of = {c.member_id: c for c in to_send}
-        recipients = [
-            self._recipient(
+        lottery_fields = self._lottery_fields(community, spec, batch)
+        recipient_of = {
+            c.member_id: self._recipient(
                 community,
                 params,
                 accounts[c.member_id],
                 c.member_day,
                 channel,
-                self._lottery_fields(community, spec, batch),
+                lottery_fields,
             )
             for c in to_send
-        ]
+        }
         date_text, weekday = date_words(batch.run_day, community.locale)
-        lottery_fields = self._lottery_fields(community, spec, batch)
         group_template = string.Formatter().vformat(
             params["group_template"],
             (),
@@ -501,20 +643,32 @@ class ReminderService:
             ),
         )
         window = timedelta(seconds=int(params.get("conversion_window_s") or 4 * 3600))
-        outcomes: list[Outcome] = []
-        try:
-            planned = plan_delivery(
-                channel.type,
-                recipients,
-                group_template,
-                options=channel.spec.options,
-                max_mentions=params.get("max_mentions"),
-            )
-        except MentionPlanError as exc:
-            outcomes = [Outcome(c.key, FAILED, error=str(exc)) for c in to_send]
-            planned = []
+
+        def plan(claims: Sequence[Claim]) -> list[Any]:
+            """The messages for ``claims`` (deterministic: the same members in the
+            same order give the same messages and keys); a plan the platform cannot
+            take fails its members, whose sends never started."""
+            try:
+                return list(
+                    plan_delivery(
+                        channel.type,
+                        [recipient_of[c.member_id] for c in claims],
+                        group_template,
+                        options=channel.spec.options,
+                        max_mentions=params.get("max_mentions"),
+                    )
+                )
+            except MentionPlanError as exc:
+                outcomes.extend(
+                    Outcome(c.key, FAILED, error=str(exc), expect=CLAIMED) for c in claims
+                )
+                return []
+
+        planned = plan(to_send)
         deadline = Deadline(remaining_ms, reserve_ms=RESERVE_MS)
-        for index, message in enumerate(planned):
+        index = 0
+        while index < len(planned):
+            message = planned[index]
             if remaining_ms is not None and remaining_ms() < 2 * RESERVE_MS:
                 # Out of time before this send: give its members (and the rest) back.
                 rest = [claim_of[m] for p in planned[index:] for m in p.member_ids]
@@ -524,13 +678,27 @@ class ReminderService:
                 report.requeued += len(rest)
                 break
             send_at = self._now()
+            first = message.member_ids[0]
             text_message = Message(
                 text=message.text,
-                key=f"reminder#{batch.community}#{batch.job}#{batch.run_day}#{message.member_ids[0]}",
+                key=f"reminder#{batch.community}#{batch.job}#{batch.run_day}#{first}",
                 community_id=community.id,
                 job_id=job.id,
-                idempotency_key=f"{batch.occurrence}#{message.member_ids[0]}",
+                idempotency_key=f"{batch.occurrence}#{first}",
             )
+            keys = [claim_of[m].key for m in message.member_ids]
+            lost = self.store.intend(keys, send_at, text_message.key)
+            if lost:
+                # Another delivery took (or settled) some of them: not ours to send.
+                report.already += len(lost)
+                rest = [
+                    claim_of[m]
+                    for p in planned[index:]
+                    for m in p.member_ids
+                    if claim_of[m].key not in lost
+                ]
+                planned = planned[:index] + (plan(rest) if rest else [])
+                continue
             try:
                 delivery: Delivery = channel.send_planned(
                     message, text_message, now=send_at, deadline=deadline
@@ -544,14 +712,11 @@ class ReminderService:
                     outcomes.append(
                         Outcome(key, SENT, message.kind, convert_until=send_at + window)
                     )
+                elif delivery.unknown:
+                    outcomes.append(Outcome(key, UNCERTAIN, message.kind, error=delivery.error))
                 else:
                     outcomes.append(Outcome(key, FAILED, message.kind, error=delivery.error))
-        self.store.record(community.id, job.id, batch.run_day, outcomes, self._now())
-        for o in outcomes:
-            if o.status == SENT:
-                report.sent += 1
-            else:
-                report.failed += 1
+            index += 1
 
     @staticmethod
     def _lottery_fields(
@@ -701,6 +866,7 @@ __all__ = [
     "BatchReport",
     "ReminderQueue",
     "ReminderService",
+    "SendsInFlight",
     "counters_of",
     "reminder_jobs",
     "spec_of",

@@ -4,18 +4,26 @@
 
 * ``pk = rem#<community>#<member's day>#<job>#<member>``
   (:func:`autopilot.reminders.rules.reminder_key`) — one member's reminder of one
-  job on one day. Written with ``attribute_not_exists(pk)`` *before* the send
-  (``status = claimed``) or instead of it (``status = skipped``, with the reason),
-  then updated to ``sent`` or ``failed`` after the send. A redelivered batch, a
-  duplicated tick or a crashed worker finds the marker and sends nothing: a member
-  is reminded at most once per (job, day). A send that fails permanently stays
-  ``failed``; a marker left ``claimed`` is a send whose outcome is unknown (the
-  worker crashed between claim and answer) and is never retried. A sent marker
+  job on one day. Written with ``attribute_not_exists(pk)`` *before* anything is
+  sent (``status = claimed``) or instead of a send (``status = skipped``, with the
+  reason). Just before the member's planned message goes to the channel, the
+  send intent turns it ``claimed`` → ``sending`` (conditionally: of two
+  deliveries racing for it, one wins and the other sends nothing), with the
+  planned message's key; after the channel's answer it becomes ``sent``,
+  ``failed`` or ``uncertain`` (the platform may have accepted it: no answer).
+  A redelivered batch, a duplicated tick or a crashed worker therefore finds
+  one of: ``claimed`` — nothing was sent to the member, who is sent now;
+  ``sending`` — a send started and its outcome was never recorded, recorded
+  ``uncertain`` and never re-sent (once the intent is older than a send can
+  take: a younger one belongs to a duplicate delivery still sending); anything
+  else — done, nothing happens. A member is reminded at most once per (job,
+  day), and a claim whose send never started is never lost. A sent marker
   carries ``convert_until``; the member's next check-in before it sets
   ``converted_at`` (once, conditionally).
 * ``pk = cnt#<community>#<community day>#<job>`` — the job's outcome counters for
   the day of its occurrence (``selected``, ``sent``, ``skipped_<reason>``,
-  ``failed``, ``converted``: :data:`autopilot.reminders.rules.OUTCOME_COUNTERS`).
+  ``failed``, ``uncertain``, ``converted``:
+  :data:`autopilot.reminders.rules.OUTCOME_COUNTERS`).
   Every count is written in the same transaction as the markers it counts, so
   counters and markers never disagree, whatever is retried. ``selected`` is added
   once per occurrence (``occurrences`` string set, conditional).
@@ -45,8 +53,12 @@ MAX_TRANSACT = 100
 MARKER_TTL = timedelta(days=35)
 
 CLAIMED = "claimed"
+#: The send intent: the member's planned message is going to the channel now.
+SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
+#: A send whose outcome nobody knows (no answer, or a crash after the intent).
+UNCERTAIN = "uncertain"
 SKIPPED = "skipped"
 
 
@@ -68,26 +80,47 @@ class Claim:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one claimed send: ``sent`` (``convert_until``) or ``failed``."""
+    """What became of one claimed member: ``sent`` (``convert_until``), ``failed``,
+    ``uncertain``, or ``skipped`` (``reason``: a claim whose send never started and
+    that is no longer due).
+
+    ``expect`` is the marker's status the outcome replaces (the condition of its
+    write): ``sending`` for the answer of a send, ``claimed`` for a member whose
+    send never started. A marker found in another status was settled by another
+    delivery, and the outcome is dropped.
+    """
 
     key: str
     status: str
     delivery: str = ""  # direct | group
     error: str | None = None
     convert_until: datetime | None = None
+    expect: str = SENDING
+    reason: str | None = None
+
+    @property
+    def counter(self) -> str:
+        """The day counter this outcome adds 1 to."""
+        return f"skipped_{self.reason}" if self.status == SKIPPED else self.status
 
 
 @dataclass
 class ClaimResult:
-    """Which claims were written now and which found a marker already there."""
+    """Which claims were written now and which found a marker already there.
+
+    ``found``: each existing marker (by key), as the claim's cancellation
+    returned it (``ReturnValuesOnConditionCheckFailure``: no read).
+    """
 
     written: list[Claim] = field(default_factory=list)
     existing: list[Claim] = field(default_factory=list)
+    found: dict[str, Marker] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Marker:
-    """A stored marker as the conversion path reads it."""
+    """A stored marker as the conversion path reads it (and as a claim finds it:
+    ``intent_at``, when its send intent was written)."""
 
     key: str
     job_id: str
@@ -96,6 +129,7 @@ class Marker:
     sent_at: datetime | None
     convert_until: datetime | None
     converted_at: datetime | None
+    intent_at: datetime | None = None
 
 
 def _s(value: str) -> dict[str, str]:
@@ -165,8 +199,9 @@ class ReminderStore:
         """Write each claim's marker if absent, counting the skips with them.
 
         One transaction per 99 claims (plus the counter). A claim whose marker
-        exists is reported in ``existing`` and changes nothing; the transaction is
-        repeated without it.
+        exists is reported in ``existing``, with the marker in ``found``
+        (the cancellation returns the existing item: no read), and changes
+        nothing; the transaction is repeated without it.
         """
         result = ClaimResult()
         for start in range(0, len(claims), MAX_TRANSACT - 1):
@@ -180,6 +215,7 @@ class ReminderStore:
                                 c, community, job_id, run_day, now, channel_id, occurrence_id
                             ),
                             "ConditionExpression": "attribute_not_exists(pk)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     }
                     for c in pending
@@ -191,20 +227,67 @@ class ReminderStore:
                         skips[name] = skips.get(name, 0) + 1
                 if skips:
                     items.append(self._counter_update(community, run_day, job_id, skips))
-                failed = self._transact(items)
+                old: dict[int, dict[str, Any]] = {}
+                failed = self._transact(items, old)
                 if failed is None:
                     result.written.extend(pending)
                     break
                 existing = [pending[i] for i in failed if i < len(pending)]
+                for i in failed:
+                    if i < len(pending) and i in old and "pk" in old[i]:
+                        result.found[pending[i].key] = _marker(old[i])
                 result.existing.extend(existing)
                 gone = {id(c) for c in existing}
                 pending = [c for c in pending if id(c) not in gone]
         return result
 
+    def intend(self, keys: Sequence[str], now: datetime, message_key: str) -> set[str]:
+        """Record the send intent of one planned message: its members' markers go
+        ``claimed`` → ``sending`` (with ``message_key``), all or none.
+
+        One conditional UpdateItem for a single member (a DM), one TransactWriteItems
+        for a group message. Returns the keys whose marker was no longer ``claimed``
+        (another delivery took or settled them): when any, nothing was written and
+        the message must not be sent as planned.
+        """
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return set()
+        if len(unique) >= MAX_TRANSACT:
+            raise ValueError(f"a planned message covers {len(unique)} members (max 99)")
+        updates = [
+            {
+                "TableName": self.table,
+                "Key": {"pk": _s(key)},
+                "UpdateExpression": "SET #s = :sending, intent_at = :at, #m = :m",
+                "ConditionExpression": "#s = :claimed",
+                "ExpressionAttributeNames": {"#s": "status", "#m": "message"},
+                "ExpressionAttributeValues": {
+                    ":sending": _s(SENDING),
+                    ":claimed": _s(CLAIMED),
+                    ":at": _s(iso_utc(now)),
+                    ":m": _s(message_key[:500]),
+                },
+            }
+            for key in unique
+        ]
+        if len(updates) == 1:
+            ddb = self._ddb()
+            try:
+                ddb.update_item(**updates[0])
+            except ddb.exceptions.ConditionalCheckFailedException:
+                return {unique[0]}
+            return set()
+        failed = self._transact([{"Update": u} for u in updates])
+        return {unique[i] for i in failed or () if i < len(unique)}
+
     def record(
         self, community: str, job_id: str, run_day: date, outcomes: Sequence[Outcome], now: datetime
-    ) -> None:
-        """Turn claimed markers into ``sent``/``failed`` and count them, in transactions."""
+    ) -> list[Outcome]:
+        """Settle markers (each from its ``expect`` status) and count them, in
+        transactions of 99; returns the outcomes written (a marker found in another
+        status was settled by another delivery: its outcome is dropped, uncounted)."""
+        written: list[Outcome] = []
         for start in range(0, len(outcomes), MAX_TRANSACT - 1):
             chunk = list(outcomes[start : start + MAX_TRANSACT - 1])
             while chunk:
@@ -214,7 +297,7 @@ class ReminderStore:
                     names = {"#s": "status"}
                     values: dict[str, Any] = {
                         ":s": _s(o.status),
-                        ":claimed": _s(CLAIMED),
+                        ":from": _s(o.expect),
                         ":at": _s(iso_utc(now)),
                         ":dl": _s(o.delivery or "-"),
                     }
@@ -226,26 +309,32 @@ class ReminderStore:
                         update += ", #e = :e"
                         names["#e"] = "error"
                         values[":e"] = _s(o.error[:500])
+                    if o.reason:
+                        update += ", #r = :r"
+                        names["#r"] = "reason"
+                        values[":r"] = _s(o.reason)
                     items.append(
                         {
                             "Update": {
                                 "TableName": self.table,
                                 "Key": {"pk": _s(o.key)},
                                 "UpdateExpression": update,
-                                "ConditionExpression": "#s = :claimed",
+                                "ConditionExpression": "#s = :from",
                                 "ExpressionAttributeNames": names,
                                 "ExpressionAttributeValues": values,
                             }
                         }
                     )
-                    counts[o.status] = counts.get(o.status, 0) + 1
+                    counts[o.counter] = counts.get(o.counter, 0) + 1
                 items.append(self._counter_update(community, run_day, job_id, counts))
                 failed = self._transact(items)
                 if failed is None:
+                    written.extend(chunk)
                     break
-                # A marker no longer claimed was recorded by an earlier attempt.
+                # A marker no longer in the expected status was settled elsewhere.
                 drop = set(failed)
                 chunk = [o for i, o in enumerate(chunk) if i not in drop]
+        return written
 
     def release(self, keys: Iterable[str]) -> None:
         """Delete claimed markers whose sends never started (out of time): the
@@ -272,7 +361,7 @@ class ReminderStore:
             items = self._batch_get(
                 unique[start : start + 100],
                 ProjectionExpression="pk, job_id, run_day, #s, sent_at, "
-                "convert_until, converted_at",
+                "convert_until, converted_at, intent_at",
                 ExpressionAttributeNames={"#s": "status"},
             )
             found.extend(_marker(i) for i in items)
@@ -376,9 +465,13 @@ class ReminderStore:
             }
         }
 
-    def _transact(self, items: list[dict[str, Any]]) -> list[int] | None:
+    def _transact(
+        self, items: list[dict[str, Any]], old: dict[int, dict[str, Any]] | None = None
+    ) -> list[int] | None:
         """Run one transaction; ``None`` when applied, else the indexes of the
-        elements whose condition failed (a cancellation for another reason raises)."""
+        elements whose condition failed (a cancellation for another reason raises).
+        ``old`` receives, by index, the items those elements found (when they asked
+        for them with ``ReturnValuesOnConditionCheckFailure``)."""
         ddb = self._ddb()
         try:
             ddb.transact_write_items(TransactItems=items)
@@ -392,6 +485,10 @@ class ReminderStore:
             ]
             if not failed or others:
                 raise
+            if old is not None:
+                for i in failed:
+                    if reasons[i].get("Item"):
+                        old[i] = reasons[i]["Item"]
             return failed
         return None
 
@@ -413,4 +510,5 @@ def _marker(item: Mapping[str, Any]) -> Marker:
         sent_at=instant("sent_at"),
         convert_until=instant("convert_until"),
         converted_at=instant("converted_at"),
+        intent_at=instant("intent_at"),
     )
