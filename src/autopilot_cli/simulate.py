@@ -854,7 +854,8 @@ def collect_reminders(
     runtime: LocalRuntime, config: Config, start: datetime, end: datetime
 ) -> dict[str, Any]:
     """Per community, job and local day: selected, sent, skipped by reason, failed,
-    converted (the reminder counters; ``uncertain``: claimed with no recorded outcome)."""
+    uncertain (the send started, its outcome is unknown: never re-sent), converted
+    (the reminder counters)."""
     from autopilot.reminders.rules import OUTCOME_COUNTERS, SKIPPED_PREFIX
     from autopilot.reminders.service import counters_of
 
@@ -877,6 +878,7 @@ def collect_reminders(
                     "sent": counts.get("sent", 0),
                     "skipped": skipped,
                     "failed": counts.get("failed", 0),
+                    "uncertain": counts.get("uncertain", 0),
                     "converted": counts.get("converted", 0),
                 }
     return out
@@ -1067,6 +1069,8 @@ def _reminder_note(summary: dict[str, Any], community_id: str, occ: dict[str, An
         note += f", {skipped} skipped ({reasons})"
     if row["failed"]:
         note += f", {row['failed']} FAILED"
+    if row.get("uncertain"):
+        note += f", {row['uncertain']} uncertain"
     return note + f", {row['converted']} checked in after it"
 
 
@@ -1131,13 +1135,20 @@ def print_day_by_day(summary: dict[str, Any], config: Config, out: TextIO | None
     for jobs in summary.get("reminders", {}).values():
         for days in jobs.values():
             for row in days.values():
-                totals.update({k: row[k] for k in ("selected", "sent", "failed", "converted")})
+                totals.update(
+                    {
+                        k: row.get(k, 0)
+                        for k in ("selected", "sent", "failed", "uncertain", "converted")
+                    }
+                )
                 totals["skipped"] += sum(row["skipped"].values())
     if totals:
         rate = totals["converted"] / totals["sent"] if totals["sent"] else 0.0
         out.write(
             f"Reminders: {totals['selected']} selected, {totals['sent']} sent, "
-            f"{totals['skipped']} skipped, {totals['failed']} failed; "
+            f"{totals['skipped']} skipped, {totals['failed']} failed"
+            + (f", {totals['uncertain']} uncertain" if totals["uncertain"] else "")
+            + "; "
             f"{totals['converted']} checked in after one ({rate:.0%}).\n"
         )
 
