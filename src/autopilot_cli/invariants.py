@@ -403,9 +403,15 @@ def _check_uncertain(row: _Row, faulted: dict[str, Any]) -> None:
             row.fail(f"post {ref} to {post['channel']} left unresolved ({status})")
         elif status == "failed" and landed:
             row.fail(f"post {ref} reached {post['channel']} but is recorded failed")
+    # Reported: the incident is recorded, or an alert naming it reached a channel.
     alerts = " ".join(faulted["alerts"])
+    heard = [str(m.get("text") or "") for m in faulted["sinks"]]
     for occ in faulted["occurrences"]:
-        if occ["status"] == "uncertain" and occ["key"] not in alerts and occ["job"] not in alerts:
+        if occ["status"] != "uncertain":
+            continue
+        incident = f"#{occ['job']}#{occ['key']}"
+        told = any(occ["job"] in text and occ["key"] in text for text in heard)
+        if incident not in alerts and not told:
             row.fail(
                 f"uncertain occurrence {occ['community']}/{occ['job']}@{occ['key']} not "
                 "reported to ops",

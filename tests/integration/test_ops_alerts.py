@@ -123,3 +123,35 @@ def test_an_alerts_channel_must_be_one_of_the_communitys_channels(tmp_path: Path
     (error,) = report.errors
     assert "alerts.channel" in str(error) and "unknown channel 'pager'" in str(error)
     assert ":8:" in str(error)  # the line of the mistake
+
+
+def test_an_alert_whose_answer_was_lost_keeps_its_incident(stack, monkeypatch):
+    """The ops channel may have shown it: posting it again could repeat it. A refused
+    alert frees the incident instead (a later check may post it)."""
+    from autopilot.channels.base import Delivery
+    from autopilot.channels.local import FileChannel
+
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    push(stack)
+    app = stack.app()
+    app.dispatcher._actions["post"] = lambda ctx: ActionResult(ok=False, error="webhook gone")
+    answers = iter([True, False])
+
+    def lost_or_refused(self, message, *, now, deadline=None):
+        unknown = next(answers)
+        return Delivery(self.id, False, now.isoformat(), error="no answer", unknown=unknown)
+
+    monkeypatch.setattr(FileChannel, "send_to_community", lost_or_refused)
+    stack.clock.set(MORNING)
+    app.tick()
+    scheduler_table = stack.runtime.function_env("DispatcherFunction")["SCHEDULER_TABLE"]
+    ddb = client("dynamodb", "us-east-1")
+
+    def incidents() -> list[str]:
+        items = ddb.scan(TableName=scheduler_table)["Items"]
+        return [i["pk"]["S"] for i in items if i["pk"]["S"].startswith("ALERT#occ#")]
+
+    assert len(incidents()) == 1  # lost answer: kept
+    stack.clock.advance(timedelta(days=1))
+    app.tick()
+    assert len(incidents()) == 1  # the second day's failure was refused: freed again

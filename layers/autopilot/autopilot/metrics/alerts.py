@@ -222,7 +222,9 @@ class AlertService:
                     now=now,
                     deadline=Deadline(None),
                 )
-                posted += int(delivery.ok)
+                # An alert whose answer was lost may well have been read: keep the
+                # incident (posting it again could repeat it); only a refusal frees it.
+                posted += int(delivery.ok or delivery.unknown)
                 if not delivery.ok:
                     logger.error("ops alert %s not delivered: %s", key, delivery.error)
             except Exception:
