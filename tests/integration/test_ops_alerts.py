@@ -155,3 +155,58 @@ def test_an_alert_whose_answer_was_lost_keeps_its_incident(stack, monkeypatch):
     stack.clock.advance(timedelta(days=1))
     app.tick()
     assert len(incidents()) == 1  # the second day's failure was refused: freed again
+
+
+def test_an_outcome_whose_write_lost_its_answer_is_still_reported(stack, monkeypatch):
+    """finish() applied, the answer lost (the SDK's re-send then fails its condition):
+    the record holds this worker's outcome, so the tick reports it and ops hear."""
+    from autopilot.scheduler.store import OccurrenceItem
+    from botocore.exceptions import ReadTimeoutError
+    from pynamodb.exceptions import UpdateError
+
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    push(stack)
+    app = stack.app()
+    app.dispatcher._actions["post"] = lambda ctx: ActionResult(ok=False, error="webhook gone")
+    original = OccurrenceItem.update
+    lost: list[int] = []
+
+    def applied_then_lost(self, actions, condition=None, **kwargs):
+        result = original(self, actions, condition=condition, **kwargs)
+        if any("finished_at_utc" in str(a) for a in actions) and not lost:
+            lost.append(1)
+            raise UpdateError("Failed to update item", ReadTimeoutError(endpoint_url="x"))
+        return result
+
+    monkeypatch.setattr(OccurrenceItem, "update", applied_then_lost)
+    stack.clock.set(MORNING)
+    report = app.tick()
+    assert lost == [1]
+    assert report.summary()["counts"]["failed"] == 1
+    (text,) = alerts(stack)
+    assert "morning-post" in text
+
+
+def test_an_incident_that_cannot_be_recorded_is_still_posted(stack, monkeypatch):
+    from autopilot.metrics.alerts import OPEN_TRIES, AlertStore
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setenv("AUTOPILOT_OUTPUT_DIR", str(stack.output_dir))
+    push(stack)
+    app = stack.app()
+    app.dispatcher._actions["post"] = lambda ctx: ActionResult(ok=False, error="webhook gone")
+    tries: list[int] = []
+
+    def throttled(self, key, now):
+        tries.append(1)
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+            "PutItem",
+        )
+
+    monkeypatch.setattr(AlertStore, "open", throttled)
+    stack.clock.set(MORNING)
+    app.tick()
+    assert len(tries) == OPEN_TRIES
+    (text,) = alerts(stack)
+    assert "morning-post" in text and "webhook gone" in text

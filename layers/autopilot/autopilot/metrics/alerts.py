@@ -43,6 +43,8 @@ CHECK_EVERY = timedelta(minutes=15)
 #: The outbox is read only this long after a finance job fired in the container (the
 #: worker reconciles minutes after): idle ticks make no DynamoDB request.
 OUTBOX_WATCH = timedelta(hours=2)
+# Tries at recording an incident when DynamoDB fails transiently.
+OPEN_TRIES = 3
 FINANCE_ACTIONS = frozenset({"ledger_export", "ledger_reconcile", "ledger_audit"})
 #: Incident records expire (TTL) after this long.
 INCIDENT_TTL = timedelta(days=30)
@@ -178,7 +180,10 @@ class AlertService:
                     continue
                 text = occurrence_alert(community, occ)
                 key = f"occ#{occ.community_id}#{occ.job_id}#{occ.occurrence_id or occ.key}"
-                posted += self.alert(community, key, text, report.now_utc)
+                try:  # one alert's trouble must not silence the others
+                    posted += self.alert(community, key, text, report.now_utc)
+                except Exception:
+                    logger.exception("ops alert %s could not be posted", key)
             watching = self._watch_outbox_until is not None and now <= self._watch_outbox_until
             if watching and (
                 self._last_outbox_check is None or now - self._last_outbox_check >= CHECK_EVERY
@@ -206,7 +211,7 @@ class AlertService:
         """Post ``text`` once for incident ``key`` to each community's alert channel."""
         logger.error("OPS ALERT %s: %s", key, text)
         targets = [c for c in communities if c.alerts_channel is not None]
-        if not targets or not self.store.table or not self.store.open(key, now):
+        if not targets or not self.store.table or not self._open(key, now):
             return 0
         from autopilot.channels.registry import build_channel
 
@@ -233,6 +238,21 @@ class AlertService:
             # Nobody heard it: forget the incident so a later check can post it again.
             self.store.close(key)
         return posted
+
+    def _open(self, key: str, now: datetime) -> bool:
+        """Open the incident, retrying transient DynamoDB errors. If DynamoDB keeps
+        failing, the alert is posted anyway: told twice beats never told (nothing
+        else would ever post this incident)."""
+        from autopilot.aws import is_transient
+
+        for _ in range(OPEN_TRIES):
+            try:
+                return self.store.open(key, now)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                logger.warning("opening incident %s: %s", key, exc)
+        return True
 
     def _check_outbox(self, by_id: dict[str, Community], now: datetime) -> int:
         posted = 0

@@ -62,6 +62,8 @@ MAX_ATTEMPTS = 3
 # given back for the next tick this many times at most (a minute apart), then failed;
 # those runs do not use up MAX_ATTEMPTS.
 MAX_TRANSIENT_RETRIES = 10
+# Writes of an outcome tried in all when DynamoDB keeps failing transiently.
+_FINISH_TRIES = 3
 # Occurrence records are kept this long (the watermark, not the record, stops reruns).
 RECORD_RETENTION = timedelta(days=90)
 
@@ -483,7 +485,32 @@ class SchedulerStore:
 
         ``worker`` is the token the claim returned; a worker whose claim was taken
         over (its lease expired) records nothing and gets False.
+
+        The write may be applied and its answer lost (a read timeout; or the SDK
+        re-sent it and the re-send met the first one's success as a failed
+        condition). Then the record is read back: if it holds this worker's
+        outcome, the outcome was recorded (True), so the caller still reports and
+        alerts it; a record still ``claimed`` by this worker gets the write again.
         """
+        for _ in range(_FINISH_TRIES - 1):
+            try:
+                return self._finish_once(occ, status, now, worker, outcome, reason)
+            except Exception as exc:
+                from autopilot.aws import is_transient
+
+                if not is_transient(exc):
+                    raise
+        return self._finish_once(occ, status, now, worker, outcome, reason)
+
+    def _finish_once(
+        self,
+        occ: Occurrence,
+        status: str,
+        now: datetime,
+        worker: str,
+        outcome: dict[str, Any] | None,
+        reason: str | None,
+    ) -> bool:
         item = OccurrenceItem(job_pk(occ.community_id, occ.job_id), f"OCC#{occ.id}")
         actions: list[Action] = [
             OccurrenceItem.status.set(status),
@@ -502,9 +529,22 @@ class SchedulerStore:
             )
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False  # our lease expired and another worker took over
+                # Our lease expired and another worker took over — or our own
+                # earlier attempt of this write landed (its answer was lost).
+                return self._recorded_by(item, status, worker)
+            if self._recorded_by(item, status, worker):
+                return True  # applied; only the answer was lost
             raise
         return True
+
+    @staticmethod
+    def _recorded_by(item: OccurrenceItem, status: str, worker: str) -> bool:
+        """Whether the record already holds ``worker``'s outcome ``status``."""
+        try:
+            current = OccurrenceItem.get(item.pk, item.sk, consistent_read=True)
+        except OccurrenceItem.DoesNotExist:
+            return False
+        return current.status == status and current.claimed_by == worker
 
     def release(self, occ: Occurrence, *, worker: str, now: datetime, reason: str) -> bool:
         """Give a claim back for a retry: its action met a transient AWS error.
