@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import autopilot.dynamo  # noqa: F401 - installs the robust properties
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
-
-import autopilot.dynamo  # noqa: F401 - installs the robust properties
 
 
 def test_a_read_timeout_has_no_response_code_instead_of_raising() -> None:
