@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -144,19 +144,17 @@ def _sink_messages(config: Config, out: Path) -> list[dict[str, Any]]:
 
 def _alert_keys(runtime: Any, table: str) -> list[str]:
     """The ops incidents opened (``ALERT#<key>`` items of the scheduler table)."""
-    ddb = runtime.client("dynamodb")
-    keys: list[str] = []
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "begins_with(pk, :a)",
-        "ExpressionAttributeValues": {":a": {"S": "ALERT#"}},
-    }
-    while True:
-        page = ddb.scan(**kwargs)
-        keys += [item["pk"]["S"][len("ALERT#") :] for item in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return sorted(set(keys))
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = (
+        runtime.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=table,
+            FilterExpression="begins_with(pk, :a)",
+            ExpressionAttributeValues={":a": {"S": "ALERT#"}},
+        )
+    )
+    keys = {item["pk"]["S"][len("ALERT#") :] for page in pages for item in page.get("Items", [])}
+    return sorted(keys)
 
 
 def _stock(runtime: Any, config: Config, table: str) -> list[dict[str, Any]]:
@@ -189,22 +187,20 @@ def _stock(runtime: Any, config: Config, table: str) -> list[dict[str, Any]]:
 def _coupons(runtime: Any, table: str | None) -> list[dict[str, Any]]:
     if not table:
         return []
-    ddb = runtime.client("dynamodb")
-    rows: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "begins_with(sk, :c) AND attribute_exists(given_to)",
-        "ExpressionAttributeValues": {":c": {"S": "CODE#"}},
-    }
-    while True:
-        page = ddb.scan(**kwargs)
-        rows += [
-            {"pool": i["pk"]["S"], "code": i["code"]["S"], "given_to": i["given_to"]["S"]}
-            for i in page.get("Items", [])
-        ]
-        if "LastEvaluatedKey" not in page:
-            return rows
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = (
+        runtime.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=table,
+            FilterExpression="begins_with(sk, :c) AND attribute_exists(given_to)",
+            ExpressionAttributeValues={":c": {"S": "CODE#"}},
+        )
+    )
+    return [
+        {"pool": i["pk"]["S"], "code": i["code"]["S"], "given_to": i["given_to"]["S"]}
+        for page in pages
+        for i in page.get("Items", [])
+    ]
 
 
 # --------------------------------------------------------------------------- #
@@ -510,32 +506,16 @@ def _check_snapshots(row: _Row, baseline: dict[str, Any], faulted: dict[str, Any
 # --------------------------------------------------------------------------- #
 
 
-def run_with_faults(run: Callable[..., Any], config_path: str, **kwargs: Any) -> Any:
-    """Run fault-free into ``<out>/baseline``, then with faults into ``<out>``; check."""
+def run_with_faults(config_path: str, *, faults: Any, **kwargs: Any) -> Any:
+    """Run fault-free into ``<out>/baseline`` (quietly), then with ``faults`` into
+    ``<out>``; check the invariants and add them to the faulted run's summary."""
     from autopilot_cli.simulate import _run
 
     out = Path(kwargs["out_dir"])
-    spec = kwargs.pop("faults")
-    log: TextIO | None = kwargs.pop("log", None)
-    progress = kwargs.pop("progress", None)
-    common = {k: v for k, v in kwargs.items() if k != "out_dir"}
-    common.setdefault("on_day", None)
-    baseline = _run(
-        config_path,
-        out_dir=str(out / "baseline"),
-        log=None,
-        progress=None,
-        injector_spec=None,
-        **common,
-    )
-    faulted = _run(
-        config_path,
-        out_dir=str(out),
-        log=log,
-        progress=progress,
-        injector_spec=spec,
-        **common,
-    )
+    log: TextIO | None = kwargs.get("log")
+    quiet = {**kwargs, "out_dir": str(out / "baseline"), "log": None, "progress": None}
+    _run(config_path, injector_spec=None, **quiet)
+    faulted = _run(config_path, injector_spec=faults, **kwargs)
     base_facts = json.loads((out / "baseline" / "facts.json").read_text(encoding="utf-8"))
     facts = json.loads((out / "facts.json").read_text(encoding="utf-8"))
     faults_log = [
@@ -553,7 +533,6 @@ def run_with_faults(run: Callable[..., Any], config_path: str, **kwargs: Any) ->
     )
     if log is not None:
         print_invariants(summary, log)
-    del baseline
     return faulted
 
 
@@ -581,8 +560,3 @@ def print_invariants(summary: dict[str, Any], out: TextIO) -> None:
             f"Reproduce: autopilot simulate … --seed {summary['seed']} --faults "
             f"'{faults.get('spec')}' (same seed and spec, same faults)\n"
         )
-
-
-def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, bool]:
-    """Invariant name → held (for tables)."""
-    return {row["name"]: bool(row["held"]) for row in rows}

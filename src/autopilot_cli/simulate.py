@@ -139,41 +139,25 @@ def run_simulation(
     (written to ``out_dir/baseline``) and ``summary.json`` gets ``faults`` and
     ``invariants`` (:mod:`autopilot_cli.invariants`).
     """
+    common: dict[str, Any] = {
+        "start": start,
+        "days": days,
+        "members": members,
+        "seed": seed,
+        "out_dir": out_dir,
+        "outages": outages,
+        "template_path": template_path,
+        "log": log,
+        "log_level": log_level,
+        "secrets": secrets,
+        "progress": progress,
+        "on_day": on_day,
+    }
     if faults:
         from autopilot_cli.invariants import run_with_faults
 
-        return run_with_faults(
-            run_simulation,
-            config_path,
-            start=start,
-            days=days,
-            members=members,
-            seed=seed,
-            out_dir=out_dir,
-            outages=outages,
-            template_path=template_path,
-            log=log,
-            log_level=log_level,
-            secrets=secrets,
-            progress=progress,
-            faults=faults,
-        )
-    return _run(
-        config_path,
-        start=start,
-        days=days,
-        members=members,
-        seed=seed,
-        out_dir=out_dir,
-        outages=outages,
-        template_path=template_path,
-        log=log,
-        log_level=log_level,
-        secrets=secrets,
-        progress=progress,
-        on_day=on_day,
-        injector_spec=None,
-    )
+        return run_with_faults(config_path, faults=faults, **common)
+    return _run(config_path, injector_spec=None, **common)
 
 
 def _run(
@@ -243,7 +227,6 @@ def _run(
             faults_active,
         ):
             triggers = Triggers(runtime, clock, injector=injector, log=console_log)
-            triggers.install_freeze_handler()
             if injector is not None:
                 injector.enabled = False  # setting up the account is not under test
             bucket = runtime.physical_id("ConfigBucket")
@@ -304,7 +287,7 @@ def _run(
                 next_checkin = planned[index][0] if index < len(planned) else None
                 deferred = triggers.next_deferred()
                 if deferred is not None and deferred >= end:
-                    deferred = None  # recovery past the end: see _settle
+                    deferred = None  # recovery past the end: see Triggers.settle
                 upcoming = min(
                     t for t in (pending_tick, next_checkin, deferred, end) if t is not None
                 )
@@ -368,7 +351,7 @@ def _run(
                 ticks += 1
                 now, pending_tick = pending_tick, None
             with contextlib.redirect_stdout(_CONSOLE):
-                _settle(triggers, end)
+                triggers.settle(end)
             if injector is not None:
                 injector.enabled = False  # reading the results back is not under test
             summary = collect_summary(
@@ -493,20 +476,6 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
-
-
-def _settle(triggers: Triggers, end: datetime) -> None:
-    """After the last event: let redeliveries already under way finish (SQS messages
-    a crashed function left in flight), as AWS would; scheduled ticks stop at ``end``."""
-    while triggers.next_deferred() is not None:
-        at = triggers.next_deferred()
-        assert at is not None
-        if at >= end and triggers._deferred[0][2] == "tick":
-            import heapq
-
-            heapq.heappop(triggers._deferred)  # no more schedule ticks after the end
-            continue
-        triggers.run_deferred()
 
 
 def _tick_after(

@@ -80,9 +80,9 @@ class Triggers:
         self._recovery_minutes: set[datetime] = set()
         self._visibility: dict[str, int] = {}
         self._sources: list[SqsEventSource] | None = None
-        #: Sees every tick report a dispatcher invocation returned (recoveries too).
-        self.on_report: Callable[[Any], None] | None = None
         runtime.around_invoke = self._around_invoke
+        if injector is not None:
+            injector.on_freeze = self._freeze_elsewhere
 
     # ------------------------------------------------------------------ #
     # Invocation clocks
@@ -119,6 +119,16 @@ class Triggers:
 
     def next_deferred(self) -> datetime | None:
         return self._deferred[0][0] if self._deferred else None
+
+    def settle(self, end: datetime) -> None:
+        """After the last event: let redeliveries already under way finish (SQS
+        messages a crashed function left in flight), as AWS would; schedule ticks
+        stop at ``end``."""
+        while self._deferred:
+            if self._deferred[0][0] >= end and self._deferred[0][2] == "tick":
+                heapq.heappop(self._deferred)  # no more schedule ticks after the end
+                continue
+            self.run_deferred()
 
     def run_deferred(self) -> str:
         """Run the earliest deferred delivery (the world's clock moved to its time)."""
@@ -159,10 +169,7 @@ class Triggers:
 
     def _invoke_tick(self, event: dict[str, Any], slot: str = "") -> Any:
         try:
-            report = self.runtime.invoke(DISPATCHER, event, slot=slot)
-            if self.on_report is not None:
-                self.on_report(report)
-            return report
+            return self.runtime.invoke(DISPATCHER, event, slot=slot)
         except SimulatedCrash as crash:
             self._crashed(DISPATCHER, slot, crash)
         except Exception as exc:  # the tick failed: the next minutes' ticks retry
@@ -217,7 +224,7 @@ class Triggers:
             if rounds > 1000:
                 raise RuntimeError("SQS delivery did not settle after 1000 rounds")
             for source in self._sources:
-                while self.runtime._has_visible_messages(source.queue_id):
+                while self.runtime.has_visible_messages(source.queue_id):
                     self._deliver_batch(source)
                     progressing = True
 
@@ -266,19 +273,9 @@ class Triggers:
             self.work["errors"] += 1
             self._note(f"[{source.function_id}] failed on {source.queue_id}: {exc!r}")
             return set(handles)
-        failed: set[str] = set()
-        if self.runtime._reports_batch_item_failures(source.function_id, source.queue_id):
-            reported = (
-                (result or {}).get("batchItemFailures") or [] if isinstance(result, dict) else []
-            )
-            identifiers = [
-                f.get("itemIdentifier") if isinstance(f, dict) else None for f in reported
-            ]
-            failed = (
-                set(handles)
-                if any(i not in handles for i in identifiers)
-                else {str(i) for i in identifiers}
-            )
+        failed = self.runtime.failed_message_ids(
+            source.function_id, source.queue_id, handles, result
+        )
         sqs = self.runtime.client("sqs")
         for message_id, handle in handles.items():
             if message_id in failed:
@@ -404,7 +401,3 @@ class Triggers:
         if function_id == DISPATCHER and slot != OVERLAP_SLOT:
             self.recovery["ticks_during_freeze"] += 1
             self._invoke_tick(self.runtime.scheduled_event(self.world.now()), slot=OVERLAP_SLOT)
-
-    def install_freeze_handler(self) -> None:
-        if self.injector is not None:
-            self.injector.on_freeze = self._freeze_elsewhere

@@ -1237,16 +1237,7 @@ class LocalRuntime:
             return None
         result = self.invoke(function_id, event)
         handles = {r["messageId"]: r["receiptHandle"] for r in event["Records"]}
-        failed: set[str] = set()
-        if self._reports_batch_item_failures(function_id, queue_id) and isinstance(result, dict):
-            reported = result.get("batchItemFailures") or []
-            identifiers = [
-                f.get("itemIdentifier") if isinstance(f, dict) else None for f in reported
-            ]
-            if any(i not in handles for i in identifiers):
-                failed = set(handles)
-            else:
-                failed = {str(i) for i in identifiers}
+        failed = self.failed_message_ids(function_id, queue_id, handles, result)
         to_delete = [(mid, h) for mid, h in handles.items() if mid not in failed]
         sqs = self._client("sqs")
         for start in range(0, len(to_delete), 10):
@@ -1334,6 +1325,27 @@ class LocalRuntime:
                 # A delivery may enqueue for a source swept earlier: sweep again.
                 progressing = True
         return delivered
+
+    def failed_message_ids(
+        self, function_id: str, queue_id: str, message_ids: Iterable[str], result: Any
+    ) -> set[str]:
+        """The messages of a batch the function succeeded on that Lambda keeps:
+        those it reported in ``batchItemFailures`` (with ``ReportBatchItemFailures``
+        on its SQS event); a report naming a message not in the batch fails all."""
+        batch = set(message_ids)
+        if not self._reports_batch_item_failures(function_id, queue_id):
+            return set()
+        if not isinstance(result, dict):
+            return set()
+        reported = result.get("batchItemFailures") or []
+        identifiers = [f.get("itemIdentifier") if isinstance(f, dict) else None for f in reported]
+        if any(i not in batch for i in identifiers):
+            return batch
+        return {str(i) for i in identifiers}
+
+    def has_visible_messages(self, queue_id: str) -> bool:
+        """Whether the queue has messages a poll would receive now."""
+        return self._has_visible_messages(queue_id)
 
     def _has_visible_messages(self, queue_id: str) -> bool:
         # One cheap GetQueueAttributes instead of a ReceiveMessage on an empty queue.

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from autopilot.aws import is_transient
 from autopilot.channels.base import ChannelEnvironment, Deadline, Message
 from autopilot.config.model import Community, Config
 from autopilot.scheduler.service import UNCERTAIN, OccurrenceReport, TickReport, uncertain_channels
@@ -243,8 +244,6 @@ class AlertService:
         """Open the incident, retrying transient DynamoDB errors. If DynamoDB keeps
         failing, the alert is posted anyway: told twice beats never told (nothing
         else would ever post this incident)."""
-        from autopilot.aws import is_transient
-
         for _ in range(OPEN_TRIES):
             try:
                 return self.store.open(key, now)

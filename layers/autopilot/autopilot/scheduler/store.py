@@ -50,6 +50,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
+from autopilot.aws import is_transient
 from autopilot.dynamo import bind_table, transaction
 from autopilot.scheduler.rules import Occurrence
 from autopilot.timeutil import iso_utc
@@ -496,8 +497,6 @@ class SchedulerStore:
             try:
                 return self._finish_once(occ, status, now, worker, outcome, reason)
             except Exception as exc:
-                from autopilot.aws import is_transient
-
                 if not is_transient(exc):
                     raise
         return self._finish_once(occ, status, now, worker, outcome, reason)
