@@ -125,13 +125,16 @@ def test_summary_reports_faults_and_invariants(tmp_path: Path) -> None:
     assert any(key.startswith("crashed:") for key in recovery), recovery
 
 
-rates = st.sampled_from([0.0, 0.02, 0.05, 0.1, 0.2])
+# Within the design envelope (the standard spec's rates and up to twice them): far
+# beyond it jobs exhaust their retry budgets by design and are failed and reported
+# (docs/reliability.md, "Beyond the design envelope"), which no plan here should hit.
+rates = st.sampled_from([0.01, 0.02, 0.05])
 
 
 @st.composite
 def fault_plans(draw: st.DrawFn) -> tuple[int, FaultSpec]:
     kinds = draw(st.sets(st.sampled_from(sorted(FAULT_KINDS)), min_size=1, max_size=5))
-    spec = FaultSpec({kind: draw(rates.filter(lambda r: r > 0)) for kind in kinds})
+    spec = FaultSpec({kind: draw(rates) for kind in kinds})
     return draw(st.integers(min_value=0, max_value=10_000)), spec
 
 
@@ -141,7 +144,9 @@ def fault_plans(draw: st.DrawFn) -> tuple[int, FaultSpec]:
     derandomize=True,  # the same plans in every CI run: a failure names its seed and spec
     # No shrinking: a failing plan is reported as drawn (its seed and spec reproduce
     # it exactly), and shrinking whole simulated days takes many minutes.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    # No example database either: every run draws exactly the derandomized plans.
+    phases=[Phase.explicit, Phase.generate],
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(plan=fault_plans())
